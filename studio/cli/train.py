@@ -1,0 +1,123 @@
+"""``studio train``: the same engine as the Train pane, headless (also under ``accelerate launch``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune from a config file and/or flags; writes a run folder")
+    p.add_argument("config", nargs="?", help="run config YAML (flags below override its fields)")
+    p.add_argument("--model", help="base model folder (default: the bundled model)")
+    p.add_argument("--dataset", action="append", help="training file (repeat for several)")
+    p.add_argument("--eval", action="append", help="separate eval file (repeat for several)")
+    p.add_argument("--method", choices=["lora", "qlora", "full"])
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--seq", type=int, help="max sequence length")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--rank", type=int)
+    p.add_argument("--out", help="run folder to write (default: a new folder in the runs store)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted or stopped run from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON event per line instead of a progress bar")
+    p.set_defaults(func=_run)
+
+
+def _build_config(args: argparse.Namespace):
+    from pathlib import Path
+
+    from studio.core.config import RunConfig, apply_overrides, default_lr, load_config
+
+    if args.resume:
+        return load_config(Path(args.resume) / "config.yaml")
+    cfg = load_config(Path(args.config)) if args.config else RunConfig()
+    overrides = {
+        "model.path": args.model,
+        "dataset.train": args.dataset,
+        "dataset.eval": args.eval,
+        "method": args.method,
+        "training.max_steps": args.max_steps,
+        "training.epochs": args.epochs,
+        "training.batch_size": args.batch,
+        "training.max_seq_len": args.seq,
+        "training.lr": args.lr,
+        "lora.r": args.rank,
+    }
+    if args.method and args.lr is None and not args.config:
+        overrides["training.lr"] = default_lr(args.method)
+    cfg = apply_overrides(cfg, overrides)
+    if not cfg.model.path:
+        from studio.core.models.store import ensure_default_model
+
+        cfg = apply_overrides(cfg, {"model.path": str(ensure_default_model(_progress_line))})
+    if not cfg.dataset.train:
+        from studio.core.paths import demo_dataset
+
+        cfg = apply_overrides(cfg, {"dataset.train": [str(demo_dataset())]})
+    return cfg
+
+
+def _progress_line(frac: float, msg: str) -> None:
+    print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+
+
+class ProgressPrinter:
+    """One refreshing progress line on a terminal; plain lines when piped."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = time.time()
+
+    def __call__(self, ev) -> None:
+        kind = ev.kind
+        if kind == "step":
+            frac = ev.step / max(1, ev.total_steps)
+            bar = "#" * int(frac * 30)
+            elapsed = time.time() - self.started
+            eta = elapsed / frac - elapsed if frac > 0 else 0
+            line = (f"[{bar:<30}] {ev.step}/{ev.total_steps} loss {ev.loss:.4f} lr {ev.lr:.2e} "
+                    f"{ev.tokens_per_s:,.0f} tok/s  eta {eta:,.0f}s")
+            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+            return
+        if self.tty:
+            print(file=sys.stderr)
+        if kind == "eval":
+            print(f"eval @ step {ev.step}: loss {ev.eval_loss:.4f}  perplexity {ev.perplexity:.2f}", file=sys.stderr)
+        elif kind == "state":
+            print(f"{ev.state}{': ' + ev.detail if ev.detail else ''}", file=sys.stderr)
+        elif kind == "log":
+            print(f"{ev.level}: {ev.message}", file=sys.stderr)
+        elif kind == "checkpoint":
+            print(f"checkpoint @ step {ev.step}", file=sys.stderr)
+        elif kind == "run_started":
+            print(f"run {ev.run_dir}\n  {ev.method} on {ev.device}: {ev.trainable_params:,} trainable of "
+                  f"{ev.total_params:,} params; {ev.train_rows} train / {ev.eval_rows} eval rows; {ev.total_steps} steps",
+                  file=sys.stderr)
+        elif kind == "run_finished":
+            print(f"{ev.status}: {ev.reason}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from pathlib import Path
+
+    from studio.core.training.engine import Control, train
+
+    cfg = _build_config(args)
+    control = Control()
+    # Ctrl-C finishes the step and writes a checkpoint instead of losing the run.
+    signal.signal(signal.SIGINT, lambda *_: control.request_stop())
+    if args.json:
+        def emit(ev) -> None:
+            print(json.dumps(ev.to_dict()), flush=True)
+    else:
+        emit = ProgressPrinter()
+    run_dir = Path(args.resume or args.out) if (args.resume or args.out) else None
+    result = train(cfg, run_dir=run_dir, emit=emit, control=control, resume=bool(args.resume))
+    if not args.json:
+        print(result.adapter_dir or result.run_dir)
+    return 0 if result.status in ("completed", "stopped") else 1

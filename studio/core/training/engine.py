@@ -1,0 +1,456 @@
+"""The training engine: ``train(cfg, emit=..., control=...)`` on transformers' Trainer + peft.
+
+Qt-free and thread-agnostic: the GUI runs it in a QThread, the CLI in the main thread, and
+``accelerate launch`` / ``torchrun`` in several processes (only rank 0 journals and emits). Every
+event is written to the run's journal before the caller sees it. Stop and pause are flags read at
+step boundaries, so they work from any thread without a queued call that a busy loop never runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.core.config import RunConfig
+from studio.core.errors import StudioError
+from studio.core.fsutil import atomic_dir, atomic_write_text
+from studio.core.training import runs
+from studio.core.training.events import (
+    Checkpoint,
+    Evaluation,
+    Event,
+    Log,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+    Step,
+)
+
+Emit = Callable[[Event], None]
+
+
+class Control:
+    """Thread-safe requests from the UI to a running engine, honoured at the next step boundary."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused run must wake up to stop
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._running.wait(timeout=0.2):
+            pass
+
+
+@dataclass
+class TrainResult:
+    status: str
+    reason: str
+    run_dir: Path
+    adapter_dir: Path | None
+    step: int
+    train_loss: float | None
+    eval_loss: float | None
+    library_id: str = ""
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def pick_device(cfg: RunConfig) -> tuple[str, str]:
+    """(device, dtype name). CPU trains in fp32 (bf16 matmuls are slower there); CUDA in bf16 or fp16."""
+    import torch
+
+    want = cfg.training.device
+    use_cuda = torch.cuda.is_available() and want in ("auto", "cuda")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise StudioError("CUDA was requested but no CUDA GPU is visible. Set device to auto or cpu.")
+    if not use_cuda:
+        dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
+        return "cpu", dtype
+    if cfg.model.dtype != "auto":
+        return "cuda", cfg.model.dtype
+    return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def _memory_now(device: str) -> int:
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def file_fingerprint(files: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _load_model(cfg: RunConfig, device: str, dtype_name: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(cfg.model.path)
+    if not (path / "config.json").is_file():
+        raise StudioError("The base model folder has no config.json. Pick a Hugging Face model folder.", path=path)
+    has_safetensors = any(path.glob("*.safetensors"))
+    if not has_safetensors and not cfg.model.allow_pickle:
+        raise StudioError(
+            "This model has only pickle (.bin) weights, which can run arbitrary code when loaded. "
+            "Convert it to safetensors, or allow pickle weights in the model settings if you trust it.",
+            path=path,
+        )
+    dtype = getattr(torch, dtype_name)
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code, "use_safetensors": has_safetensors}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant.quant_type,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, cfg.quant.compute_dtype),
+        )
+        if device == "cuda":
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def _apply_peft(cfg: RunConfig, model):
+    if cfg.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.grad_checkpointing)
+    targets = cfg.lora.target_modules
+    target_arg: str | list[str] = "all-linear" if targets == ["all-linear"] else list(targets)
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=target_arg,
+        use_dora=cfg.lora.use_dora,
+        use_rslora=cfg.lora.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:
+        raise StudioError(
+            f"LoRA cannot target these modules: {err}. Pick target modules the model has (Configure pane lists them).",
+            detail=str(err),
+        ) from None
+
+
+def _count_params(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    emit: Emit | None = None,
+    control: Control | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train per ``cfg``; journal to ``run_dir`` (new if None). ``resume`` continues ``run_dir``'s last checkpoint."""
+    control = control or Control()
+    is_main = _rank() == 0
+    if resume:
+        if run_dir is None:
+            raise StudioError("Resuming needs the run folder.")
+        run_dir = Path(run_dir)
+    else:
+        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or Path(cfg.model.path).name or "run")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    journal = runs.Journal(run_dir) if is_main else None
+    started = time.time()
+
+    def send(ev: Event) -> None:
+        if journal is not None:
+            journal.append(ev)
+        if emit is not None and is_main:
+            emit(ev)
+
+    if is_main:
+        runs.claim(run_dir)
+        if not resume:
+            atomic_write_text(run_dir / runs.CONFIG_FILE, cfg.to_yaml())
+    step = 0
+    last_loss: float | None = None
+    last_eval: float | None = None
+    peak = 0
+    try:
+        result = _train(cfg, run_dir, send, control, resume, started)
+        return result
+    except StudioError as err:
+        send(RunFinished(status="failed", reason=err.user_text(), step=step, train_loss=last_loss,
+                         eval_loss=last_eval, duration_s=time.time() - started, peak_memory_bytes=peak))
+        raise
+    except BaseException as err:
+        from studio.core.errors import describe_exception
+
+        msg, _detail = describe_exception(err)
+        send(RunFinished(status="failed", reason=msg, step=step, duration_s=time.time() - started))
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+        if is_main:
+            runs.release(run_dir)
+
+
+def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float) -> TrainResult:
+    send(StateChanged(state="loading", detail="Loading model and tokenizer"))
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+    set_seed(cfg.training.seed)
+    device, dtype_name = pick_device(cfg)
+    model, tokenizer = _load_model(cfg, device, dtype_name)
+
+    from studio.core.training.data import PadCollator, build_features
+
+    send(StateChanged(state="loading", detail="Rendering dataset with the chat template"))
+    feats = build_features(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
+    model = _apply_peft(cfg, model)
+    trainable, total = _count_params(model)
+    collator = PadCollator(tokenizer.pad_token_id)
+
+    t = cfg.training
+    has_eval = bool(feats.eval)
+    eval_on = has_eval and t.eval_steps > 0
+    save_on = t.save_steps > 0
+    # Keeping the best checkpoint needs evaluation and saving on the same grid.
+    keep_best = eval_on and save_on and t.save_steps % t.eval_steps == 0
+    if t.early_stopping_patience and not keep_best:
+        raise StudioError(
+            "Early stopping needs an eval set, eval steps > 0, and save steps a multiple of eval steps."
+        )
+    bf16 = device == "cuda" and dtype_name == "bfloat16" and cfg.method != "full"
+    fp16 = device == "cuda" and dtype_name == "float16" and cfg.method != "full"
+    optim = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}[t.optimizer]
+    args = TrainingArguments(
+        output_dir=str(run_dir / runs.CHECKPOINTS_DIR),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        optim=optim,
+        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,
+        **_checkpointing_args(t.grad_checkpointing),
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if eval_on else "no",
+        eval_steps=t.eval_steps if eval_on else None,
+        save_strategy="steps" if save_on else "no",
+        save_steps=t.save_steps if save_on else 500,
+        save_total_limit=2,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model="eval_loss" if keep_best else None,
+        greater_is_better=False if keep_best else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        fp16=fp16,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length",
+        ddp_find_unused_parameters=False,
+    )
+
+    state: dict = {"t_last": time.time(), "tok_last": 0, "peak": 0, "loss": None, "eval": None, "nan": None, "eval_step": -1}
+
+    class Bridge(TrainerCallback):
+        def on_train_begin(self, args, tstate, tcontrol, **kw):
+            send(RunStarted(
+                run_id=run_dir.name, run_dir=str(run_dir), model=cfg.model.path, dataset=list(cfg.dataset.train),
+                dataset_fingerprint=file_fingerprint(cfg.dataset.train), method=cfg.method, device=device_label,
+                total_steps=tstate.max_steps, train_rows=len(feats.train), eval_rows=len(feats.eval),
+                trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
+            ))
+            send(StateChanged(state="training"))
+            state["t_last"] = time.time()
+
+        def on_log(self, args, tstate, tcontrol, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs:
+                return
+            now = time.time()
+            toks = collator.tokens_seen * max(1, int(os.environ.get("WORLD_SIZE", "1")))
+            rate = (toks - state["tok_last"]) / max(1e-6, now - state["t_last"])
+            state["t_last"], state["tok_last"] = now, toks
+            mem = _memory_now(device)
+            state["peak"] = max(state["peak"], mem)
+            loss = float(logs["loss"])
+            state["loss"] = loss
+            gn = logs.get("grad_norm")
+            send(Step(step=tstate.global_step, total_steps=tstate.max_steps, epoch=float(tstate.epoch or 0.0),
+                      loss=loss, lr=float(logs.get("learning_rate", 0.0)),
+                      grad_norm=None if gn is None else float(gn), tokens_per_s=rate, tokens_seen=toks, memory_bytes=mem))
+            if not math.isfinite(loss):
+                cause = ("fp16 overflow: switch to bf16 or fp32" if fp16 else
+                         f"the learning rate ({t.lr:g}) is probably too high: try 10x lower")
+                state["nan"] = f"Loss became {loss} at step {tstate.global_step}; {cause}."
+                tcontrol.should_training_stop = True
+                tcontrol.should_save = False
+            elif control.stop_requested:  # requested while this step ran: save this step, not the next
+                tcontrol.should_training_stop = True
+                tcontrol.should_save = save_on
+
+        def on_evaluate(self, args, tstate, tcontrol, metrics=None, **kw):
+            if metrics and "eval_loss" in metrics:
+                loss = float(metrics["eval_loss"])
+                state["eval"], state["eval_step"] = loss, tstate.global_step
+                send(Evaluation(step=tstate.global_step, eval_loss=loss,
+                                perplexity=math.exp(min(loss, 50.0))))
+
+        def on_save(self, args, tstate, tcontrol, **kw):
+            path = Path(args.output_dir) / f"checkpoint-{tstate.global_step}"
+            send(Checkpoint(step=tstate.global_step, path=str(path)))
+
+        def on_step_end(self, args, tstate, tcontrol, **kw):
+            if control.paused and not control.stop_requested:
+                send(StateChanged(state="paused", detail=f"Paused at step {tstate.global_step}"))
+                control.wait_while_paused()
+                if not control.stop_requested:
+                    send(StateChanged(state="training", detail="Resumed"))
+                    state["t_last"], state["tok_last"] = time.time(), collator.tokens_seen
+            if control.stop_requested:
+                tcontrol.should_training_stop = True
+                tcontrol.should_save = save_on
+
+    callbacks: list = [Bridge()]
+    if t.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    device_label = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    trainer = Trainer(
+        model=model, args=args, data_collator=collator, train_dataset=feats.train,
+        eval_dataset=feats.eval if has_eval else None, processing_class=tokenizer, callbacks=callbacks,
+    )
+    # Our events are the only progress output; the Trainer's own dict printer would duplicate them.
+    trainer.remove_callback(PrinterCallback)
+    resume_from = None
+    if resume:
+        ckpt = runs.last_checkpoint(run_dir)
+        if ckpt is None:
+            raise StudioError("This run has no finished checkpoint to resume from; start it again instead.", path=run_dir)
+        resume_from = str(ckpt)
+        send(Log(level="info", message=f"Resuming from {ckpt.name}"))
+    elif has_eval:
+        # The base model's eval loss is the baseline every later point is judged against.
+        send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
+        trainer.evaluate()  # the Bridge journals it as the step-0 point
+
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except torch.OutOfMemoryError as err:
+        raise StudioError(
+            f"Out of memory after {state['peak'] / 2**30:.2f} GiB. Lower the batch size or sequence length, "
+            "turn on gradient checkpointing, or switch to QLoRA (the Configure pane shows what fits).",
+            detail=str(err),
+        ) from None
+    step = trainer.state.global_step
+    if state["nan"]:
+        send(RunFinished(status="failed", reason=state["nan"], step=step, train_loss=state["loss"],
+                         eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"]))
+        return TrainResult("failed", state["nan"], run_dir, None, step, state["loss"], state["eval"])
+
+    if eval_on and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
+        trainer.evaluate()  # a final point so the eval curve ends where training ended
+    stopped = control.stop_requested
+    send(StateChanged(state="saving", detail="Saving adapter"))
+    out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
+    adapter_dir = run_dir / out_name
+    if trainer.is_world_process_zero():
+        with atomic_dir(adapter_dir, overwrite=True) as tmp:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            _fix_base_path(tmp, cfg.model.path)
+    if stopped:
+        reason = f"Stopped by you at step {step}; checkpoint saved, resume any time."
+    elif trainer.control.should_training_stop and t.early_stopping_patience and step < trainer.state.max_steps:
+        reason = f"Early stopping: eval loss did not improve for {t.early_stopping_patience} evaluations."
+    else:
+        reason = "Finished."
+    status = "stopped" if stopped else "completed"
+    library_id = ""
+    send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
+                     eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
+                     library_id=library_id))
+    return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
+
+
+def _checkpointing_args(on: bool) -> dict:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; speak whichever it knows."""
+    if not on:
+        return {}
+    import inspect
+
+    from transformers import TrainingArguments
+
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    key = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+    return {key: True, f"{key}_kwargs": {"use_reentrant": False}}
+
+
+def _fix_base_path(adapter_dir: Path, base: str) -> None:
+    """Point the adapter at the absolute base folder so plain ``PeftModel.from_pretrained`` finds it."""
+    import json
+
+    cfg_path = Path(adapter_dir) / "adapter_config.json"
+    if cfg_path.exists():
+        data = json.loads(cfg_path.read_text())
+        data["base_model_name_or_path"] = str(Path(base).resolve())
+        cfg_path.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,110 @@
+"""Events the engine emits while it trains.
+
+Frozen, JSON-serialisable dataclasses: the journal writes them, the CLI prints them, the Qt worker
+turns them into signals. Because they round-trip through JSON, the engine can later run in a
+subprocess or on another machine without the panes changing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    run_dir: str
+    model: str
+    dataset: list[str]
+    dataset_fingerprint: str
+    method: str
+    device: str
+    total_steps: int
+    train_rows: int
+    eval_rows: int
+    trainable_params: int
+    total_params: int
+    resumed_from_step: int = 0
+    estimated_peak_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    kind: ClassVar[str] = "step"
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float | None = None
+    tokens_per_s: float = 0.0
+    tokens_seen: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    eval_loss: float
+    perplexity: float
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    kind: ClassVar[str] = "log"
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """Phases a user sees: loading, evaluating, training, paused, saving."""
+
+    kind: ClassVar[str] = "state"
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str  # completed | stopped | failed
+    reason: str
+    step: int
+    adapter_path: str = ""
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    duration_s: float = 0.0
+    peak_memory_bytes: int = 0
+    library_id: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (RunStarted, Step, Evaluation, Checkpoint, Log, StateChanged, RunFinished)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    cls = EVENT_TYPES[data["type"]]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
