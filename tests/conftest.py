@@ -60,7 +60,8 @@ def make_tiny_llama(out: Path, tokenizer_dir: Path, *, seed: int = 0, tie: bool 
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out, safe_serialization=True)
     for f in Path(tokenizer_dir).iterdir():
-        shutil.copy(f, out / f.name)
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
     return out
 
 

@@ -118,6 +118,13 @@ def _run(args: argparse.Namespace) -> int:
         emit = ProgressPrinter()
     run_dir = Path(args.resume or args.out) if (args.resume or args.out) else None
     result = train(cfg, run_dir=run_dir, emit=emit, control=control, resume=bool(args.resume))
-    if not args.json:
+    if args.json:
+        import os
+
+        # One line per process, so a multi-process launch shows that every rank finished.
+        print(json.dumps({"type": "result", "rank": int(os.environ.get("RANK", "0")), "status": result.status,
+                          "step": result.step, "run_dir": str(result.run_dir),
+                          "adapter_dir": str(result.adapter_dir or "")}), flush=True)
+    else:
         print(result.adapter_dir or result.run_dir)
     return 0 if result.status in ("completed", "stopped") else 1

@@ -1,0 +1,232 @@
+"""The studio's window: a sidebar of four rooms, a menu, a status bar with the compute device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QStackedWidget,
+    QWidget,
+)
+
+from studio.core.datasets.load import SUPPORTED_SUFFIXES
+from studio.qt.panes.configure_pane import ConfigurePane
+from studio.qt.panes.dataset_pane import DatasetPane
+from studio.qt.panes.library_pane import LibraryPane
+from studio.qt.panes.train_pane import TrainPane
+from studio.qt.settings import settings
+from studio.qt.state import AppState
+from studio.qt.workers.task import TaskRunner
+
+PANES = ("Dataset", "Configure", "Train", "Library")
+
+
+def describe_device() -> str:
+    """Off the UI thread: importing torch costs ~2 s."""
+    import psutil
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"GPU: {props.name} · {props.total_memory / 2**30:.1f} GiB"
+    ram = psutil.virtual_memory().total / 2**30
+    return f"CPU: {psutil.cpu_count(logical=True)} threads · {ram:.1f} GiB RAM (no CUDA GPU)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, state: AppState | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Fine-Tuning Studio")
+        self.setAcceptDrops(True)
+        self.state = state or AppState()
+        self.tasks = TaskRunner(self)
+
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(150)
+        self.sidebar.setIconSize(QSize(18, 18))
+        self.stack = QStackedWidget()
+        self.dataset_pane = DatasetPane(self.state, self.tasks)
+        self.configure_pane = ConfigurePane(self.state)
+        self.train_pane = TrainPane(self.state)
+        self.library_pane = LibraryPane(self.state, self.tasks)
+        for name, pane in zip(PANES, (self.dataset_pane, self.configure_pane, self.train_pane, self.library_pane),
+                              strict=True):
+            QListWidgetItem(name, self.sidebar)
+            self.stack.addWidget(pane)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.train_pane.run_finished.connect(self._on_run_finished)
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.sidebar)
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.device_label = QLabel("Detecting compute device…")
+        self.model_label = QLabel("")
+        self.model_progress = QProgressBar()
+        self.model_progress.setMaximumWidth(220)
+        self.model_progress.setRange(0, 100)
+        self.model_progress.hide()
+        self.statusBar().addWidget(self.device_label)
+        self.statusBar().addPermanentWidget(self.model_label)
+        self.statusBar().addPermanentWidget(self.model_progress)
+        self._build_menu()
+        self._restore()
+
+    # -- menu -------------------------------------------------------------------------------------
+    def _build_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open dataset…", self, shortcut=QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self._open_dataset)
+        import_action = QAction("&Import GGUF model…", self)
+        import_action.triggered.connect(self._import_gguf)
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(open_action)
+        file_menu.addAction(import_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        self.import_action = import_action
+
+    def _open_dataset(self) -> None:
+        self.show_pane("Dataset")
+        self.dataset_pane.open_dialog()
+
+    def _import_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf)")
+        if not path:
+            return
+        from studio.core.models.store import import_gguf_to_store
+
+        self._show_model_progress(0.0, f"Importing {Path(path).name}…")
+        self.tasks.run(
+            lambda s: import_gguf_to_store(Path(path), progress=s.progress),
+            on_progress=self._show_model_progress,
+            on_result=self._on_imported,
+            on_error=self._on_model_error,
+        )
+
+    def _on_imported(self, dest) -> None:
+        self.model_progress.hide()
+        self.model_label.setText(f"Imported {Path(dest).name}")
+        answer = QMessageBox.question(self, "Model imported", f"Use {Path(dest).name} as the base model?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.state.update(**{"model.path": str(dest)})
+
+    # -- start-up work ----------------------------------------------------------------------------
+    def start_background_work(self) -> None:
+        """What must not delay the window: device detection and the one-time model conversion."""
+        self.tasks.run(lambda _s: describe_device(), on_result=self.device_label.setText,
+                       on_error=lambda m, _d: self.device_label.setText(f"Device unknown: {m}"))
+        from studio.core.models.store import default_model_path, is_model_folder
+
+        model_path = Path(self.state.config.model.path)
+        if is_model_folder(model_path):
+            self._on_model_ready(model_path)
+        elif model_path == default_model_path():
+            self._prepare_default_model()
+        else:
+            self.model_label.setText(f"⚠ Model folder not found: {model_path}")
+
+    def _prepare_default_model(self) -> None:
+        from studio.core.models.store import ensure_default_model
+
+        self._show_model_progress(0.0, "Preparing the bundled model (once)…")
+        self.tasks.run(lambda s: ensure_default_model(s.progress), on_progress=self._show_model_progress,
+                       on_result=self._on_model_ready, on_error=self._on_model_error)
+
+    def _show_model_progress(self, frac: float, message: str) -> None:
+        self.model_progress.show()
+        self.model_progress.setValue(int(frac * 100))
+        self.model_progress.setFormat(f"{message} %p%" if message else "%p%")
+        self.model_label.setText(message)
+
+    def _on_model_ready(self, path) -> None:
+        self.model_progress.hide()
+        self.model_label.setText(f"Model: {Path(path).name}")
+        self.train_pane.set_model_ready(True)
+        self.state.model_ready.emit(str(path))
+
+    def _on_model_error(self, message: str, detail: str) -> None:
+        from studio.qt.errors import show_error
+
+        self.model_progress.hide()
+        self.model_label.setText("⚠ Model not ready")
+        show_error(self, message, detail, title="Model could not be prepared")
+
+    # -- navigation, drops ------------------------------------------------------------------------
+    def show_pane(self, name: str) -> None:
+        self.sidebar.setCurrentRow(PANES.index(name))
+
+    def current_pane(self) -> str:
+        return PANES[self.stack.currentIndex()]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        datasets = [f for f in files if Path(f).suffix.lower() in SUPPORTED_SUFFIXES]
+        if not datasets:
+            from studio.qt.errors import show_error
+
+            show_error(self, "Drop .json, .jsonl, .csv or .parquet dataset files.", title="Not a dataset")
+            return
+        self.show_pane("Dataset")
+        self.dataset_pane.set_files(datasets)
+        event.acceptProposedAction()
+
+    def _on_run_finished(self, ev) -> None:
+        self.state.adapters_changed.emit()
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = settings()
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 760)
+        pane = s.value("window/pane", "Dataset")
+        self.show_pane(pane if pane in PANES else "Dataset")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.train_pane.is_running():
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "Stop training and quit? The current step finishes and a checkpoint is written; you can resume later.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.train_pane.stop_training()
+            self.statusBar().showMessage("Stopping training and writing a checkpoint…")
+            self.train_pane.wait_for_worker()
+        self.tasks.stop_all()
+        self.tasks.wait_all()
+        s = settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/pane", self.current_pane())
+        s.sync()
+        event.accept()
+
+    def sizeHint(self) -> QSize:
+        return QSize(1180, 760)
+

@@ -1,0 +1,1 @@
+"""The four rooms of the studio: Dataset, Configure, Train, Library."""

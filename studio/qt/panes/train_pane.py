@@ -1,0 +1,295 @@
+"""Train: start, pause, resume and stop a run; watch its loss stream in.
+
+The pane only listens: the engine's events arrive as a signal, go into curve buffers, and the
+plots redraw on their own timer. Progress text is updated from the same events.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QGridLayout,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.training.events import Event
+from studio.qt.state import AppState
+from studio.qt.panes.runs_view import RunsView
+from studio.qt.widgets.curves import LivePlot
+from studio.qt.workers.training import TrainingSession
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainPane(QWidget):
+    run_finished = Signal(object)   # RunFinished event
+    running_changed = Signal(bool)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session: TrainingSession | None = None
+        self._started = 0.0
+        self._total = 0
+        self._estimate_gib = 0.0
+        self.model_ready = False
+
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.train_button = QPushButton("Train")
+        self.train_button.setObjectName("primary")
+        self.train_button.setToolTip("Start a fine-tune with the current dataset and configuration")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Hold training after the current step; nothing is lost")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Finish the current step, write a checkpoint, and save the adapter")
+        for b in (self.pause_button, self.stop_button):
+            b.setEnabled(False)
+        self.train_button.clicked.connect(self.start_training)
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+        self.stop_button.clicked.connect(self.stop_training)
+
+        self.progress = QProgressBar()
+        self.progress.setFormat("Ready")
+        self.progress.setTextVisible(True)
+        self.status = QLabel("")
+        self.status.setObjectName("muted")
+
+        self.loss_plot = LivePlot("Loss", "loss")
+        self.loss_plot.add_curve("train", "#2b6cb0")
+        self.loss_plot.add_curve("eval", "#dd6b20", symbol="o")
+        self.lr_plot = LivePlot("Learning rate", "lr")
+        self.lr_plot.add_curve("lr", "#6b46c1")
+        self.speed_plot = LivePlot("Throughput", "tokens/s")
+        self.speed_plot.add_curve("tokens/s", "#2f855a")
+        self.memory_plot = LivePlot("Memory", "GiB")
+        self.memory_plot.add_curve("measured", "#c53030")
+        self.memory_plot.add_curve("estimate", "#a0aec0")
+        self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot)
+        self.runs_view = RunsView()
+        self.runs_view.resume_requested.connect(self.resume_run)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setPlaceholderText("Training log")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.pause_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+        top = QVBoxLayout()
+        top.addWidget(self.summary)
+        top.addLayout(buttons)
+        top.addWidget(self.progress)
+        top.addWidget(self.status)
+        grid_host = QWidget()
+        grid = QGridLayout(grid_host)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.loss_plot, 0, 0)
+        grid.addWidget(self.lr_plot, 0, 1)
+        grid.addWidget(self.speed_plot, 1, 0)
+        grid.addWidget(self.memory_plot, 1, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(grid_host)
+        split.addWidget(self.log)
+        split.setSizes([460, 120])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(split, "Live")
+        self.tabs.addTab(self.runs_view, "Runs")
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+
+        state.config_changed.connect(self._on_config_changed)
+        self._on_config_changed(state.config)
+
+    # -- config -----------------------------------------------------------------------------------
+    def _on_config_changed(self, cfg) -> None:
+        model = Path(cfg.model.path).name or "no model"
+        data = ", ".join(Path(p).name for p in cfg.dataset.train) or "no dataset"
+        steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps > 0 else f"{cfg.training.epochs:g} epochs"
+        method = cfg.method.upper() if cfg.method != "full" else "Full fine-tune"
+        rank = f" r={cfg.lora.r}" if cfg.method != "full" else ""
+        self.summary.setText(
+            f"<b>{model}</b> on <b>{data}</b> — {method}{rank}, lr {cfg.training.lr:g}, "
+            f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens"
+        )
+
+    def set_model_ready(self, ready: bool) -> None:
+        self.model_ready = ready
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        running = self.is_running()
+        self.train_button.setEnabled(self.model_ready and not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        if not self.model_ready and not running:
+            self.train_button.setToolTip("Waiting for the base model to be prepared")
+        else:
+            self.train_button.setToolTip("Start a fine-tune with the current dataset and configuration")
+
+    # -- actions ----------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.session is not None and self.session.is_running()
+
+    def start_training(self, run_dir: Path | None = None, resume: bool = False) -> None:
+        if self.is_running():
+            return
+        for plot in self.plots:
+            plot.clear_data()
+        self.log.clear()
+        if resume and run_dir is not None:
+            self._replay(run_dir)
+        self._append_log("Resuming…" if resume else "Starting…")
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Loading model…")
+        self._started = time.time()
+        session = TrainingSession(self.state.config, run_dir=run_dir, resume=resume, parent=self)
+        session.worker.event.connect(self._on_event)
+        session.worker.failed.connect(self._on_failed)
+        session.thread.finished.connect(self._on_thread_finished)
+        self.session = session
+        session.start()
+        self.pause_button.setText("Pause")
+        self._sync_buttons()
+        self.running_changed.emit(True)
+
+    def resume_run(self, summary) -> None:
+        """Continue an interrupted/stopped run with the config it was started with."""
+        from studio.core.config import load_config
+        from studio.core.training.runs import CONFIG_FILE
+
+        if self.is_running():
+            return
+        self.state.set_config(load_config(Path(summary.run_dir) / CONFIG_FILE))
+        self.tabs.setCurrentIndex(0)
+        self.start_training(run_dir=Path(summary.run_dir), resume=True)
+
+    def _replay(self, run_dir: Path) -> None:
+        """Draw the journaled part of a run so the resumed curve continues it."""
+        from studio.core.training.runs import read_events
+
+        for ev in read_events(run_dir):
+            if ev.kind in ("step", "eval"):
+                self._plot_event(ev)
+
+    def stop_training(self) -> None:
+        if self.is_running():
+            self.session.stop()
+            self.stop_button.setEnabled(False)
+            self.pause_button.setEnabled(False)
+            self._append_log("Stopping after the current step…")
+            self.progress.setFormat("Stopping after the current step…")
+
+    def _on_pause_clicked(self) -> None:
+        if not self.is_running():
+            return
+        if self.session.paused:
+            self.session.resume()
+            self.pause_button.setText("Pause")
+            self._append_log("Resuming…")
+        else:
+            self.session.pause()
+            self.pause_button.setText("Resume")
+            self._append_log("Pausing after the current step…")
+
+    def wait_for_worker(self, ms: int = 120000) -> bool:
+        return self.session is None or self.session.wait(ms)
+
+    # -- events -----------------------------------------------------------------------------------
+    def _append_log(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def _plot_event(self, ev: Event) -> None:
+        if ev.kind == "step":
+            self.loss_plot.add("train", ev.step, ev.loss)
+            self.lr_plot.add("lr", ev.step, ev.lr)
+            self.speed_plot.add("tokens/s", ev.step, ev.tokens_per_s)
+            self.memory_plot.add("measured", ev.step, ev.memory_bytes / 2**30)
+            if self._estimate_gib:
+                self.memory_plot.add("estimate", ev.step, self._estimate_gib)
+        elif ev.kind == "eval":
+            self.loss_plot.add("eval", ev.step, ev.eval_loss)
+
+    def _on_event(self, ev: Event) -> None:
+        kind = ev.kind
+        if kind == "run_started":
+            self._total = ev.total_steps
+            self._estimate_gib = ev.estimated_peak_bytes / 2**30
+            self.runs_view.refresh()
+            self.progress.setRange(0, max(1, ev.total_steps))
+            self.progress.setValue(ev.resumed_from_step)
+            self._append_log(
+                f"{ev.method.upper()} on {ev.device}: {ev.trainable_params:,} trainable of {ev.total_params:,} parameters "
+                f"({100 * ev.trainable_params / max(1, ev.total_params):.2f} %); {ev.train_rows} train / "
+                f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"
+            )
+        elif kind == "step":
+            self._plot_event(ev)
+            self.progress.setMaximum(max(1, ev.total_steps))
+            self.progress.setValue(ev.step)
+            elapsed = time.time() - self._started
+            frac = ev.step / max(1, ev.total_steps)
+            eta = elapsed / frac - elapsed if frac > 0 else math.nan
+            self.progress.setFormat(f"step {ev.step}/{ev.total_steps} · epoch {ev.epoch:.2f}")
+            self.status.setText(
+                f"loss {ev.loss:.4f} · lr {ev.lr:.2e} · {ev.tokens_per_s:,.0f} tokens/s · "
+                f"elapsed {_fmt_duration(elapsed)} · ETA {_fmt_duration(eta) if math.isfinite(eta) else '—'}"
+            )
+        elif kind == "eval":
+            self._plot_event(ev)
+            label = "baseline (before training)" if ev.step == 0 else f"step {ev.step}"
+            self._append_log(f"eval loss {ev.eval_loss:.4f} (perplexity {ev.perplexity:.2f}) at {label}")
+        elif kind == "checkpoint":
+            self._append_log(f"checkpoint written at step {ev.step}")
+        elif kind == "state":
+            if ev.state == "paused":
+                self.progress.setFormat(f"Paused at step {self.progress.value()}")
+            elif ev.state in ("loading", "evaluating", "saving"):
+                self.progress.setFormat(ev.detail or ev.state)
+            self._append_log(ev.detail or ev.state)
+        elif kind == "log":
+            self._append_log(f"{ev.level}: {ev.message}")
+        elif kind == "run_finished":
+            self.progress.setRange(0, max(1, self._total))
+            self.progress.setFormat(f"{ev.status.capitalize()} at step {ev.step}")
+            self._append_log(f"{ev.status}: {ev.reason}")
+            if ev.adapter_path:
+                self._append_log(f"adapter saved: {ev.adapter_path}")
+            self.runs_view.refresh()
+            self.run_finished.emit(ev)
+
+    def _on_failed(self, message: str, detail: str) -> None:
+        self._append_log(f"failed: {message}")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Failed")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Training failed", message, QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText(detail)
+        box.open()
+
+    def _on_thread_finished(self) -> None:
+        self._sync_buttons()
+        self.pause_button.setText("Pause")
+        self.running_changed.emit(False)

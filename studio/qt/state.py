@@ -1,0 +1,71 @@
+"""The app's shared state: the run configuration every pane edits and reads.
+
+Panes never talk to each other; they change the config here and listen to ``config_changed``
+(napari's model/view split). The config is saved to the settings folder on every change so a
+restart opens where the user left off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.core import paths
+from studio.core.config import RunConfig, apply_overrides, load_config
+from studio.core.errors import StudioError
+
+
+def _state_file():
+    return paths.config_home() / "current_config.yaml"
+
+
+class AppState(QObject):
+    config_changed = Signal(object)   # RunConfig
+    model_ready = Signal(str)         # path of a usable base model
+    adapters_changed = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cfg = self._restore()
+
+    @staticmethod
+    def _restore() -> RunConfig:
+        try:
+            if _state_file().exists():
+                return load_config(_state_file())
+        except StudioError:
+            pass
+        return default_config()
+
+    @property
+    def config(self) -> RunConfig:
+        return self._cfg
+
+    def update(self, **overrides: Any) -> None:
+        """Dotted-key overrides, e.g. ``update(**{"training.lr": 1e-4})``; invalid values raise StudioError."""
+        self.set_config(apply_overrides(self._cfg, overrides))
+
+    def set_config(self, cfg: RunConfig) -> None:
+        self._cfg = cfg
+        try:
+            cfg.save(_state_file())
+        except OSError:
+            pass  # settings dir not writable: keep working in memory
+        self.config_changed.emit(cfg)
+
+
+def default_config() -> RunConfig:
+    """The embedded default: bundled model, demo dataset with its held-out split, a few minutes on CPU."""
+    from studio.core.models.store import default_model_path
+
+    return apply_overrides(RunConfig(name="demo-json-answers"), {
+        "model.path": str(default_model_path()),
+        "dataset.train": [str(paths.demo_dataset())],
+        "dataset.eval": [str(paths.demo_eval_dataset())],
+        "training.epochs": 2.0,
+        "training.lr": 5e-4,
+        "training.max_seq_len": 256,
+        "training.eval_steps": 20,
+        "training.save_steps": 20,
+    })

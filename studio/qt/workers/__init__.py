@@ -1,0 +1,1 @@
+"""Workers: Qt-free core functions run on QThreads, reporting back through signals."""

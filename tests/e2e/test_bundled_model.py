@@ -1,0 +1,64 @@
+"""End to end on the real bundled SmolLM2-135M: GGUF → store → LoRA steps → merge → plain transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from studio.core.config import RunConfig, apply_overrides
+from studio.core.training.engine import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_gguf_conversion_is_a_plain_hf_folder(bundled_model_dir):
+    cfg = json.loads((bundled_model_dir / "config.json").read_text())
+    assert cfg["model_type"] == "llama" and "quantization_config" not in cfg
+    assert (bundled_model_dir / "model.safetensors").exists()
+    assert (bundled_model_dir / "chat_template.jinja").exists() or "chat_template" in (
+        bundled_model_dir / "tokenizer_config.json").read_text()
+
+
+def test_train_merge_reload_matches_adapter(bundled_model_dir, demo_train, tmp_path):
+    cfg = apply_overrides(RunConfig(), {
+        "model.path": str(bundled_model_dir),
+        "dataset.train": [str(demo_train)],
+        "dataset.eval_ratio": 0.0,
+        "training.max_steps": 3,
+        "training.batch_size": 2,
+        "training.max_seq_len": 96,
+        "training.lr": 2e-3,
+        "training.save_steps": 0,
+        "training.eval_steps": 0,
+    })
+    result = train(cfg, run_dir=tmp_path / "run")
+    assert result.status == "completed" and result.step == 3
+
+    from studio.core.library.merge import export_model
+
+    out = tmp_path / "merged"
+    report = export_model(result.adapter_dir, out, merge=True, dtype="float32")
+    assert report.passed, report.summary()
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(bundled_model_dir, dtype=torch.float32)
+    reference = PeftModel.from_pretrained(base, result.adapter_dir).eval()
+    msgs = [{"role": "user", "content": "What is the capital of Peru?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        a = merged(**ids).logits
+        b = reference(**ids).logits
+    rel = (a - b).abs().max() / b.abs().max()
+    assert rel < 1e-4, f"merged logits differ from base+adapter by {rel:.2e} (relative)"
+    # And the adapter really changed the model: merged != base.
+    with torch.no_grad():
+        c = base.get_base_model()(**ids).logits if hasattr(base, "get_base_model") else None
+    if c is not None:
+        assert (a - c).abs().max() > 0

@@ -1,0 +1,39 @@
+"""Qt fixtures: a real MainWindow per test, and a guard that no QThread outlives its test."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.config import apply_overrides
+
+
+@pytest.fixture()
+def window(qtbot, tiny_model_dir, demo_train, demo_eval):
+    from studio.qt import errors
+    from studio.qt.main_window import MainWindow
+    from studio.qt.state import AppState, default_config
+
+    reporter = errors.ErrorReporter()
+    errors.install(reporter)
+    state = AppState()
+    state.set_config(apply_overrides(default_config(), {
+        "model.path": str(tiny_model_dir),
+        "dataset.train": [str(demo_train)],
+        "dataset.eval": [str(demo_eval)],
+        "training.max_steps": 4,
+        "training.batch_size": 2,
+        "training.max_seq_len": 128,
+        "training.eval_steps": 2,
+        "training.save_steps": 2,
+    }))
+    win = MainWindow(state)
+    reporter.set_parent_widget(win)
+    win.reporter = reporter
+    qtbot.addWidget(win)
+    win.show()
+    win.start_background_work()
+    yield win
+    win.train_pane.stop_training()
+    win.train_pane.wait_for_worker()
+    win.tasks.stop_all()
+    assert win.tasks.wait_all(60000), "a worker thread was left running"
