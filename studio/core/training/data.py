@@ -84,11 +84,48 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
         raise StudioError(
             f"No training row has answer tokens within max_seq_len={max_len}. Raise max sequence length or shorten prompts."
         )
+    if cfg.training.packing:
+        before = len(train)
+        train = pack(train, max_len)
+        log(f"Packed {before} examples into {len(train)} rows of up to {max_len} tokens.")
     return Features(train=train, eval=evals, dropped=dropped, truncated=truncated)
 
 
+def pack(features: list[dict[str, list[int]]], max_len: int) -> list[dict[str, list[int]]]:
+    """Best-fit-decreasing packing of examples into rows of at most ``max_len`` tokens.
+
+    Each packed row carries ``position_ids`` that restart at 0 for every example; transformers
+    turns that into a block-diagonal attention mask (no attention across examples) when no
+    attention_mask is passed, so packing changes speed, not what each example learns. The first
+    label of every example is masked so no token is trained to predict across a boundary.
+    """
+    import bisect
+
+    order = sorted(features, key=lambda f: len(f["input_ids"]), reverse=True)
+    bins: list[dict[str, list[int]]] = []
+    free: list[tuple[int, int]] = []  # (remaining capacity, bin index), kept sorted
+    for f in order:
+        n = len(f["input_ids"])
+        i = bisect.bisect_left(free, (n, -1))
+        if i < len(free):
+            cap, b = free.pop(i)
+        else:
+            b, cap = len(bins), max_len
+            bins.append({"input_ids": [], "labels": [], "position_ids": []})
+        row = bins[b]
+        row["input_ids"] += f["input_ids"]
+        row["labels"] += [IGNORE_INDEX, *f["labels"][1:]]
+        row["position_ids"] += list(range(n))
+        bisect.insort(free, (cap - n, b))
+    return bins
+
+
 class PadCollator:
-    """Right-pads a batch and counts the real tokens it carried (for honest tokens/s)."""
+    """Right-pads a batch and counts the real tokens it carried (for honest tokens/s).
+
+    Packed rows (with ``position_ids``) get no attention mask, which is what makes transformers
+    isolate the packed examples from each other.
+    """
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
@@ -97,14 +134,23 @@ class PadCollator:
     def __call__(self, batch: list[dict[str, list[int]]]):
         import torch
 
+        packed = "position_ids" in batch[0]
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
+        pos = torch.zeros((len(batch), width), dtype=torch.long)
         for i, b in enumerate(batch):
             n = len(b["input_ids"])
             ids[i, :n] = torch.tensor(b["input_ids"])
             labels[i, :n] = torch.tensor(b["labels"])
             mask[i, :n] = 1
+            if packed:
+                pos[i, :n] = torch.tensor(b["position_ids"])
+                # Padding continues the last example's positions: it sits after it causally, carries no loss.
+                start = int(pos[i, n - 1]) + 1 if n else 0
+                pos[i, n:] = torch.arange(start, start + width - n)
             self.tokens_seen += n
+        if packed:
+            return {"input_ids": ids, "labels": labels, "position_ids": pos}
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
