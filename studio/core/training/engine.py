@@ -81,6 +81,17 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _default_run_dir(cfg: RunConfig) -> Path:
+    """A new run folder; under a multi-process launcher every rank must agree on it without talking."""
+    name = cfg.name or Path(cfg.model.path).name or "run"
+    launch_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if launch_id and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from studio.core import paths
+
+        return paths.runs_dir() / f"{name}-{launch_id}"
+    return runs.new_run_dir(name)
+
+
 def pick_device(cfg: RunConfig) -> tuple[str, str]:
     """(device, dtype name). CPU trains in fp32 (bf16 matmuls are slower there); CUDA in bf16 or fp16."""
     import torch
@@ -202,7 +213,7 @@ def train(
             raise StudioError("Resuming needs the run folder.")
         run_dir = Path(run_dir)
     else:
-        run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.name or Path(cfg.model.path).name or "run")
+        run_dir = Path(run_dir) if run_dir else _default_run_dir(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
     journal = runs.Journal(run_dir) if is_main else None
     started = time.time()

@@ -64,6 +64,9 @@ class TrainPane(QWidget):
         self.stop_button.setToolTip("Finish the current step, write a checkpoint, and save the adapter")
         for b in (self.pause_button, self.stop_button):
             b.setEnabled(False)
+        self.launch_button = QPushButton("Multi-GPU launch…")
+        self.launch_button.setToolTip("Write this config with an accelerate launch (DDP or FSDP) for a multi-GPU machine")
+        self.launch_button.clicked.connect(self._write_launch)
         self.train_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self._on_pause_clicked)
         self.stop_button.clicked.connect(self.stop_training)
@@ -97,6 +100,7 @@ class TrainPane(QWidget):
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.launch_button)
         top = QVBoxLayout()
         top.addWidget(self.summary)
         top.addLayout(buttons)
@@ -174,6 +178,12 @@ class TrainPane(QWidget):
         self.pause_button.setText("Pause")
         self._sync_buttons()
         self.running_changed.emit(True)
+
+    def _write_launch(self) -> None:
+        from studio.core import paths
+        from studio.qt.dialogs.launch_dialog import LaunchDialog
+
+        LaunchDialog(self.state.config, paths.data_home() / "launch" / (self.state.config.name or "run"), self).open()
 
     def resume_run(self, summary) -> None:
         """Continue an interrupted/stopped run with the config it was started with."""
