@@ -69,6 +69,18 @@ def read_events(run_dir: Path) -> list[Event]:
     return out
 
 
+def effective_events(events: list[Event]) -> list[Event]:
+    """The run's history as one curve: when a resume restarts at step k, points after k that were
+    journaled before the crash (and never checkpointed) are superseded by the resumed ones."""
+    out: list[Event] = []
+    for ev in events:
+        if ev.kind == "run_started" and ev.resumed_from_step:
+            k = ev.resumed_from_step
+            out = [e for e in out if getattr(e, "step", 0) <= k or e.kind in ("run_started", "log", "state")]
+        out.append(ev)
+    return out
+
+
 def claim(run_dir: Path) -> None:
     (Path(run_dir) / LOCK_FILE).write_text(str(os.getpid()))
 
@@ -134,7 +146,7 @@ class RunSummary:
 
 def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
     run_dir = Path(run_dir)
-    events = read_events(run_dir) if events is None else events
+    events = effective_events(read_events(run_dir) if events is None else events)
     s = RunSummary(run_dir=run_dir, status="running", name=run_dir.name)
     finished: RunFinished | None = None
     last_t = 0.0

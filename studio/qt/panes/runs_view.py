@@ -132,7 +132,7 @@ class RunsView(QWidget):
             color = PALETTE[k % len(PALETTE)]
             name = s.name[-28:]
             self.overlay.add_curve(name, color)
-            for ev in runs.read_events(s.run_dir):
+            for ev in runs.effective_events(runs.read_events(s.run_dir)):
                 if ev.kind == "step":
                     self.overlay.add(name, ev.step, ev.loss)
 

@@ -198,9 +198,9 @@ class TrainPane(QWidget):
 
     def _replay(self, run_dir: Path) -> None:
         """Draw the journaled part of a run so the resumed curve continues it."""
-        from studio.core.training.runs import read_events
+        from studio.core.training.runs import effective_events, read_events
 
-        for ev in read_events(run_dir):
+        for ev in effective_events(read_events(run_dir)):
             if ev.kind in ("step", "eval"):
                 self._plot_event(ev)
 
