@@ -166,3 +166,29 @@ def test_packed_training_runs(tiny_model_dir, demo_train, tmp_path):
     result = train(cfg, run_dir=tmp_path / "r", emit=lambda e: logs.append(e))
     assert result.status == "completed"
     assert any(e.kind == "log" and "Packed" in e.message for e in logs)
+
+
+def test_disk_full_while_checkpointing_keeps_previous_checkpoint(tiny_model_dir, demo_train, tmp_path, monkeypatch):
+    import errno
+
+    from transformers import Trainer
+
+    from studio.core.errors import StudioError
+
+    real = Trainer._save_optimizer_and_scheduler
+    calls = {"n": 0}
+
+    def flaky(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", flaky)
+    cfg = _cfg(tiny_model_dir, demo_train, **{"training.max_steps": 6, "training.eval_steps": 0})
+    with pytest.raises(StudioError) as info:
+        train(cfg, run_dir=tmp_path / "r")
+    assert "disk is full" in info.value.message and "checkpoint-2" in info.value.message
+    assert runs.last_checkpoint(tmp_path / "r").name == "checkpoint-2"
+    summary = runs.summarize(tmp_path / "r")
+    assert summary.status == "failed" and summary.resumable

@@ -8,6 +8,7 @@ step boundaries, so they work from any thread without a queued call that a busy 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -406,6 +407,16 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
 
     try:
         trainer.train(resume_from_checkpoint=resume_from)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        ckpt = runs.last_checkpoint(run_dir)
+        keep = f"The last complete checkpoint ({ckpt.name}) is intact; " if ckpt else "No checkpoint was complete yet; "
+        raise StudioError(
+            f"The disk is full: writing at step {trainer.state.global_step} failed. {keep}"
+            "free some space, then resume the run.",
+            path=run_dir, detail=str(err),
+        ) from None
     except torch.OutOfMemoryError as err:
         raise StudioError(
             f"Out of memory after {state['peak'] / 2**30:.2f} GiB. Lower the batch size or sequence length, "
