@@ -82,6 +82,18 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def quiet_libraries() -> None:
+    """Our events are the progress report; silence the libraries' own bars and a CPU-kernel notice
+    from bitsandbytes that asks users to install a hub-downloading package we must not use."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _default_run_dir(cfg: RunConfig) -> Path:
     """A new run folder; under a multi-process launcher every rank must agree on it without talking."""
     name = cfg.name or Path(cfg.model.path).name or "run"
@@ -255,6 +267,7 @@ def train(
 
 def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float) -> TrainResult:
     send(StateChanged(state="loading", detail="Loading model and tokenizer"))
+    quiet_libraries()
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
