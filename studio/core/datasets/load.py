@@ -8,6 +8,7 @@ training; the validator reads more forgivingly and reports every problem instead
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,7 +53,10 @@ def _decode(path: Path, raw: bytes) -> str:
 
 
 def iter_jsonl(path: Path, text: str) -> Iterator[Row]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and form feeds, which
+    # are legal inside JSON strings, and would turn a valid row into two broken ones.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -112,7 +116,7 @@ def read_rows(path: Path | str) -> list[Row]:
         else:
             rows = list(rows_from_json_document(path, text))
     else:  # csv
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = [Row(str(path), reader.line_num, dict(r)) for r in reader]
     if not rows:
         raise StudioError("The file holds no examples.", path=path)

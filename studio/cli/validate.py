@@ -1,0 +1,118 @@
+"""``studio validate``: the Dataset pane's checks, headless. Exit 0 clean, 1 errors, 2 unreadable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check dataset files before training (format, problems, token lengths)")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".jsonl, .json, .csv or .parquet (several are appended)")
+    p.add_argument("--model", metavar="DIR", help="local model folder whose tokenizer drives the token checks")
+    p.add_argument("--max-len", type=int, metavar="N", help="max sequence length for token checks (default 512)")
+    p.add_argument("--eval", action="extend", nargs="+", metavar="FILE", default=[], help="separate eval file(s): checks leakage")
+    p.add_argument("--eval-ratio", type=float, metavar="R", help="check leakage against the seeded hold-out split instead")
+    p.add_argument("--seed", type=int, default=42, help="split seed (with --eval-ratio)")
+    p.add_argument("--map", metavar="ROLE=COLUMN", action="append", default=[],
+                   help="map unknown columns, e.g. --map prompt=question --map answer=reply")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)
+
+
+def load_tokenizer(folder: str):
+    """The tokenizer of a local model folder (never the network); a lone .gguf file works too."""
+    from studio.core.errors import StudioError
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise StudioError("Model folder not found. Pass the folder that holds the model files.", path=path)
+    try:
+        from transformers import AutoTokenizer
+
+        ggufs = sorted(path.glob("*.gguf"))
+        has_hf = any((path / n).exists() for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+        if ggufs and not has_hf:
+            return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0].name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:
+        raise StudioError("Could not load a tokenizer from this folder. Pick a model folder with tokenizer files.",
+                          path=path, detail=f"{type(err).__name__}: {err}") from None
+
+
+def _column_map(pairs: list[str]) -> dict[str, str]:
+    from studio.core.errors import StudioError
+
+    out = {}
+    for pair in pairs:
+        role, _, column = pair.partition("=")
+        if role not in ("prompt", "answer", "system") or not column:
+            raise StudioError(f"Bad --map '{pair}'. Use prompt=COLUMN, answer=COLUMN or system=COLUMN.")
+        out[role] = column
+    if out and not {"prompt", "answer"} <= out.keys():
+        raise StudioError("--map needs both prompt=COLUMN and answer=COLUMN.")
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from studio.cli import print_json
+    from studio.core.datasets.validate import check_files
+
+    tokenizer = load_tokenizer(args.model) if args.model else None
+    max_len = args.max_len or (512 if tokenizer is not None else None)
+    report = check_files(
+        args.files, eval_paths=args.eval, tokenizer=tokenizer, max_len=max_len,
+        column_map=_column_map(args.map), eval_ratio=args.eval_ratio, split_seed=args.seed,
+    )
+    if args.json:
+        print_json(printable(report.to_dict()))
+    else:
+        print_human(report)
+    return report.exit_code
+
+
+def printable(obj):
+    """The same data with any unencodable text (lone surrogates from odd file names or
+    ``\\ud800`` escapes in the data) shown as escapes, so printing can never fail."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+            return obj
+        except UnicodeEncodeError:
+            return obj.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(obj, dict):
+        return {printable(k): printable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [printable(v) for v in obj]
+    return obj
+
+
+def _lines_text(lines: list[int], limit: int = 8) -> str:
+    shown = ", ".join(map(str, lines[:limit]))
+    return shown + (f" … ({len(lines)} in all)" if len(lines) > limit else "")
+
+
+def print_human(report, out=None) -> None:
+    stream = out or sys.stdout
+
+    def emit(text: str) -> None:
+        stream.write(printable(text) + "\n")
+
+    names = ", ".join(f.path for f in report.files)
+    fp = (report.fingerprint or "")[:12]
+    emit(f"{names}: {report.rows} row{'' if report.rows == 1 else 's'}, format {report.format}" + (f", sha256 {fp}…" if fp else ""))
+    if report.columns:
+        emit(f"  columns: {', '.join(report.columns)} (map them with --map prompt=COL --map answer=COL)")
+    for f in report.findings:
+        where = f"{f.file}:{f.lines[0]}" if f.lines else f.file
+        emit(f"{where}  {f.severity.upper():7} {f.code}  {f.message}")
+        if len(f.lines) > 1:
+            emit(f"    lines {_lines_text(f.lines)}")
+    tokens = report.stats.get("tokens")
+    if tokens:
+        emit(f"tokens per row: median {tokens['p50']}, p90 {tokens['p90']}, max {tokens['max']} "
+              f"(max length {tokens['cutoff']})")
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    verdict = "cannot be read" if report.fatal else ("has errors" if n_err else "ok")
+    emit(f"{n_err} error(s), {n_warn} warning(s): {verdict}.")

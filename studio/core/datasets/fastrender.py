@@ -1,0 +1,307 @@
+"""``render_example`` for many rows at once: the same text, spans and mask, a lot less work.
+
+``render_example`` runs the chat template (jinja) three times per single-turn row and tokenizes one
+text at a time; over 100k rows that is minutes. Here the template runs once per *role sequence*:
+it is rendered with unique placeholder contents, which splits its output into fixed literal pieces
+around each content, and every row with those roles is then assembled by string concatenation.
+Tokenization is batched (the Rust tokenizer works on both cores and releases the GIL), and the
+loss-mask counts come from a binary search over token offsets instead of a Python loop per token.
+
+Exactness is kept, not assumed: templates that look at content (``trim``, ``split``, ``in content``
+…) never take the shortcut; a plan is only used when two different placeholder sets give identical
+literals; and a sample of rows is always checked against ``render_example`` itself — on any
+mismatch the whole batch is redone the slow way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from studio.core.datasets.formats import Example
+from studio.core.datasets.render import (
+    IGNORE_INDEX,
+    Rendered,
+    _assistant_spans,
+    ensure_chat_template,
+    render_example,
+)
+
+# Template constructs that make the output depend on what a message says, not only its role.
+_CONTENT_SENSITIVE = re.compile(
+    r"content\s*(\||\.|\[|\bin\b|==|!=|\+\s*['\"])|\bin\s+(message|m|msg)\s*\[\s*['\"]content|"
+    r"\|\s*(trim|replace|split|wordcount|truncate|striptags)\b|\.(strip|split|startswith|endswith|replace)\(|"
+    r"reasoning|tool_calls|</think>"
+)
+VERIFY_EVERY = 500
+
+
+def _sentinel(k: int, variant: int) -> str:
+    # Whitespace at both ends: a template that trims content cannot keep it intact, so it is caught.
+    return f" \n\ue000{k}{'#' * (variant * 3 + k % 5)}\ue001\n "
+
+
+@dataclass
+class _Plan:
+    literals: list[str]
+    sent_lens: list[int]
+    # per assistant turn: (before_len, through_len) measured in the placeholder rendering
+    spans: list[tuple[int, int]]
+    sent_ends: list[int]      # end offset of each placeholder in the placeholder rendering
+
+    def _map(self, pos: int, deltas: list[int]) -> int:
+        out = pos
+        for end, d in zip(self.sent_ends, deltas, strict=True):
+            if end <= pos:
+                out += d
+            else:
+                break
+        return out
+
+    def apply(self, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]]] | None:
+        parts = [self.literals[0]]
+        for c, lit in zip(contents, self.literals[1:], strict=True):
+            parts.append(c)
+            parts.append(lit)
+        text = "".join(parts)
+        deltas = [len(c) - n for c, n in zip(contents, self.sent_lens, strict=True)]
+        out: list[tuple[int, int]] = []
+        cursor = 0
+        for before, through in self.spans:
+            start, end = self._map(before, deltas), self._map(through, deltas)
+            if start < cursor:
+                return None
+            while end > start and text[end - 1] in "\n ":
+                end -= 1
+            out.append((start, end))
+            cursor = end
+        return text, out
+
+
+class ChatRenderer:
+    """Text and loss spans of Examples, exactly as ``render_example`` computes them."""
+
+    def __init__(self, tokenizer) -> None:
+        ensure_chat_template(tokenizer)
+        self.tokenizer = tokenizer
+        template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+        self.shortcut = bool(template) and not _CONTENT_SENSITIVE.search(template)
+        self._plans: dict[tuple[str, ...], _Plan | None] = {}
+
+    def _render(self, msgs: list[dict], gen: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+
+    def _build(self, roles: tuple[str, ...]) -> _Plan | None:
+        try:
+            renders = []
+            for variant in (0, 1):
+                sents = [_sentinel(k, variant) for k in range(len(roles))]
+                msgs = [{"role": r, "content": s} for r, s in zip(roles, sents, strict=True)]
+                full = self._render(msgs)
+                literals, ends, pos = [], [], 0
+                for s in sents:
+                    at = full.find(s, pos)
+                    if at < 0 or full.count(s) != 1:
+                        return None
+                    literals.append(full[pos:at])
+                    pos = at + len(s)
+                    ends.append(pos)
+                literals.append(full[pos:])
+                spans = []
+                for i, role in enumerate(roles):
+                    if role != "assistant":
+                        continue
+                    before = self._render(msgs[:i], gen=True) if i else ""
+                    through = self._render(msgs[: i + 1])
+                    if not (full.startswith(through) and through.startswith(before)):
+                        return None
+                    if any(e - len(s) < p < e for s, e in zip(sents, ends, strict=True) for p in (len(before), len(through))):
+                        return None
+                    spans.append((len(before), len(through)))
+                renders.append((literals, [len(s) for s in sents], spans, ends))
+        except Exception:
+            return None
+        (lit0, lens0, spans0, ends0), (lit1, _, spans1, ends1) = renders
+        if lit0 != lit1:
+            return None
+        # The span offsets must move exactly with the placeholder lengths.
+        plan = _Plan(lit0, lens0, spans0, ends0)
+        other = _Plan(lit1, renders[1][1], spans1, ends1)
+        probe = [f"c{k}" for k in range(len(roles))]
+        if plan.apply(probe) != other.apply(probe):
+            return None
+        return plan
+
+    def text_and_spans(self, example: Example) -> tuple[str, list[tuple[int, int]]]:
+        if not example.is_chat:
+            text = (example.text or "") + (self.tokenizer.eos_token or "")
+            return text, [(0, len(text))]
+        if self.shortcut:
+            roles = tuple(r for r, _ in example.messages)
+            if roles not in self._plans:
+                self._plans[roles] = self._build(roles)
+            plan = self._plans[roles]
+            if plan is not None:
+                done = plan.apply([c for _, c in example.messages])
+                if done is not None:
+                    return done
+        return _assistant_spans(example, self.tokenizer)
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """What the validator needs per row, without building label lists."""
+
+    full_length: int
+    trained_full: int
+    trained_kept: int     # loss-carrying tokens inside the first max_len tokens
+
+
+def _offsets_at(enc, t: int) -> tuple[int, int]:
+    got = enc.token_to_chars(t)
+    return (0, 0) if got is None else got
+
+
+def _first_ending_after(enc, a: int, end_real: int) -> int:
+    """Index of the first token whose end offset is > a (offsets never decrease)."""
+    t = enc.char_to_token(a) if a >= 0 else None
+    if t is not None and t < end_real and _offsets_at(enc, t)[1] > a and (t == 0 or _offsets_at(enc, t - 1)[1] <= a):
+        return t
+    lo, hi = 0, end_real
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _offsets_at(enc, mid)[1] > a:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _last_starting_before(enc, b: int, end_real: int) -> int:
+    """Index of the last token whose start offset is < b (-1 if none)."""
+    t = enc.char_to_token(b - 1) if b > 0 else None
+    if t is not None and t < end_real and _offsets_at(enc, t)[0] < b and (t + 1 >= end_real or _offsets_at(enc, t + 1)[0] >= b):
+        return t
+    lo, hi = 0, end_real
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _offsets_at(enc, mid)[0] < b:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+def _counts(enc, spans: list[tuple[int, int]], max_len: int) -> TokenCounts:
+    """Loss-carrying tokens as ``render_example`` marks them (token overlaps a span and is not
+    empty), found at the span edges instead of by walking every token."""
+    n = len(enc.ids)
+    end_real = n
+    while end_real > 0:
+        s, e = _offsets_at(enc, end_real - 1)
+        if s != e:
+            break
+        end_real -= 1  # tokens a post-processor appends (e.g. EOS) carry empty offsets
+    full = kept = 0
+    last_hi = -1
+    for a, b in spans:
+        lo = max(_first_ending_after(enc, a, end_real), last_hi + 1)
+        hi = _last_starting_before(enc, b, end_real)
+        if hi >= lo:
+            full += hi - lo + 1
+            kept += max(0, min(hi, max_len - 1) - lo + 1)
+            last_hi = hi
+    return TokenCounts(n, full, kept)
+
+
+def _backend(tokenizer):
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    return getattr(tokenizer, "backend_tokenizer", None)
+
+
+def _slow_counts(example: Example, tokenizer, max_len: int) -> TokenCounts:
+    r = render_example(example, tokenizer, max_len)
+    return TokenCounts(r.full_length, r.trained_tokens_full, r.trained_tokens)
+
+
+def token_counts(
+    examples: Sequence[Example],
+    tokenizer,
+    max_len: int,
+    renderer: ChatRenderer | None = None,
+    on_error: Callable[[int, Exception], None] | None = None,
+) -> list[TokenCounts | None]:
+    """Per-example token counts equal to ``render_example``'s; None where rendering fails
+    (``on_error(index, exc)`` is told why, e.g. a chat template that refuses the role order)."""
+    renderer = renderer or ChatRenderer(tokenizer)
+    backend = _backend(tokenizer)
+    out: list[TokenCounts | None] = [None] * len(examples)
+    texts: dict[bool, list[tuple[int, str, list[tuple[int, int]]]]] = {True: [], False: []}
+    for i, ex in enumerate(examples):
+        try:
+            if backend is None:
+                out[i] = _slow_counts(ex, tokenizer, max_len)
+                continue
+            text, spans = renderer.text_and_spans(ex)
+            texts[ex.is_chat].append((i, text, spans))
+        except Exception as err:
+            if on_error:
+                on_error(i, err)
+    if backend is None:
+        return out
+    for is_chat, items in texts.items():
+        if not items:
+            continue
+        encs = backend.encode_batch([t for _, t, _ in items], add_special_tokens=not is_chat)
+        for (i, _, spans), enc in zip(items, encs, strict=True):
+            out[i] = _counts(enc, spans, max_len)
+    # Trust, but verify: a sample always goes the slow, obviously-right way.
+    for i in range(0, len(examples), VERIFY_EVERY):
+        for j in (i, i + 1, i + VERIFY_EVERY // 2):
+            if j < len(examples) and out[j] is not None and out[j] != _slow_counts(examples[j], tokenizer, max_len):
+                renderer.shortcut = False
+                return [_safe_slow(ex, tokenizer, max_len, k, on_error) for k, ex in enumerate(examples)]
+    return out
+
+
+def _safe_slow(example: Example, tokenizer, max_len: int, index: int, on_error) -> TokenCounts | None:
+    try:
+        return _slow_counts(example, tokenizer, max_len)
+    except Exception as err:
+        if on_error:
+            on_error(index, err)
+        return None
+
+
+def render_batch(examples: Sequence[Example], tokenizer, max_len: int) -> list[Rendered]:
+    """``[render_example(e, tokenizer, max_len) for e in examples]``, with one template run per role
+    sequence and one batched tokenizer call. For building training features from many rows."""
+    backend = _backend(tokenizer)
+    if backend is None:
+        return [render_example(e, tokenizer, max_len) for e in examples]
+    renderer = ChatRenderer(tokenizer)
+    prepared = [renderer.text_and_spans(e) for e in examples]
+    out: list[Rendered | None] = [None] * len(examples)
+    for is_chat in (True, False):
+        idx = [i for i, e in enumerate(examples) if e.is_chat == is_chat]
+        if not idx:
+            continue
+        encs = backend.encode_batch([prepared[i][0] for i in idx], add_special_tokens=not is_chat)
+        for i, enc in zip(idx, encs, strict=True):
+            text, spans = prepared[i]
+            ids = list(enc.ids)
+            offsets = [tuple(o) for o in enc.offsets]
+            labels = [IGNORE_INDEX] * len(ids)
+            si = 0
+            for t, (s, e) in enumerate(offsets):
+                while si < len(spans) and spans[si][1] <= s:
+                    si += 1
+                if si < len(spans) and e > spans[si][0] and s < spans[si][1] and e > s:
+                    labels[t] = ids[t]
+            out[i] = Rendered(
+                text=text, input_ids=ids[:max_len], labels=labels[:max_len], offsets=offsets[:max_len],
+                full_length=len(ids), trained_tokens_full=sum(1 for x in labels if x != IGNORE_INDEX),
+            )
+    return [r for r in out if r is not None]

