@@ -1,0 +1,64 @@
+"""``studio export ADAPTER --merge --out DIR``: merged model (+ GGUF) or adapter-only export, with proof."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="merge an adapter into its base model and export it (optionally as GGUF)")
+    p.add_argument("adapter", metavar="ADAPTER", help="adapter folder, run folder, or library entry name/id")
+    p.add_argument("--out", required=True, help="destination folder (or .zip for an adapter-only export)")
+    p.add_argument("--merge", action="store_true", help="merge into the base model (default: adapter files only)")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights dtype of the merged model")
+    p.add_argument("--gguf", choices=["f16", "q8_0"], help="also write a GGUF (implies --merge) and an Ollama Modelfile")
+    p.add_argument("--no-check", action="store_true", help="skip the equivalence proof (not recommended)")
+    p.add_argument("--overwrite", action="store_true", help="replace the destination if it exists")
+    p.add_argument("--allow-pickle", action="store_true", help="allow a base model stored as pickle .bin files")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a base model that ships Python code")
+    p.add_argument("--json", action="store_true", help="print the export report as JSON")
+    p.set_defaults(func=_run)
+
+
+def resolve_adapter(arg: str) -> Path:
+    """A folder holding adapter_config.json, a folder with adapter/ inside (run or library entry), or a
+    library entry's name or id."""
+    from studio.core.errors import StudioError
+    from studio.core.library.registry import ADAPTER_CONFIG, get_entry
+
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        if (path / ADAPTER_CONFIG).is_file():
+            return path
+        if (path / "adapter" / ADAPTER_CONFIG).is_file():
+            return path / "adapter"
+        raise StudioError(f"This folder holds no adapter ({ADAPTER_CONFIG}).", path=path)
+    try:
+        return get_entry(arg).adapter_dir
+    except StudioError:
+        raise StudioError(
+            f"'{arg}' is neither an adapter folder nor a library entry. `studio library list` shows the library."
+        ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from studio.cli import EXIT_FINDINGS, print_json
+    from studio.core.library.merge import export_model
+
+    def progress(frac: float, msg: str) -> None:
+        print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
+
+    adapter = resolve_adapter(args.adapter)
+    report = export_model(
+        adapter, Path(args.out), merge=args.merge or bool(args.gguf), dtype=args.dtype, gguf=args.gguf,
+        progress=progress, check=not args.no_check, overwrite=args.overwrite, allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code,
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(report.summary())
+        print(report.out_dir)
+    return EXIT_FINDINGS if report.status == "failed" else 0

