@@ -54,7 +54,8 @@ def test_train_streams_loss_then_adapter_in_library_then_export(window, qtbot, t
     assert lib.export_button.isEnabled()
     out = tmp_path / "merged"
     lib._export(str(out))
-    qtbot.waitUntil(lambda: not lib.progress.isVisible(), timeout=120000)
+    assert lib.busy
+    qtbot.waitUntil(lambda: not lib.busy, timeout=120000)
     assert (out / "config.json").exists() and any(out.glob("*.safetensors"))
     from transformers import AutoModelForCausalLM
 
@@ -91,14 +92,14 @@ def test_exception_in_any_thread_shows_dialog_and_app_survives(window, qtbot):
 def test_settings_and_geometry_persist(qtbot, window):
     from studio.qt.main_window import MainWindow
 
-    window.resize(901, 655)
+    window.resize(701, 555)  # within the offscreen screen (800x600), which restoreGeometry clamps to
     window.show_pane("Library")
     window.state.update(**{"lora.r": 16})
     window.close()
     again = MainWindow()
     qtbot.addWidget(again)
     assert again.current_pane() == "Library"
-    assert again.size().width() == 901
+    assert again.size().width() == 701
     assert again.state.config.lora.r == 16
 
 
@@ -110,8 +111,6 @@ def test_close_during_training_asks_then_stops_cleanly(window, qtbot, monkeypatc
     qtbot.waitUntil(lambda: window.train_pane.loss_plot.count("train") >= 1, timeout=120000)
     window.close()
     assert not window.train_pane.is_running()
-    run_dir = window.train_pane.session.worker.run_dir
-    assert run_dir is None or True  # the run folder is new; read it from the runs store instead
     from studio.core.training import runs
 
     [summary] = runs.list_runs()

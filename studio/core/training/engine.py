@@ -461,10 +461,32 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         reason = "Finished."
     status = "stopped" if stopped else "completed"
     library_id = ""
+    if trainer.is_world_process_zero() and cfg.method != "full":
+        library_id = _register(cfg, run_dir, adapter_dir, state, step, send)
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
                      library_id=library_id))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
+
+
+def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, step: int, send: Emit) -> str:
+    """Put the finished adapter in the library with its lineage; a library problem never loses the run."""
+    from studio.core.library.registry import AdapterMeta, register_adapter
+
+    metrics = {"train_loss": state["loss"], "eval_loss": state["eval"], "steps": step,
+               "peak_memory_bytes": state["peak"]}
+    meta = AdapterMeta(
+        base_model=str(Path(cfg.model.path).resolve()), dataset_fingerprint=file_fingerprint(cfg.dataset.train),
+        config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
+        run_dir=str(run_dir), method=cfg.method,
+    )
+    try:
+        entry = register_adapter(adapter_dir, meta, name=cfg.name or run_dir.name)
+    except Exception as err:  # the adapter is safe in the run folder; say so instead of failing the run
+        send(Log(level="warning", message=f"Adapter saved in {adapter_dir} but not added to the library: {err}"))
+        return ""
+    send(Log(level="info", message=f"Added to the library as '{entry.name}'"))
+    return entry.id
 
 
 def _checkpointing_args(on: bool) -> dict:

@@ -42,6 +42,7 @@ class LibraryPane(QWidget):
         self.state = state
         self.tasks = tasks
         self.entries: list = []
+        self.busy = False  # an export is running
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -55,7 +56,7 @@ class LibraryPane(QWidget):
         self.export_button.setObjectName("primary")
         self.export_button.setToolTip("Merge the adapter into its base model and write a folder any transformers app loads")
         self.export_button.setEnabled(False)
-        self.export_button.clicked.connect(self._export)
+        self.export_button.clicked.connect(lambda: self._export())
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
         self.progress = QProgressBar()
@@ -105,7 +106,7 @@ class LibraryPane(QWidget):
 
     def _on_selection(self) -> None:
         entry = self.selected()
-        self.export_button.setEnabled(entry is not None and not self.progress.isVisible())
+        self.export_button.setEnabled(entry is not None and not self.busy)
         if entry is None:
             self.details.clear()
             return
@@ -133,6 +134,7 @@ class LibraryPane(QWidget):
         from studio.core.library.merge import export_model
 
         adapter_dir = Path(entry.path) / "adapter"
+        self.busy = True
         self.progress.show()
         self.progress.setRange(0, 100)
         self.export_button.setEnabled(False)
@@ -144,12 +146,14 @@ class LibraryPane(QWidget):
         )
 
     def _on_exported(self, report) -> None:
+        self.busy = False
         self.progress.hide()
         self._on_selection()
         self.last_export = report
         self.details.appendPlainText(f"\nExported to {report.out_dir}\n{report.summary()}")
 
     def _on_export_failed(self, message: str, detail: str) -> None:
+        self.busy = False
         self.progress.hide()
         self._on_selection()
         show_error(self, message, detail, title="Export failed")

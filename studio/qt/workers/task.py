@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.errors import describe_exception
 
@@ -69,7 +69,9 @@ class Task(QObject):
         self.worker = TaskWorker(fn)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.work)
-        self.worker.finished.connect(self.thread.quit)
+        # Direct: QThread.quit is thread-safe, and a queued call would never run while the GUI
+        # thread blocks in wait() at close — a deadlock.
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.progress = self.worker.progress
         self.partial = self.worker.partial
         self.result = self.worker.result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
@@ -56,7 +56,9 @@ class TrainingSession(QObject):
         self.worker = TrainWorker(cfg, run_dir, resume)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.work)
-        self.worker.finished.connect(self.thread.quit)
+        # Direct: QThread.quit is thread-safe, and a queued call would never run while the GUI
+        # thread blocks in wait() at close — a deadlock.
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> None:
         self.thread.start()
