@@ -7,6 +7,7 @@ restart opens where the user left off.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -48,10 +49,8 @@ class AppState(QObject):
 
     def set_config(self, cfg: RunConfig) -> None:
         self._cfg = cfg
-        try:
+        with contextlib.suppress(OSError):  # settings dir not writable: keep working in memory
             cfg.save(_state_file())
-        except OSError:
-            pass  # settings dir not writable: keep working in memory
         self.config_changed.emit(cfg)
 
 

@@ -116,7 +116,7 @@ class LibraryPane(QWidget):
             f"Base:      {entry.base_model}",
             f"Dataset:   {entry.dataset_fingerprint or '—'}",
             f"Method:    {entry.method}",
-            f"Metrics:   " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()),
+            "Metrics:   " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()),
             f"Run:       {entry.run_dir or '—'}",
             f"Stored in: {entry.path}",
         ]

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QGridLayout,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.training.events import Event
-from studio.qt.state import AppState
 from studio.qt.panes.runs_view import RunsView
+from studio.qt.state import AppState
 from studio.qt.widgets.curves import LivePlot
 from studio.qt.workers.training import TrainingSession
 
