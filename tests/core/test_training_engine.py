@@ -119,14 +119,26 @@ def test_pause_blocks_until_resume(tiny_model_dir, demo_train, tmp_path):
 
 
 def test_nan_loss_stops_with_cause(tiny_model_dir, demo_train, tmp_path):
-    cfg = _cfg(tiny_model_dir, demo_train, **{"training.max_steps": 30, "training.lr": 0.9,
-                                              "training.max_grad_norm": 0.0, "training.warmup_ratio": 0.0,
-                                              "training.save_steps": 0, "training.eval_steps": 0})
+    """A model whose forward overflows (an inf weight) must stop at the first bad step, not "succeed"."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    model = AutoModelForCausalLM.from_pretrained(broken)
+    with torch.no_grad():
+        model.model.norm.weight[0] = float("inf")
+    model.save_pretrained(broken)
+    cfg = _cfg(broken, demo_train, **{"training.max_steps": 5, "training.save_steps": 1, "training.eval_steps": 0,
+                                      "dataset.eval_ratio": 0.0})
     result = train(cfg, run_dir=tmp_path / "r")
-    if result.status == "failed":
-        assert "learning rate" in result.reason
-    else:  # a tiny model may survive even this lr; then the run must be a normal completion
-        assert result.status == "completed"
+    assert result.status == "failed" and result.step == 1
+    assert "learning rate" in result.reason and "step 1" in result.reason
+    # No checkpoint of the broken state is written, and the journal says why it stopped.
+    assert runs.last_checkpoint(tmp_path / "r") is None
+    assert runs.summarize(tmp_path / "r").reason == result.reason
 
 
 def test_interrupted_run_is_detected(tmp_path):

@@ -312,6 +312,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         **_checkpointing_args(t.grad_checkpointing),
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN must reach us, not be averaged away
         eval_strategy="steps" if eval_on else "no",
         eval_steps=t.eval_steps if eval_on else None,
         save_strategy="steps" if save_on else "no",
