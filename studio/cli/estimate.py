@@ -1,0 +1,116 @@
+"""``studio estimate``: peak training memory of a run, before loading any weight.
+
+Either from a run config (``studio estimate run.yaml``) or from flags (``--model DIR --method qlora
+--rank 16 ...``); flags override the file's fields. Exit code 0 when the run fits the device,
+1 when it does not (so scripts can branch on it), 2 for unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from studio.cli import EXIT_FINDINGS, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="estimate peak training memory for a config or model folder")
+    p.add_argument("config", nargs="?", help="run config YAML (optional when --model is given)")
+    p.add_argument("--model", help="model folder (config.json is enough)")
+    p.add_argument("--method", choices=["lora", "qlora", "full"])
+    p.add_argument("--rank", type=int, help="LoRA rank r")
+    p.add_argument("--targets", help="comma-separated LoRA target modules, e.g. q_proj,v_proj or all-linear")
+    p.add_argument("--batch", type=int, help="batch size")
+    p.add_argument("--seq", type=int, help="max sequence length")
+    p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None,
+                   help="gradient checkpointing on/off")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"])
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", choices=["cuda", "cpu"],
+                   help="estimate for this device kind (default: this machine's)")
+    p.add_argument("--budget-gib", type=float, help="memory budget in GiB (default: this machine's GPU or RAM)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    targets = None
+    if args.targets:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    return {
+        "model.path": args.model,
+        "method": args.method,
+        "lora.r": args.rank,
+        "lora.target_modules": targets,
+        "training.batch_size": args.batch,
+        "training.max_seq_len": args.seq,
+        "training.grad_checkpointing": args.grad_ckpt,
+        "training.optimizer": args.optimizer,
+        "model.dtype": args.dtype,
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from studio.cli import print_json
+    from studio.core.config import RunConfig, apply_overrides, load_config
+    from studio.core.errors import StudioError
+    from studio.core.memory import GiB, device_memory, estimate, suggestions
+    from studio.core.models.introspect import inspect_model
+
+    if not args.config and not args.model:
+        raise StudioError("Give a run config file or --model DIR (see studio estimate --help).")
+    cfg = load_config(Path(args.config)) if args.config else RunConfig()
+    cfg = apply_overrides(cfg, _overrides(args))
+    if not cfg.model.path:
+        raise StudioError("The config names no model folder; pass --model DIR.")
+    info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
+                         allow_pickle=cfg.model.allow_pickle)
+
+    kind, name, total = device_memory()
+    if args.device and args.device != kind:
+        kind, name = args.device, f"{args.device} (not this machine)"
+    if args.budget_gib:
+        total = int(args.budget_gib * GiB)
+    est = estimate(info, cfg, device_kind=kind)
+    sugg = suggestions(info, cfg, total, device_kind=kind)
+    fits = est.fits(total)
+    if args.json:
+        print_json({
+            **est.to_dict(),
+            "model": info.path,
+            "architecture": info.architecture,
+            "fits": fits,
+            "device": {"kind": kind, "name": name, "bytes": total},
+            "suggestions": [s.to_dict() for s in sugg],
+        })
+    else:
+        print(_table(info, est, kind, name, total, fits, sugg))
+    return EXIT_OK if fits else EXIT_FINDINGS
+
+
+def _table(info, est, kind: str, name: str, budget: int, fits: bool, sugg) -> str:
+    from studio.core.memory import format_bytes
+
+    lines = [
+        f"{info.architecture} ({info.total_params / 1e6:,.1f}M params), {est.method}, {est.dtype} on {kind}",
+        f"trainable {est.trainable_params:,} of {est.total_params:,} ({est.trainable_pct:.3f}%)",
+        f"output file  {format_bytes(est.adapter_file_bytes)}",
+        "",
+        f"peak ({est.peak_phase.replace('_', ' ')}):",
+    ]
+    width = max(len(k) for k in est.bytes)
+    for key, val in est.bytes.items():
+        lines.append(f"  {key:<{width}}  {format_bytes(val):>12}")
+    lines.append(f"  {'total':<{width}}  {format_bytes(est.total_bytes):>12}")
+    phases = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in est.phases.items())
+    lines += [f"phases: {phases}", ""]
+    verdict = "fits" if fits else "does NOT fit"
+    lines.append(f"{verdict} in {format_bytes(budget)} ({name})")
+    if sugg:
+        lines.append("suggestions:")
+        for s in sugg:
+            mark = "fits" if s.fits else "not enough"
+            lines.append(f"  - {s.text} -> {format_bytes(s.estimate.total_bytes)} ({mark})")
+    return "\n".join(lines)
