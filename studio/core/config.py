@@ -89,6 +89,15 @@ class TrainingSection(_Section):
     early_stopping_patience: int = Field(0, ge=0, description="Stop after N evaluations without improvement (0 = off).")
     max_grad_norm: float = Field(1.0, ge=0.0, description="Clip gradients to this norm (0 = off).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto uses CUDA when present.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="Also send metrics to these trackers when installed; the run journal is always written.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _unique_trackers(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
 
 class RunConfig(_Section):

@@ -105,17 +105,40 @@ def test_pause_blocks_until_resume(tiny_model_dir, demo_train, tmp_path):
     control = Control()
     states = []
 
+    order = []
+
     def emit(ev):
+        order.append((ev.kind, getattr(ev, "step", None), getattr(ev, "state", None)))
         if ev.kind == "step" and ev.step == 1:
             control.pause()
-            threading.Timer(0.5, control.resume).start()
         if ev.kind == "state":
             states.append(ev.state)
+            if ev.state == "paused":
+                threading.Timer(0.3, control.resume).start()
 
     result = train(_cfg(tiny_model_dir, demo_train, **{"training.max_steps": 3}), run_dir=tmp_path / "r",
                    emit=emit, control=control)
     assert result.status == "completed" and result.step == 3
     assert "paused" in states and states[states.index("paused") + 1] == "training"
+    # The pause holds right after the loss of the step it was asked during is reported.
+    paused_at = order.index(("state", None, "paused"))
+    assert order[paused_at - 1][:2] == ("step", 1)
+
+
+def test_stop_while_paused_checkpoints_the_paused_step(tiny_model_dir, demo_train, tmp_path):
+    control = Control()
+
+    def emit(ev):
+        if ev.kind == "step" and ev.step == 1:
+            control.pause()
+        if ev.kind == "state" and ev.state == "paused":
+            threading.Timer(0.2, control.request_stop).start()
+
+    cfg = _cfg(tiny_model_dir, demo_train, **{"training.max_steps": 20, "training.save_steps": 0,
+                                              "training.eval_steps": 0})
+    result = train(cfg, run_dir=tmp_path / "r", emit=emit, control=control)
+    assert result.status == "stopped" and result.step == 1
+    assert runs.last_checkpoint(tmp_path / "r").name == "checkpoint-1"
 
 
 def test_nan_loss_stops_with_cause(tiny_model_dir, demo_train, tmp_path):

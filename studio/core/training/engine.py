@@ -20,7 +20,7 @@ from pathlib import Path
 from studio.core.config import RunConfig
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir, atomic_write_text
-from studio.core.training import runs
+from studio.core.training import memory_watch, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
     Evaluation,
@@ -121,16 +121,6 @@ def pick_device(cfg: RunConfig) -> tuple[str, str]:
     return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
-def _memory_now(device: str) -> int:
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
 def file_fingerprint(files: list[str]) -> str:
     import hashlib
 
@@ -140,6 +130,30 @@ def file_fingerprint(files: list[str]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def _qlora_compute_dtype(cfg: RunConfig, device: str) -> str:
+    """bf16 compute on a GPU without bf16 (pre-Ampere) would be emulated or refused: use fp16 there."""
+    import torch
+
+    want = cfg.quant.compute_dtype
+    if device == "cuda" and want == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return want
+
+
+def precision_label(device: str, dtype_name: str, method: str) -> str:
+    """How the run computes, in words for the log: weights dtype and any autocast on top."""
+    amp = _mixed_precision(device, dtype_name, method)
+    return f"{dtype_name} weights" + (f" + {amp} autocast" if amp else "")
+
+
+def _mixed_precision(device: str, dtype_name: str, method: str) -> str:
+    """Trainer autocast for adapter methods on a 16-bit CUDA base; full fine-tuning trains the 16-bit
+    weights directly (what the memory estimator assumes), and CPU trains in fp32."""
+    if device != "cuda" or method == "full":
+        return ""
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(dtype_name, "")
 
 
 def _load_model(cfg: RunConfig, device: str, dtype_name: str):
@@ -165,7 +179,7 @@ def _load_model(cfg: RunConfig, device: str, dtype_name: str):
             load_in_4bit=True,
             bnb_4bit_quant_type=cfg.quant.quant_type,
             bnb_4bit_use_double_quant=cfg.quant.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, cfg.quant.compute_dtype),
+            bnb_4bit_compute_dtype=getattr(torch, _qlora_compute_dtype(cfg, device)),
         )
         if device == "cuda":
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
@@ -273,6 +287,13 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
 
     set_seed(cfg.training.seed)
     device, dtype_name = pick_device(cfg)
+    memory_watch.reset_peak(device)
+    run_est, note = memory_watch.estimate_run(cfg, device)
+    if note:
+        send(Log(level="warning", message=note))
+    use_trackers, note = trackers.resolve(list(cfg.training.report_to))
+    if note:
+        send(Log(level="warning", message=note))
     model, tokenizer = _load_model(cfg, device, dtype_name)
 
     from studio.core.training.data import PadCollator, build_features
@@ -293,8 +314,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         raise StudioError(
             "Early stopping needs an eval set, eval steps > 0, and save steps a multiple of eval steps."
         )
-    bf16 = device == "cuda" and dtype_name == "bfloat16" and cfg.method != "full"
-    fp16 = device == "cuda" and dtype_name == "float16" and cfg.method != "full"
+    amp = _mixed_precision(device, dtype_name, cfg.method)
+    bf16, fp16 = amp == "bf16", amp == "fp16"
     optim = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}[t.optimizer]
     args = TrainingArguments(
         output_dir=str(run_dir / runs.CHECKPOINTS_DIR),
@@ -326,7 +347,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         use_cpu=device == "cpu",
         bf16=bf16,
         fp16=fp16,
-        report_to="none",
+        report_to="none",  # trackers are added as callbacks below, writing into the run folder
+        run_name=run_dir.name,
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -334,7 +356,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         ddp_find_unused_parameters=False,
     )
 
-    state: dict = {"t_last": time.time(), "tok_last": 0, "peak": 0, "loss": None, "eval": None, "nan": None, "eval_step": -1}
+    state: dict = {"t_last": time.time(), "tok_last": 0, "peak": 0, "loss": None, "eval": None, "nan": None,
+                   "eval_step": -1}
 
     class Bridge(TrainerCallback):
         def on_train_begin(self, args, tstate, tcontrol, **kw):
@@ -343,6 +366,9 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 dataset_fingerprint=file_fingerprint(cfg.dataset.train), method=cfg.method, device=device_label,
                 total_steps=tstate.max_steps, train_rows=len(feats.train), eval_rows=len(feats.eval),
                 trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
+                estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
+                memory_budget_bytes=run_est.budget_bytes if run_est else 0,
+                precision=precision_label(device, dtype_name, cfg.method), trackers=list(use_trackers),
             ))
             send(StateChanged(state="training"))
             state["t_last"] = time.time()
@@ -355,7 +381,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             toks = collator.tokens_seen * max(1, int(os.environ.get("WORLD_SIZE", "1")))
             rate = (toks - state["tok_last"]) / max(1e-6, now - state["t_last"])
             state["t_last"], state["tok_last"] = now, toks
-            mem = _memory_now(device)
+            mem = memory_watch.measured_bytes(device)
             state["peak"] = max(state["peak"], mem)
             loss = float(logs["loss"])
             state["loss"] = loss
@@ -369,9 +395,18 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 state["nan"] = f"Loss became {loss} at step {tstate.global_step}; {cause}."
                 tcontrol.should_training_stop = True
                 tcontrol.should_save = False
-            elif control.stop_requested:  # requested while this step ran: save this step, not the next
+                return
+            if control.paused and not control.stop_requested:
+                # Hold here, after this step's loss is out and before its eval/save, so the curve
+                # shows the step the run is paused at and a stop from pause still checkpoints it.
+                send(StateChanged(state="paused", detail=f"Paused at step {tstate.global_step}"))
+                control.wait_while_paused()
+                if not control.stop_requested:
+                    send(StateChanged(state="training", detail="Resumed"))
+                    state["t_last"], state["tok_last"] = time.time(), collator.tokens_seen
+            if control.stop_requested:  # requested while this step ran: save this step, not the next
                 tcontrol.should_training_stop = True
-                tcontrol.should_save = save_on
+                tcontrol.should_save = True
 
         def on_evaluate(self, args, tstate, tcontrol, metrics=None, **kw):
             if metrics and "eval_loss" in metrics:
@@ -385,21 +420,21 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             send(Checkpoint(step=tstate.global_step, path=str(path)))
 
         def on_step_end(self, args, tstate, tcontrol, **kw):
-            if control.paused and not control.stop_requested:
-                send(StateChanged(state="paused", detail=f"Paused at step {tstate.global_step}"))
-                control.wait_while_paused()
-                if not control.stop_requested:
-                    send(StateChanged(state="training", detail="Resumed"))
-                    state["t_last"], state["tok_last"] = time.time(), collator.tokens_seen
+            if control.paused:
+                tcontrol.should_log = True  # the pause waits in on_log, which must run this step
             if control.stop_requested:
+                # A stop always leaves a resumable checkpoint, even when periodic saving is off.
                 tcontrol.should_training_stop = True
-                tcontrol.should_save = save_on
+                tcontrol.should_save = True
 
     callbacks: list = [Bridge()]
+    early = None
     if t.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+        early = EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience)
+        callbacks.append(early)
+    callbacks += trackers.callbacks(use_trackers, run_dir)
     device_label = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     trainer = Trainer(
         model=model, args=args, data_collator=collator, train_dataset=feats.train,
@@ -414,12 +449,12 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             raise StudioError("This run has no finished checkpoint to resume from; start it again instead.", path=run_dir)
         resume_from = str(ckpt)
         send(Log(level="info", message=f"Resuming from {ckpt.name}"))
-    elif has_eval:
-        # The base model's eval loss is the baseline every later point is judged against.
-        send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
-        trainer.evaluate()  # the Bridge journals it as the step-0 point
 
     try:
+        if not resume and has_eval:
+            # The base model's eval loss is the baseline every later point is judged against.
+            send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
+            trainer.evaluate()  # the Bridge journals it as the step-0 point
         trainer.train(resume_from_checkpoint=resume_from)
     except OSError as err:
         if err.errno != errno.ENOSPC:
@@ -431,10 +466,10 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             "free some space, then resume the run.",
             path=run_dir, detail=str(err),
         ) from None
-    except torch.OutOfMemoryError as err:
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        measured = max(state["peak"], memory_watch.measured_bytes(device))
         raise StudioError(
-            f"Out of memory after {state['peak'] / 2**30:.2f} GiB. Lower the batch size or sequence length, "
-            "turn on gradient checkpointing, or switch to QLoRA (the Configure pane shows what fits).",
+            memory_watch.oom_message(cfg, device, run_est, measured, trainer.state.global_step + 1),
             detail=str(err),
         ) from None
     step = trainer.state.global_step
@@ -443,9 +478,12 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                          eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"]))
         return TrainResult("failed", state["nan"], run_dir, None, step, state["loss"], state["eval"])
 
-    if eval_on and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
+    if eval_on and not keep_best and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
         trainer.evaluate()  # a final point so the eval curve ends where training ended
     stopped = control.stop_requested
+    early_stopped = bool(early and early.early_stopping_patience_counter >= early.early_stopping_patience)
+    best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
+    best_loss = trainer.state.best_metric if keep_best else None
     send(StateChanged(state="saving", detail="Saving adapter"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
@@ -456,17 +494,24 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             _fix_base_path(tmp, cfg.model.path)
     if stopped:
         reason = f"Stopped by you at step {step}; checkpoint saved, resume any time."
-    elif trainer.control.should_training_stop and t.early_stopping_patience and step < trainer.state.max_steps:
-        reason = f"Early stopping: eval loss did not improve for {t.early_stopping_patience} evaluations."
+    elif early_stopped:
+        reason = (f"Early stopping at step {step}: eval loss did not improve for "
+                  f"{t.early_stopping_patience} evaluation(s).")
     else:
         reason = "Finished."
+    best_step = int(Path(best_ckpt).name.rsplit("-", 1)[-1]) if best_ckpt else step
+    if best_step != step:  # load_best_model_at_end swapped the last weights for the best ones
+        kept = f"The adapter is the best checkpoint (step {best_step}, eval loss {best_loss:.4f})."
+        reason += " " + kept
+        send(Log(level="info", message=kept))
     status = "stopped" if stopped else "completed"
     library_id = ""
     if trainer.is_world_process_zero() and cfg.method != "full":
         library_id = _register(cfg, run_dir, adapter_dir, state, step, send)
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
-                     library_id=library_id))
+                     library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
+                     early_stopped=early_stopped))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
 
 

@@ -37,7 +37,12 @@ class RunStarted(Event):
     trainable_params: int
     total_params: int
     resumed_from_step: int = 0
+    # The estimator's peak on the same scale as Step.memory_bytes (CUDA: allocated tensors without
+    # the context; CPU: resident set), so the two can share one plot; 0 when no estimate was possible.
     estimated_peak_bytes: int = 0
+    memory_budget_bytes: int = 0  # the device's memory (GPU total, or system RAM on CPU)
+    precision: str = ""  # weights dtype and mixed-precision mode the run trains in, e.g. "bfloat16 + bf16 autocast"
+    trackers: list[str] = field(default_factory=list)  # external trackers fed alongside the journal
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class RunFinished(Event):
     duration_s: float = 0.0
     peak_memory_bytes: int = 0
     library_id: str = ""
+    best_checkpoint: str = ""  # the checkpoint the saved adapter comes from when the best one was kept
+    best_eval_loss: float | None = None
+    early_stopped: bool = False
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -130,13 +130,15 @@ class RunSummary:
     train_loss: float | None = None
     eval_loss: float | None = None
     best_eval_loss: float | None = None
-    tokens_per_s: float = 0.0
+    tokens_per_s: float = 0.0  # mean over the logged steps
     peak_memory_bytes: int = 0
+    estimated_peak_bytes: int = 0
     duration_s: float = 0.0
     trainable_params: int = 0
     adapter_path: str = ""
     reason: str = ""
     resumable: bool = False
+    best_checkpoint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -150,18 +152,24 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
     s = RunSummary(run_dir=run_dir, status="running", name=run_dir.name)
     finished: RunFinished | None = None
     last_t = 0.0
+    rates: list[float] = []
+    seg_start, worked = 0.0, 0.0  # time between a resume and a crash is not training time
     for ev in events:
-        last_t = ev.t
         kind = ev.kind
         if kind == "run_started":
+            if seg_start:
+                worked += max(0.0, last_t - seg_start)
+            seg_start = ev.t
             if not s.started:
                 s.started = ev.t
             s.model, s.dataset, s.method = ev.model, list(ev.dataset), ev.method
             s.total_steps, s.trainable_params = ev.total_steps, ev.trainable_params
+            s.estimated_peak_bytes = ev.estimated_peak_bytes or s.estimated_peak_bytes
             finished = None
         elif kind == "step":
             s.step, s.train_loss = ev.step, ev.loss
-            s.tokens_per_s = ev.tokens_per_s or s.tokens_per_s
+            if ev.tokens_per_s > 0:
+                rates.append(ev.tokens_per_s)
             s.peak_memory_bytes = max(s.peak_memory_bytes, ev.memory_bytes)
         elif kind == "eval":
             s.eval_loss = ev.eval_loss
@@ -169,12 +177,15 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
                 s.best_eval_loss = ev.eval_loss
         elif kind == "run_finished":
             finished = ev
+        last_t = ev.t
     if finished is not None:
         s.status, s.reason, s.adapter_path = finished.status, finished.reason, finished.adapter_path
+        s.best_checkpoint = finished.best_checkpoint
         s.peak_memory_bytes = max(s.peak_memory_bytes, finished.peak_memory_bytes)
     elif not _owner_alive(run_dir):
         s.status = "interrupted"
-    s.duration_s = max(0.0, last_t - s.started) if s.started else 0.0
+    s.tokens_per_s = sum(rates) / len(rates) if rates else 0.0
+    s.duration_s = worked + (max(0.0, last_t - seg_start) if seg_start else 0.0)
     s.resumable = s.status in ("interrupted", "stopped", "failed") and last_checkpoint(run_dir) is not None
     return s
 

@@ -1,0 +1,87 @@
+"""Training memory, estimated before the run and measured during it, on one scale.
+
+The estimate comes from the meta-device estimator (:mod:`studio.core.memory`) and is journaled in
+``run_started``; each ``step`` carries the measured figure, so the Train pane can draw both and an
+out-of-memory message can say how far reality was from the plan. Estimation is advisory: any
+failure here returns no estimate and a note, never an exception that would stop a run.
+
+Scales: on CUDA the measurement is ``torch.cuda.max_memory_allocated`` (tensors only), so the CUDA
+context the estimator adds is taken back out; on CPU both are the process's resident set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core.config import RunConfig
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    peak_bytes: int  # comparable with measured_bytes() on the same device
+    budget_bytes: int  # the device's memory (GPU total, or system RAM)
+    info: object = field(repr=False, default=None)  # ModelInfo, kept for the OOM suggestions
+
+
+def estimate_run(cfg: RunConfig, device: str) -> tuple[RunEstimate | None, str]:
+    """(estimate, note). ``note`` says why there is no estimate; it is empty when there is one."""
+    try:
+        from studio.core.memory import device_memory, estimate
+        from studio.core.models.introspect import inspect_model
+
+        info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
+                             allow_pickle=cfg.model.allow_pickle)
+        kind = "cuda" if device == "cuda" else "cpu"
+        est = estimate(info, cfg, device_kind=kind)
+        peak = est.total_bytes - est.overhead_parts.get("cuda_context", 0)
+        _kind, _name, budget = device_memory()
+        return RunEstimate(peak_bytes=int(peak), budget_bytes=int(budget), info=info), ""
+    except Exception as err:  # advisory only: a model the estimator cannot read still trains
+        return None, f"No memory estimate for this model ({type(err).__name__}: {err}); training goes on without it."
+
+
+def reset_peak(device: str) -> None:
+    """Start the CUDA peak counter at this run, not at an earlier run in the same process."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def measured_bytes(device: str) -> int:
+    """Peak allocated CUDA memory since reset_peak, or the process's resident set on CPU."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def oom_message(cfg: RunConfig, device: str, est: RunEstimate | None, measured: int, step: int) -> str:
+    """What ran out, how it compares with the estimate, and the estimator's ways to fit."""
+    where = "GPU memory" if device == "cuda" else "memory"
+    head = f"Out of {where} at step {step}: measured peak {_gib(measured)}"
+    if est is None:
+        return (head + ". Lower the batch size or sequence length, turn on gradient checkpointing, or switch "
+                "to QLoRA (the Configure pane shows what fits).")
+    head += f", estimated peak {_gib(est.peak_bytes)} for this configuration; the device has {_gib(est.budget_bytes)}."
+    tips: list[str] = []
+    try:
+        from studio.core.memory import suggestions
+
+        kind = "cuda" if device == "cuda" else "cpu"
+        found = suggestions(est.info, cfg, est.budget_bytes, device_kind=kind)
+        tips = [f"{s.text} (estimate {_gib(s.estimate.total_bytes)})" for s in found
+                if s.kind not in ("batch_size", "max_seq_len") or s.fits][:3]
+    except Exception:  # suggestions are a courtesy; the measured-vs-estimated line still helps
+        tips = []
+    if not tips:
+        tips = ["Lower the batch size or sequence length, or turn on gradient checkpointing."]
+    return head + " Try: " + " ".join(tips)
