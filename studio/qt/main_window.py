@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setIconSize(QSize(18, 18))
         self.stack = QStackedWidget()
         self.dataset_pane = DatasetPane(self.state, self.tasks)
-        self.configure_pane = ConfigurePane(self.state)
+        self.configure_pane = ConfigurePane(self.state, self.tasks)
         self.train_pane = TrainPane(self.state)
         self.library_pane = LibraryPane(self.state, self.tasks)
         for name, pane in zip(PANES, (self.dataset_pane, self.configure_pane, self.train_pane, self.library_pane),

@@ -1,0 +1,115 @@
+"""Small input widgets and helpers for editing a RunConfig.
+
+Learning rates live between 1e-7 and 1e-2; a plain QDoubleSpinBox shows them as ``0.000200`` and
+rounds the rest away, so the learning rate gets its own spin box that reads and writes ``2e-4``
+and steps along 1-2-5 per decade (the values people actually try).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import QDoubleSpinBox, QWidget
+
+from studio.core.config import RunConfig
+
+if TYPE_CHECKING:  # importing pydantic before PySide6 trips shiboken's import hook; RunConfig loads it fully
+    from pydantic import BaseModel
+
+_MANTISSAS = (1.0, 2.0, 5.0)
+
+
+def section_of(key: str) -> type[BaseModel]:
+    """The pydantic class that owns a dotted config key (``training.lr`` -> TrainingSection)."""
+    cls: type[BaseModel] = RunConfig
+    for part in key.split(".")[:-1]:
+        cls = cls.model_fields[part].annotation  # type: ignore[assignment]
+    return cls
+
+
+def field_tip(key: str) -> str:
+    """The config field's own description, so a tooltip and the YAML schema never disagree."""
+    cls = section_of(key)
+    field = cls.model_fields[key.rsplit(".", 1)[-1]]
+    return field.description or ""
+
+
+def get_value(cfg: BaseModel, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def format_count(n: int) -> str:
+    """Parameter counts the way model cards write them: 135 M, 70.6 B, 2.44 M."""
+    n = int(n)
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            val = n / div
+            digits = 0 if val >= 100 else 1 if val >= 10 else 2
+            return f"{val:.{digits}f} {unit}"
+    return str(n)
+
+
+def _grid_step(value: float, steps: int) -> float:
+    """Move ``steps`` notches along the 1-2-5 grid from ``value`` (snapping to the grid first)."""
+    if value <= 0:
+        return 1e-7
+    exp = math.floor(math.log10(value))
+    mant = value / 10**exp
+    # index of the grid point at or below value
+    idx = max(i for i, m in enumerate(_MANTISSAS) if m <= mant * (1 + 1e-9))
+    on_grid = math.isclose(mant, _MANTISSAS[idx], rel_tol=1e-9)
+    pos = exp * 3 + idx
+    if steps > 0 and not on_grid:
+        steps -= 1
+        pos += 1
+    elif steps < 0 and not on_grid:
+        steps += 1
+    pos += steps
+    e, i = divmod(pos, 3)
+    return _MANTISSAS[i] * 10**e
+
+
+class LearningRateSpinBox(QDoubleSpinBox):
+    """A spin box for small positive floats, shown as ``2e-04`` and stepped 1-2-5 per decade."""
+
+    def __init__(self, parent: QWidget | None = None, *, minimum: float = 1e-8, maximum: float = 0.99) -> None:
+        super().__init__(parent)
+        self.setDecimals(12)  # the box must not round 2e-5 to 0.00002 or 1.5e-7 to 0
+        self.setRange(minimum, maximum)
+        self.setKeyboardTracking(False)  # commit on Enter/focus-out, not on every half-typed digit
+
+    def textFromValue(self, value: float) -> str:
+        if value <= 0 or value >= 1e-3:
+            return f"{value:.3g}"
+        exp = math.floor(math.log10(value))
+        mant = value / 10**exp
+        if round(mant, 2) >= 10:  # 9.999e-5 rounds up into the next decade
+            exp, mant = exp + 1, mant / 10
+        return f"{mant:.3g}e{exp}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        stripped = text.strip()
+        if not stripped:
+            return QValidator.State.Intermediate, text, pos
+        try:
+            value = float(stripped)
+        except ValueError:
+            partial = all(c in "0123456789.eE-+" for c in stripped)
+            return (QValidator.State.Intermediate if partial else QValidator.State.Invalid), text, pos
+        if self.minimum() <= value <= self.maximum():
+            return QValidator.State.Acceptable, text, pos
+        return QValidator.State.Intermediate, text, pos
+
+    def stepBy(self, steps: int) -> None:
+        self.setValue(min(max(_grid_step(self.value(), steps), self.minimum()), self.maximum()))

@@ -1,0 +1,196 @@
+"""The Configure room's verdict: will this run fit, what takes the memory, and what would help.
+
+A pure view. The pane computes :class:`studio.core.memory.Estimate` objects and hands them over;
+the panel turns them into a badge, the stacked bar, a few facts and clickable suggestions, and
+reports a clicked suggestion back through ``suggestion_chosen``.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.memory import Estimate, Suggestion, format_bytes
+from studio.qt.widgets.config_fields import format_count
+from studio.qt.widgets.memory_bar import MemoryBreakdown
+
+PHASE_WORDS = {
+    "forward_end": "end of the forward pass (activations and logits all alive)",
+    "backward": "backward pass (activations meet the gradients)",
+    "optimizer": "optimizer step (gradients and optimizer states)",
+}
+
+# Common GPU sizes to plan for when this machine is not the one that will train.
+GPU_SIZES_GIB = (8, 12, 16, 24, 40, 48, 80, 141)
+
+_BADGE_STYLE = {
+    "fits": "background: #dcfce7; color: #14532d; border: 1px solid #86efac;",
+    "nofit": "background: #fee2e2; color: #7f1d1d; border: 1px solid #fca5a5;",
+    "neutral": "background: #f1f5f9; color: #334155; border: 1px solid #cbd5e1;",
+}
+
+
+class EstimatePanel(QGroupBox):
+    suggestion_chosen = Signal(object)  # studio.core.memory.Suggestion
+    plan_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Memory estimate", parent)
+        self.fits: bool | None = None
+        self.suggestion_buttons: list[QPushButton] = []
+        self.suggestion_cards: list[SuggestionCard] = []
+
+        self.plan_for = QComboBox()
+        self.plan_for.addItem("This machine", None)
+        for gib in GPU_SIZES_GIB:
+            self.plan_for.addItem(f"A GPU with {gib} GiB", gib)
+        self.plan_for.setToolTip("Estimate for this computer, or plan a run for a GPU you will train on elsewhere.")
+        self.plan_for.currentIndexChanged.connect(lambda _i: self.plan_changed.emit())
+        self.device = QLabel("Detecting this machine's memory…")
+        self.device.setObjectName("muted")
+        self.device.setWordWrap(True)
+
+        self.badge = QLabel("")
+        self.badge.setWordWrap(True)
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.badge.setMinimumHeight(34)
+        self._set_badge("neutral", "No estimate yet")
+
+        self.breakdown = MemoryBreakdown()
+
+        self.peak = QLabel("–")
+        self.trainable = QLabel("–")
+        self.file_size = QLabel("–")
+        self.versus_full = QLabel("–")
+        self.basis = QLabel("")
+        self.basis.setObjectName("muted")
+        for lbl in (self.peak, self.trainable, self.file_size, self.versus_full, self.basis):
+            lbl.setWordWrap(True)
+            lbl.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        facts = QFormLayout()
+        facts.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        facts.setHorizontalSpacing(10)
+        facts.addRow("Peak during", self.peak)
+        facts.addRow("Trainable", self.trainable)
+        self.file_label = QLabel("Adapter file")
+        facts.addRow(self.file_label, self.file_size)
+
+        self.suggest_title = QLabel("To make it fit, click one:")
+        self.suggest_title.setStyleSheet("font-weight: 600; color: #7f1d1d;")
+        self.suggest_box = QVBoxLayout()
+        self.suggest_box.setSpacing(4)
+        self.suggest_title.hide()
+
+        plan_row = QHBoxLayout()
+        plan_row.addWidget(QLabel("Plan for"))
+        plan_row.addWidget(self.plan_for, 1)
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        layout.addLayout(plan_row)
+        layout.addWidget(self.device)
+        layout.addWidget(self.badge)
+        layout.addWidget(self.breakdown)
+        layout.addLayout(facts)
+        layout.addWidget(self.versus_full)
+        layout.addWidget(self.basis)
+        layout.addWidget(self.suggest_title)
+        layout.addLayout(self.suggest_box)
+        layout.addStretch(1)
+
+    # -- plan -------------------------------------------------------------------------------------
+    def planned_gpu_gib(self) -> int | None:
+        """The GPU size chosen under "Plan for", or None for this machine."""
+        return self.plan_for.currentData()
+
+    def set_device_text(self, text: str) -> None:
+        self.device.setText(text)
+
+    # -- showing ----------------------------------------------------------------------------------
+    def _set_badge(self, kind: str, text: str) -> None:
+        self.badge.setText(text)
+        self.badge.setStyleSheet(f"{_BADGE_STYLE[kind]} border-radius: 6px; padding: 6px; font-weight: 600;")
+
+    def show_waiting(self, text: str) -> None:
+        """No estimate possible yet (no model, inspection running, a setting to fix)."""
+        self.fits = None
+        self._set_badge("neutral", text)
+        self.breakdown.clear()
+        for lbl in (self.peak, self.trainable, self.file_size, self.versus_full, self.basis):
+            lbl.setText("–" if lbl is not self.basis else "")
+        self._set_suggestions([])
+
+    def show_estimate(self, est: Estimate, full: Estimate, budget: int | None, budget_name: str,
+                      suggestions: list[Suggestion]) -> None:
+        label = f"{budget_name} {format_bytes(budget)}" if budget else ""
+        self.breakdown.set_parts(est.bytes, budget, label)
+        if budget is None:
+            self.fits = None
+            self._set_badge("neutral", f"Peak {format_bytes(est.total_bytes)}: {budget_name}")
+        elif est.fits(budget):
+            self.fits = True
+            share = 100 * est.total_bytes / budget
+            self._set_badge("fits", f"✓ Fits: {format_bytes(est.total_bytes)} of {format_bytes(budget)} ({share:.0f} %)")
+        else:
+            self.fits = False
+            self._set_badge("nofit", f"✗ Does not fit: needs {format_bytes(est.total_bytes)}, "
+                                     f"{format_bytes(budget)} available")
+        self.peak.setText(PHASE_WORDS.get(est.peak_phase, est.peak_phase.replace("_", " ")))
+        self.trainable.setText(f"{format_count(est.trainable_params)} parameters "
+                               f"({est.trainable_pct:.3g} % of {format_count(est.total_params)})")
+        self.file_label.setText("Model file" if est.method == "full" else "Adapter file")
+        self.file_size.setText(format_bytes(est.adapter_file_bytes))
+        if est.method == "full":
+            self.versus_full.setText("Full fine-tuning trains every parameter.")
+        elif est.trainable_params:
+            ratio = full.trainable_params / est.trainable_params
+            self.versus_full.setText(f"Trains {ratio:,.0f}× fewer parameters than full fine-tuning "
+                                     f"(which would peak at {format_bytes(full.total_bytes)}).")
+        dev = "a CUDA GPU" if est.device_kind == "cuda" else "CPU"
+        self.basis.setText(f"For {dev}, base weights in {est.dtype}. Estimated from the model's shapes; "
+                           "no weights are loaded.")
+        self._set_suggestions(suggestions if self.fits is False else [])
+
+    def _set_suggestions(self, suggestions: list[Suggestion]) -> None:
+        for card in self.suggestion_cards:
+            self.suggest_box.removeWidget(card)
+            card.deleteLater()
+        self.suggestion_cards = []
+        self.suggestion_buttons = []
+        self.suggest_title.setVisible(bool(suggestions))
+        for s in suggestions:
+            card = SuggestionCard(s)
+            card.apply_button.clicked.connect(lambda _=False, sug=s: self.suggestion_chosen.emit(sug))
+            self.suggest_box.addWidget(card)
+            self.suggestion_cards.append(card)
+            self.suggestion_buttons.append(card.apply_button)
+
+
+class SuggestionCard(QFrame):
+    """One way to make the run fit: what to change, where it lands, and an Apply button."""
+
+    def __init__(self, suggestion: Suggestion, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.suggestion = suggestion
+        self.setObjectName("suggestionCard")
+        edge = "#86efac" if suggestion.fits else "#e2e8f0"
+        self.setStyleSheet(f"QFrame#suggestionCard {{ border: 1px solid {edge}; border-radius: 5px; background: white; }}")
+        verdict = "fits" if suggestion.fits else "helps, but still too big on its own"
+        self.text = QLabel(f"{suggestion.text}<br><span style='color:#64748b'>→ "
+                           f"{format_bytes(suggestion.estimate.total_bytes)}, {verdict}</span>")
+        self.text.setWordWrap(True)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Change: " + ", ".join(f"{k} = {v}" for k, v in suggestion.overrides.items()))
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 5, 6, 5)
+        row.addWidget(self.text, 1)
+        row.addWidget(self.apply_button, 0, Qt.AlignmentFlag.AlignVCenter)

@@ -1,0 +1,245 @@
+"""The Configure room driven like a user: pick a model, edit knobs, watch the estimate, fix a run
+that does not fit, save and load configs, and get told plainly when a folder cannot be used."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from studio.core.config import TARGET_PRESETS, apply_overrides, default_lr, load_config
+from studio.core.memory import BREAKDOWN_KEYS, GiB, estimate
+from studio.core.models.introspect import inspect_model
+
+WAIT = 60000  # inspection imports transformers in a worker: generous on a busy machine
+
+
+@pytest.fixture()
+def pane(qtbot, tiny_model_dir):
+    from studio.qt.panes.configure_pane import ConfigurePane
+    from studio.qt.state import AppState, default_config
+    from studio.qt.workers.task import TaskRunner
+
+    state = AppState()
+    state.set_config(apply_overrides(default_config(), {"model.path": str(tiny_model_dir),
+                                                        "training.batch_size": 2,
+                                                        "training.max_seq_len": 128}))
+    tasks = TaskRunner()
+    p = ConfigurePane(state, tasks)
+    qtbot.addWidget(p)
+    p.resize(1130, 740)
+    p.show()
+    yield p
+    tasks.stop_all()
+    assert tasks.wait_all(60000), "a worker thread was left running"
+
+
+def ready(qtbot, pane) -> None:
+    """Wait until the model is inspected, the machine probed and an estimate shown."""
+    qtbot.waitUntil(lambda: pane.info is not None and pane.estimate is not None, timeout=WAIT)
+
+
+def expected_total(pane) -> int:
+    kind, _budget, _name = pane.budget(pane.state.config)
+    return estimate(inspect_model(Path(pane.state.config.model.path)), pane.state.config, device_kind=kind).total_bytes
+
+
+def test_model_info_appears(qtbot, pane, tiny_model_dir):
+    ready(qtbot, pane)
+    info = inspect_model(tiny_model_dir)
+    box = pane.model_box
+    assert info.architecture in box.architecture.text()
+    assert f"{info.total_params:,}" in box.params.text()
+    assert f"{info.context_length:,}" in box.context.text()
+    assert f"{info.num_layers} layers" in box.shape.text()
+    names = [pane.targets.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(pane.targets.list.count())]
+    assert names == info.target_names
+
+
+def test_target_presets_check_the_right_layers(qtbot, pane):
+    ready(qtbot, pane)
+    picker = pane.targets
+    qtbot.mouseClick(picker.preset_buttons["q,v"], Qt.MouseButton.LeftButton)
+    assert pane.state.config.lora.target_modules == TARGET_PRESETS["q,v"]
+    assert picker.checked_names() == ["q_proj", "v_proj"]
+    qtbot.mouseClick(picker.preset_buttons["all attention"], Qt.MouseButton.LeftButton)
+    assert picker.checked_names() == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    qtbot.mouseClick(picker.preset_buttons["all linear"], Qt.MouseButton.LeftButton)
+    assert pane.state.config.lora.target_modules == ["all-linear"]
+    assert picker.checked_names() == pane.info.target_names
+    # free selection: untick one layer
+    picker.item_for("down_proj").setCheckState(Qt.CheckState.Unchecked)
+    assert pane.state.config.lora.target_modules == [n for n in pane.info.target_names if n != "down_proj"]
+    qtbot.waitUntil(lambda: pane.estimate is not None and "down_proj" not in pane.estimate.targets, timeout=2000)
+
+
+def test_alpha_follows_rank_only_while_linked(qtbot, pane):
+    ready(qtbot, pane)
+    assert pane.alpha_link.isChecked()
+    pane.rank.setValue(16)
+    assert pane.state.config.lora.r == 16 and pane.state.config.lora.alpha == 32
+    assert pane.alpha.value() == 32
+    pane.alpha_link.setChecked(False)
+    pane.rank.setValue(4)
+    assert pane.state.config.lora.r == 4 and pane.state.config.lora.alpha == 32
+    pane.alpha.setValue(12)
+    assert pane.state.config.lora.alpha == 12
+    pane.alpha_link.setChecked(True)  # linking again snaps alpha back to 2 x rank
+    assert pane.state.config.lora.alpha == 8
+
+
+def test_batch_size_moves_the_bar_to_the_estimators_total(qtbot, pane):
+    ready(qtbot, pane)
+    bar = pane.panel.breakdown
+    assert bar.total_bytes == expected_total(pane)
+    before = bar.total_bytes
+    pane.batch.setValue(pane.batch.value() * 4)
+    qtbot.waitUntil(lambda: bar.total_bytes != before, timeout=2000)
+    assert bar.total_bytes == expected_total(pane)
+    assert bar.total_bytes > before
+    for key in BREAKDOWN_KEYS:  # the legend shows every term
+        assert pane.panel.breakdown.sizes[key].text() not in ("", "–")
+
+
+def test_a_run_that_does_not_fit_offers_suggestions_that_make_it_fit(qtbot, pane):
+    ready(qtbot, pane)
+    panel = pane.panel
+    panel.plan_for.setCurrentIndex(1)  # the smallest GPU on the list
+    budget = int(panel.planned_gpu_gib() * GiB)
+    info = inspect_model(Path(pane.state.config.model.path))
+    batch = pane.state.config.training.batch_size
+    while estimate(info, apply_overrides(pane.state.config, {"training.batch_size": batch}),
+                   device_kind="cuda").total_bytes <= budget:
+        batch *= 2
+    pane.batch.setValue(batch)
+    qtbot.waitUntil(lambda: panel.fits is False, timeout=2000)
+    assert "not fit" in panel.badge.text()
+    assert panel.suggestion_cards and panel.suggestion_buttons
+    fitting = [c for c in panel.suggestion_cards if c.suggestion.fits]
+    assert fitting, [c.suggestion.text for c in panel.suggestion_cards]
+    card = fitting[0]
+    qtbot.mouseClick(card.apply_button, Qt.MouseButton.LeftButton)
+    cfg = pane.state.config
+    for key, value in card.suggestion.overrides.items():
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert node == value
+    qtbot.waitUntil(lambda: panel.fits is True, timeout=2000)
+    assert "Fits" in panel.badge.text()
+    assert not panel.suggestion_cards
+    assert pane.estimate.total_bytes <= budget
+
+
+def test_method_switch_resets_only_untouched_knobs(qtbot, pane):
+    ready(qtbot, pane)
+    method = pane.method
+    method.setCurrentIndex(method.findData("full"))
+    assert pane.state.config.method == "full"
+    assert pane.state.config.training.lr == default_lr("full")
+    assert not pane.lora_box.isEnabled()
+    pane.lr.setValue(5e-5)  # the user's own choice from now on
+    pane.rank.setValue(32)
+    method.setCurrentIndex(method.findData("qlora"))
+    cfg = pane.state.config
+    assert cfg.method == "qlora" and cfg.training.lr == 5e-5 and cfg.lora.r == 32
+    assert pane.quant_box.isEnabled()
+
+
+def test_save_then_load_round_trips(qtbot, pane, tmp_path):
+    ready(qtbot, pane)
+    pane.rank.setValue(24)
+    pane.grad_ckpt.setChecked(True)
+    pane.scheduler.setCurrentIndex(pane.scheduler.findData("linear"))
+    saved = pane.state.config
+    path = tmp_path / "run"
+    assert pane.save_to(path)
+    written = path.with_suffix(".yaml")
+    assert load_config(written) == saved
+    pane.state.update(**{"lora.r": 4, "training.grad_checkpointing": False})
+    assert pane.load_from(written)
+    assert pane.state.config == saved
+    assert pane.rank.value() == 24 and pane.grad_ckpt.isChecked()
+    assert pane.scheduler.currentData() == "linear"
+
+
+def test_bad_yaml_shows_field_messages_and_changes_nothing(qtbot, pane, tmp_path):
+    ready(qtbot, pane)
+    before = pane.state.config
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\ntraining:\n  lr: -1\n  batch_sise: 4\n", encoding="utf-8")
+    assert pane.load_from(bad) is False
+    boxes = [b for b in pane.findChildren(QMessageBox) if b.isVisible()]
+    assert boxes
+    text = boxes[-1].text()
+    assert "training.lr" in text and "training.batch_sise" in text and str(bad) in text
+    assert pane.state.config == before
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("training: [1, 2\n", encoding="utf-8")
+    assert pane.load_from(broken) is False
+    assert any("line" in b.text() for b in pane.findChildren(QMessageBox) if b.isVisible())
+
+
+def test_folder_without_config_json_is_explained_and_not_used(qtbot, pane, tmp_path):
+    ready(qtbot, pane)
+    before = pane.state.config.model.path
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    assert pane.choose_model_folder(str(empty)) is False
+    assert "config.json" in pane.model_box.status.text() and pane.model_box.status.isVisible()
+    assert pane.state.config.model.path == before
+    assert pane.info is not None  # still on the previous model
+
+
+def test_pickle_only_folder_is_refused_until_allowed(qtbot, pane, tmp_path, tiny_model_dir):
+    ready(qtbot, pane)
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", folder / "config.json")
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    assert pane.choose_model_folder(str(folder))
+    qtbot.waitUntil(lambda: "pickle" in pane.model_box.status.text(), timeout=WAIT)
+    assert pane.info is None and pane.estimate is None
+    assert pane.panel.fits is None
+    assert not pane.model_box.warning.isVisible()
+    qtbot.mouseClick(pane.model_box.allow_pickle, Qt.MouseButton.LeftButton)
+    assert pane.state.config.model.allow_pickle is True
+    assert pane.model_box.warning.isVisible()
+    qtbot.waitUntil(lambda: pane.info is not None and pane.estimate is not None, timeout=WAIT)
+    assert pane.info.has_pickle
+
+
+def test_sequence_longer_than_context_is_flagged_inline(qtbot, pane):
+    ready(qtbot, pane)
+    ctx = pane.info.context_length
+    pane.seq.setValue(ctx * 2)
+    assert pane.state.config.training.max_seq_len == ctx * 2
+    assert f"{ctx:,}" in pane.message_for("training.max_seq_len")
+    pane.seq.setValue(ctx)
+    assert pane.message_for("training.max_seq_len") == ""
+
+
+def test_invalid_combination_is_shown_inline_not_raised(qtbot, pane):
+    ready(qtbot, pane)
+    pane.device.setCurrentIndex(pane.device.findData("cpu"))
+    pane.method.setCurrentIndex(pane.method.findData("qlora"))
+    pane.compute_dtype.setCurrentIndex(pane.compute_dtype.findData("float16"))
+    assert "compute_dtype" in pane.message_for("quant.compute_dtype")
+    assert pane.state.config.quant.compute_dtype != "float16"
+    pane.compute_dtype.setCurrentIndex(pane.compute_dtype.findData("float32"))
+    assert pane.message_for("quant.compute_dtype") == ""
+    assert pane.state.config.quant.compute_dtype == "float32"
+
+
+def test_every_knob_has_a_tooltip(qtbot, pane):
+    for key, widget in pane.editors.items():
+        assert widget.toolTip(), key
+
+
+def test_legend_covers_every_breakdown_term():
+    from studio.qt.widgets.memory_bar import TERM_COLORS, TERM_LABELS
+
+    assert tuple(TERM_COLORS) == BREAKDOWN_KEYS and tuple(TERM_LABELS) == BREAKDOWN_KEYS
