@@ -114,7 +114,7 @@ def histogram(values: list[int], *, cutoff: int | None = None, bins: int = 30) -
         edges = list(range(0, cutoff + 1, width))
         if edges[-1] != cutoff:
             edges.append(cutoff)
-        if top >= cutoff:
+        if top > cutoff:
             edges.append(top + 1)
     else:
         width = max(1, math.ceil((top + 1) / bins))
@@ -122,8 +122,10 @@ def histogram(values: list[int], *, cutoff: int | None = None, bins: int = 30) -
     counts = [0] * (len(edges) - 1)
     import bisect
 
+    last_inside = (edges.index(cutoff) - 1) if cutoff else len(counts) - 1
     for v in values:
-        k = min(len(counts) - 1, max(0, bisect.bisect_right(edges, v) - 1))
+        # A row of exactly ``cutoff`` tokens fits and is not cut: it counts below the line.
+        k = last_inside if cutoff and v == cutoff else min(len(counts) - 1, max(0, bisect.bisect_right(edges, v) - 1))
         counts[k] += 1
 
     def pct(p: float) -> int:

@@ -1,77 +1,52 @@
-"""Dataset: which files to train on, and a first look at their rows."""
+"""Dataset workbench: open files, see every row, find what is wrong, see what the model sees, fix
+it without touching the original.
+
+Layout: a top bar (open, files, format, fingerprint, progress), then a splitter with the rows
+table on the left and tabs on the right (Findings / What the model sees / Stats / Split & clean).
+All reading, checking, tokenizing and writing runs in workers (``dataset/jobs.py``); the pane
+only edits the run config in ``AppState`` and paints results. A newer request always wins: each
+job carries a generation number and stale results are dropped.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QProgressBar,
     QPushButton,
+    QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from studio.core.config import RunConfig
+from studio.core.datasets.findings import FATAL_CODES
 from studio.core.datasets.load import SUPPORTED_SUFFIXES
+from studio.core.errors import StudioError
+from studio.qt.dialogs.column_mapping import ColumnMappingDialog
+from studio.qt.panes.dataset import jobs
+from studio.qt.panes.dataset.findings_view import FindingsView
+from studio.qt.panes.dataset.preview_view import PreviewView
+from studio.qt.panes.dataset.recent import RecentMenu, remember
+from studio.qt.panes.dataset.relay import run_job
+from studio.qt.panes.dataset.rows_model import RowsModel
+from studio.qt.panes.dataset.split_clean_view import SplitCleanView
+from studio.qt.panes.dataset.stats_view import StatsView
 from studio.qt.state import AppState
-from studio.qt.workers.task import TaskRunner
+from studio.qt.workers.task import Task, TaskRunner
 
 FILE_FILTER = "Datasets (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;All files (*)"
-
-
-class RowsModel(QAbstractTableModel):
-    """Virtual table over preview rows: (line, format, prompt, answer)."""
-
-    HEADERS = ("Line", "Format", "Prompt", "Answer")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[tuple[str, str, str, str]] = []
-
-    def set_rows(self, rows: list[tuple[str, str, str, str]]) -> None:
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole) and index.isValid():
-            value = self.rows[index.row()][index.column()]
-            return value if role == Qt.ItemDataRole.ToolTipRole else value.replace("\n", " ⏎ ")[:300]
-        return None
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section]
-        return None
-
-
-def _preview(files: list[str]) -> tuple[list[tuple[str, str, str, str]], dict[str, int]]:
-    from collections import Counter
-
-    from studio.core.datasets.formats import RowShapeError, to_example
-    from studio.core.datasets.load import read_rows
-
-    rows, formats = [], Counter()
-    for f in files:
-        for r in read_rows(Path(f)):
-            try:
-                ex = to_example(r.data)
-                formats[ex.fmt] += 1
-                rows.append((f"{Path(f).name}:{r.line}", ex.fmt, ex.prompt_text, ex.answer_text))
-            except RowShapeError as err:
-                formats["unreadable"] += 1
-                rows.append((f"{Path(f).name}:{r.line}", "?", str(err), ""))
-    return rows, dict(formats)
+FORMAT_COLORS = {"unknown": "#b91c1c", "mixed": "#b45309"}
 
 
 class DatasetPane(QWidget):
@@ -79,66 +54,479 @@ class DatasetPane(QWidget):
         super().__init__(parent)
         self.state = state
         self.tasks = tasks
+        self.tokenizers = jobs.TokenizerCache()
+        self.loaded: jobs.Loaded | None = None
+        self._spec: jobs.LoadSpec | None = None
+        self._gen = 0
+        self._task: Task | None = None
+        self._reading = False
+        self._preview_task: Task | None = None
+        self._preview_wanted: int | None = None
+        self._clean_task: Task | None = None
+        self._dialog: ColumnMappingDialog | None = None
+
+        self._build_top_bar()
+        self._build_body()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.setSpacing(6)
+        layout.addLayout(self._top)
+        layout.addLayout(self._second)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.splitter, 1)
+
+        state.config_changed.connect(self._on_config)
+        state.model_ready.connect(self._on_model_ready)
+        self._on_config(state.config)
+
+    # -- building --------------------------------------------------------------------------------
+    def _build_top_bar(self) -> None:
+        self.open_button = QPushButton("Open…")
+        self.open_button.setObjectName("primary")
+        self.open_button.setToolTip("Choose dataset files (.json, .jsonl, .csv, .parquet); several files make one "
+                                    "dataset. You can also drop files on the window.")
+        self.open_button.clicked.connect(self.open_dialog)
+        self.add_button = QPushButton("Add files…")
+        self.add_button.setToolTip("Append more files to the current training data")
+        self.add_button.clicked.connect(self.add_dialog)
+        self.recent_menu = RecentMenu(self)
+        self.recent_menu.chosen.connect(self.set_files)
+        self.recent_button = QPushButton("Recent")
+        self.recent_button.setToolTip("Reopen a dataset you opened before")
+        self.recent_button.setMenu(self.recent_menu)
         self.files_label = QLabel()
         self.files_label.setWordWrap(True)
         self.files_label.setTextFormat(Qt.TextFormat.RichText)
-        self.summary = QLabel("")
-        self.summary.setObjectName("muted")
-        open_button = QPushButton("Open…")
-        open_button.setToolTip("Choose dataset files (.json, .jsonl, .csv, .parquet); you can also drop them on the window")
-        open_button.clicked.connect(self.open_dialog)
+        self._top = QHBoxLayout()
+        self._top.addWidget(self.open_button)
+        self._top.addWidget(self.add_button)
+        self._top.addWidget(self.recent_button)
+        self._top.addSpacing(8)
+        self._top.addWidget(self.files_label, 1)
+
+        self.format_label = QLabel()
+        self.format_label.setTextFormat(Qt.TextFormat.RichText)
+        self.format_label.setToolTip("alpaca · prompt_completion · text · messages · sharegpt, detected per row; "
+                                     "mixed when a dataset holds more than one")
+        self.rows_label = QLabel()
+        self.fingerprint_label = QLabel()
+        self.fingerprint_label.setObjectName("muted")
+        self.fingerprint_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.map_button = QPushButton("Map columns…")
+        self.map_button.setToolTip("Say which column is the prompt and which the answer")
+        self.map_button.clicked.connect(self.open_column_mapping)
+        self.map_button.hide()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.status = QLabel()
+        self.status.setObjectName("muted")
+        self._second = QHBoxLayout()
+        for w in (self.format_label, self.rows_label, self.fingerprint_label, self.map_button):
+            self._second.addWidget(w)
+        self._second.addStretch(1)
+        self._second.addWidget(self.status)
+        self._second.addWidget(self.progress)
+
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self.banner.setStyleSheet("background:#fef3c7; color:#78350f; border:1px solid #fcd34d; border-radius:5px; "
+                                  "padding:6px 8px;")
+        self.banner.hide()
+
+    def _build_body(self) -> None:
         self.model = RowsModel()
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        top = QHBoxLayout()
-        top.addWidget(self.files_label, 1)
-        top.addWidget(open_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.table, 1)
-        state.config_changed.connect(self._on_config)
-        self._shown: list[str] = []
-        self._on_config(state.config)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(RowsModel.PROMPT, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(RowsModel.ANSWER, QHeaderView.ResizeMode.Stretch)
+        header.resizeSection(RowsModel.LINE, 70)
+        header.resizeSection(RowsModel.FORMAT, 112)
+        self.table.setMinimumWidth(360)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
 
+        self.findings = FindingsView()
+        self.findings.row_chosen.connect(self.show_row)
+        self.findings.note.connect(self.status.setText)
+        self.preview = PreviewView()
+        self.stats = StatsView()
+        self.split_clean = SplitCleanView()
+        self.split_clean.split_changed.connect(self._apply_overrides)
+        self.split_clean.choose_eval_files.connect(self.choose_eval_files)
+        self.split_clean.clean_requested.connect(self.write_cleaned_copy)
+        self.split_clean.use_cleaned.connect(self.use_cleaned_copy)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.findings, "Findings")
+        self.tabs.addTab(self.preview, "What the model sees")
+        self.tabs.addTab(self.stats, "Stats")
+        self.tabs.addTab(self.split_clean, "Split && clean")
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([560, 520])
+
+    # -- choosing files --------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open dataset", "", FILE_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(self, "Open dataset", self._start_dir(), FILE_FILTER)
         if files:
             self.set_files(files)
 
+    def add_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add dataset files", self._start_dir(), FILE_FILTER)
+        if files:
+            self.add_files(files)
+
+    def choose_eval_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Choose eval files", self._start_dir(), FILE_FILTER)
+        if files:
+            self._apply_overrides({"dataset.eval": [str(Path(f)) for f in files]})
+        else:
+            self.split_clean.set_config(self.state.config)   # back to what the config says
+
+    def _start_dir(self) -> str:
+        train = self.state.config.dataset.train
+        return str(Path(train[0]).parent) if train else ""
+
     def set_files(self, files: list[str]) -> None:
-        self.state.update(**{"dataset.train": [str(Path(f)) for f in files]})
-
-    def _on_config(self, cfg) -> None:
-        files = list(cfg.dataset.train)
-        names = ", ".join(f"<b>{Path(f).name}</b>" for f in files) or "<i>no dataset yet — drop a file here</i>"
-        evals = ", ".join(Path(f).name for f in cfg.dataset.eval)
-        self.files_label.setText(f"Training data: {names}" + (f"<br>Eval data: {evals}" if evals else ""))
-        if files != self._shown:
-            self._shown = files
-            self._reload(files)
-
-    def _reload(self, files: list[str]) -> None:
-        if not files:
-            self.model.set_rows([])
+        """Train on these files (in this order, as one dataset). Opening the same files again re-reads them."""
+        paths = [str(Path(f)) for f in files]
+        remember(paths)
+        if paths == list(self.state.config.dataset.train):
+            self._read()
             return
-        self.summary.setText("Reading…")
-        self.tasks.run(lambda _s: _preview(files), on_result=self._on_preview, on_error=self._on_error)
+        self._apply_overrides({"dataset.train": paths})
 
-    def _on_preview(self, result) -> None:
-        rows, formats = result
-        self.model.set_rows(rows)
-        fmt = ", ".join(f"{n} {k}" for k, n in sorted(formats.items(), key=lambda kv: -kv[1]))
-        self.summary.setText(f"{len(rows):,} rows · {fmt}")
+    def add_files(self, files: list[str]) -> None:
+        """Append files to the current training data."""
+        current = list(self.state.config.dataset.train)
+        self.set_files(current + [str(Path(f)) for f in files if str(Path(f)) not in current])
 
-    def _on_error(self, message: str, _detail: str) -> None:
-        self.model.set_rows([])
-        self.summary.setText(f"⚠ {message}")
+    def use_cleaned_copy(self, path: str) -> None:
+        if path:
+            self.set_files([path])
+
+    def _apply_overrides(self, overrides: dict) -> None:
+        try:
+            self.state.update(**overrides)
+        except StudioError as err:
+            self._show_banner(f"⚠ {err.message}")
+
+    # -- reacting to the config ------------------------------------------------------------------
+    def _on_config(self, cfg: RunConfig) -> None:
+        spec = jobs.LoadSpec.from_config(cfg)
+        previous, self._spec = self._spec, spec
+        self.split_clean.set_config(cfg)
+        self._show_files()
+        if previous is None or spec.read_key != previous.read_key:
+            self._read()
+        elif spec.check_key != previous.check_key:
+            self._check()
+
+    def _on_model_ready(self, _path: str) -> None:
+        if self.loaded is not None and not self.loaded.report.token_checked and not self.busy:
+            self._check()
+
+    @property
+    def busy(self) -> bool:
+        """A read or check is under way."""
+        return self._task is not None
+
+    def _stop_running(self) -> None:
+        if self._task is not None:
+            self._task.request_stop()
+            self._task = None
+
+    def _read(self) -> None:
+        spec = self._spec
+        assert spec is not None
+        self._gen += 1
+        gen = self._gen
+        self._stop_running()
+        self.loaded = None
+        self.model.clear(spec.columns, many_files=len(spec.train) > 1)
+        self.table.horizontalHeader().resizeSection(RowsModel.LINE, 150 if len(spec.train) > 1 else 70)
+        self._show_loaded_nothing()
+        if not spec.train:
+            self.status.setText("")
+            return
+        self._reading = True
+        self._set_progress(-1.0, "Reading…")
+        tokenizers = self.tokenizers
+        self._task = run_job(
+            self.tasks, self, lambda s: jobs.read(s, spec, tokenizers),
+            on_partial=lambda v, g=gen: self._on_partial(g, v),
+            on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
+            on_result=lambda v, g=gen: self._on_done(g, v),
+            on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
+        )
+
+    def _check(self) -> None:
+        """Run the checks again on rows already read (max length, model, split changed)."""
+        spec = self._spec
+        if self._reading or self.loaded is None or spec is None:
+            if spec is not None and spec.train:
+                self._read()
+            return
+        self._gen += 1
+        gen = self._gen
+        self._stop_running()
+        loaded, tokenizers = self.loaded, self.tokenizers
+        self._set_progress(-1.0, "Checking…")
+        self._task = run_job(
+            self.tasks, self, lambda s: jobs.check(s, loaded, spec, tokenizers),
+            on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
+            on_result=lambda v, g=gen: self._on_done(g, v),
+            on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
+        )
+        self._refresh_preview()
+
+    # -- results ---------------------------------------------------------------------------------
+    def _on_partial(self, gen: int, value) -> None:
+        if gen != self._gen:
+            return
+        if isinstance(value, jobs.RowsRead):
+            self.model.append_rows(value.rows)
+            if self.table.currentIndex().row() < 0 and self.model.rowCount():
+                self.table.selectRow(0)
+        elif isinstance(value, jobs.Loaded):
+            self._reading = False
+            self._show_loaded(value)
+
+    def _on_progress(self, gen: int, frac: float, message: str) -> None:
+        if gen == self._gen:
+            self._set_progress(frac, message)
+
+    def _on_done(self, gen: int, value) -> None:
+        if gen != self._gen:
+            return
+        self._task = None
+        self._reading = False
+        self.progress.hide()
+        self.status.setText("")
+        if isinstance(value, jobs.Loaded):
+            self._show_loaded(value)
+
+    def _on_failed(self, gen: int, message: str, _detail: str) -> None:
+        if gen != self._gen:
+            return
+        self._task = None
+        self._reading = False
+        self.progress.hide()
+        self.status.setText("")
+        self._show_banner(f"⚠ {message}")
+
+    def _set_progress(self, frac: float, message: str) -> None:
+        self.progress.show()
+        if frac < 0:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(frac * 1000))
+        self.status.setText(message)
+
+    def _show_loaded_nothing(self) -> None:
+        self.findings.set_report(None)
+        self.stats.set_stats(None)
+        self.split_clean.set_rows(0, None)
+        self.split_clean.set_report(None)
+        self.preview.show_message("Select a row to see it as the model will.")
+        self.format_label.setText("")
+        self.rows_label.setText("")
+        self.fingerprint_label.setText("")
+        self.banner.hide()
+        self.map_button.setVisible(bool(self._spec and self._spec.column_map))
+
+    def _show_loaded(self, loaded: jobs.Loaded) -> None:
+        self.loaded = loaded
+        result, report = loaded.result, loaded.report
+        if self.model.result is not result:
+            self.model.set_result(result)
+        self.model.set_report(report)
+        note = "" if report.token_checked else loaded.tokens_note
+        self.findings.set_report(report, note)
+        self.stats.set_stats(report.stats, note)
+        self.split_clean.set_rows(len(result), len(loaded.eval_result) if loaded.eval_result is not None else None)
+        self.split_clean.set_report(report)
+        self._show_summary(loaded)
+        if self.model.rowCount() and self.table.currentIndex().row() < 0:
+            self.table.selectRow(0)
+        else:
+            self._refresh_preview()
+
+    def _show_files(self) -> None:
+        spec = self._spec
+        if spec is None or not spec.train:
+            self.files_label.setText("<i>No dataset yet — open a file or drop one on the window.</i>")
+            self.files_label.setToolTip("")
+            return
+        infos = {f.path: f for f in self.loaded.result.files} if self.loaded else {}
+        parts = []
+        for path in spec.train:
+            info = infos.get(path)
+            name = f"<b>{Path(path).name}</b>"
+            if info is None:
+                parts.append(name)
+            elif info.fatal:
+                parts.append(f"{name} <span style='color:#b91c1c'>(could not be read)</span>")
+            else:
+                parts.append(f"{name} <span style='color:#64748b'>({jobs.file_format(info.formats)}, "
+                             f"{info.rows:,} rows)</span>")
+        text = "Training data: " + " + ".join(parts)
+        if spec.eval:
+            text += " · eval: " + ", ".join(Path(p).name for p in spec.eval)
+        self.files_label.setText(text)
+        self.files_label.setToolTip("\n".join([*spec.train, *(f"eval: {p}" for p in spec.eval)]))
+
+    def _show_summary(self, loaded: jobs.Loaded) -> None:
+        result, report = loaded.result, loaded.report
+        self._show_files()
+        fmt = result.format
+        color = FORMAT_COLORS.get(fmt, "#1d4ed8")
+        counts = ", ".join(f"{n:,} {k}" for k, n in sorted(result.format_counts.items(), key=lambda kv: -kv[1]))
+        self.format_label.setText(f"Format: <b style='color:{color}'>{fmt}</b>")
+        self.format_label.setToolTip(f"Rows by format: {counts or 'none'}")
+        self.rows_label.setText(f"· {len(result):,} rows")
+        fp = report.fingerprint
+        self.fingerprint_label.setText(f"· sha256 {fp[:12]}…" if fp else "")
+        self.fingerprint_label.setToolTip(
+            f"Fingerprint of the dataset's bytes:\n{fp}\nRuns record it, so you can tell which data trained an adapter."
+            if fp else "")
+        self.map_button.setVisible(bool(result.columns or result.column_map))
+        self.map_button.setText("Map columns…" if not result.column_map else "Column mapping…")
+        lines = []
+        for info in [*report.files, *report.eval_files]:
+            if info.fatal:
+                why = next((f.message for f in report.findings if f.file == info.path and f.code in FATAL_CODES), "")
+                lines.append(f"⚠ Could not read <b>{Path(info.path).name}</b>: {why}")
+        if result.columns:
+            unknown = result.format_counts.get("unknown", 0)
+            lines.append(f"{unknown:,} row{'s' * (unknown != 1)} match no known format (columns: "
+                         f"{', '.join(result.columns[:8])}). Use <b>Map columns…</b> to say which is the prompt "
+                         "and which the answer.")
+        if lines:
+            self._show_banner("<br>".join(lines))
+        else:
+            self.banner.hide()
+
+    def _show_banner(self, html: str) -> None:
+        self.banner.setText(html)
+        self.banner.show()
+
+    # -- rows and preview ------------------------------------------------------------------------
+    def show_row(self, row: int) -> None:
+        """Select a row and scroll it into the middle of the table."""
+        if not 0 <= row < self.model.rowCount():
+            return
+        index = self.model.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def selected_row(self) -> int | None:
+        row = self.table.currentIndex().row()
+        return row if row >= 0 else None
+
+    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self._request_preview(current.row())
+
+    def _refresh_preview(self) -> None:
+        row = self.selected_row()
+        if row is not None:
+            self._request_preview(row)
+
+    def _request_preview(self, row: int) -> None:
+        """Render the row in a worker; while one renders, only the latest request waits."""
+        self._preview_wanted = row
+        if self._preview_task is None:
+            self._start_preview()
+
+    def _start_preview(self) -> None:
+        row, self._preview_wanted = self._preview_wanted, None
+        if row is None:
+            return
+        loaded, spec = self.loaded, self._spec
+        if loaded is None or spec is None or row >= len(loaded.result):
+            self.preview.show_message("The preview appears once the file is read.", row)
+            return
+        label = self.model.row_text(row)[0]
+        label = label if ":" in label else f"line {label}"
+        example = loaded.result.example(row)
+        if example is None:
+            codes = [f.code for f in loaded.report.findings if row in f.rows]
+            self.preview.show_message(
+                f"<b>{label}</b> cannot be turned into a training example"
+                + (f" ({', '.join(codes)}); see the Findings tab." if codes else "."), row)
+            return
+        tokenizers = self.tokenizers
+        self._preview_task = run_job(
+            self.tasks, self, lambda s: jobs.view_row(s, example, spec, tokenizers),
+            on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
+            on_error=lambda m, _d, r=row: self.preview.show_message(f"⚠ {m}", r),
+            on_finished=self._on_preview_finished,
+        )
+
+    def _on_preview(self, row: int, label: str, view) -> None:
+        if self._preview_wanted is None:
+            self.preview.show_row(row, label, view)
+
+    def _on_preview_finished(self) -> None:
+        self._preview_task = None
+        if self._preview_wanted is not None:
+            self._start_preview()
+
+    # -- column mapping --------------------------------------------------------------------------
+    def open_column_mapping(self) -> ColumnMappingDialog | None:
+        """Open the mapping dialog (non-blocking); accepting it saves the mapping in the run config."""
+        if self.loaded is None or not len(self.loaded.result):
+            return None
+        result = self.loaded.result
+        sample = None
+        fmt = result.features.fmt
+        first = next((i for i in range(min(len(result), 10000)) if fmt[i] < 0), 0)
+        try:
+            sample = json.loads(result.store.raw(first))
+        except ValueError:
+            sample = None
+        columns = list(result.columns) or (sorted(map(str, sample)) if isinstance(sample, dict) else [])
+        dialog = ColumnMappingDialog(columns, sample, result.column_map, self)
+        dialog.accepted.connect(lambda d=dialog: self._apply_overrides({"dataset.column_map": d.mapping()}))
+        dialog.open()
+        self._dialog = dialog
+        return dialog
+
+    # -- cleaning --------------------------------------------------------------------------------
+    def write_cleaned_copy(self, actions: list[str]) -> None:
+        loaded = self.loaded
+        if loaded is None or self._clean_task is not None:
+            return
+        self.split_clean.set_busy(True)
+        self._clean_task = run_job(
+            self.tasks, self, lambda s: jobs.clean(s, loaded.result, loaded.report, actions),
+            on_result=self._on_cleaned,
+            on_error=lambda m, _d: self.split_clean.show_clean_error(m),
+            on_finished=self._on_clean_finished,
+        )
+
+    def _on_cleaned(self, cleaned: jobs.Cleaned) -> None:
+        in_use = cleaned.path in self.state.config.dataset.train
+        self.split_clean.show_cleaned(cleaned.path, cleaned.kept, cleaned.dropped, cleaned.stripped,
+                                      cleaned.original_fingerprint, in_use)
+
+    def _on_clean_finished(self) -> None:
+        self._clean_task = None
+        self.split_clean.set_busy(False)

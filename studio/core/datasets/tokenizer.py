@@ -1,0 +1,32 @@
+"""The tokenizer of a local model folder, loaded the way training loads it.
+
+The Dataset pane's token checks and its "what the model sees" preview must count and mask exactly
+what the trainer will, so they load the same files with the same options. Never touches the
+network; a folder holding only a ``.gguf`` file works too (its tokenizer is embedded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.core.errors import StudioError
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
+    """``AutoTokenizer`` for ``folder``; StudioError with a plain message when it has none."""
+    path = Path(folder)
+    if not str(folder) or not path.is_dir():
+        raise StudioError("Model folder not found. Pick the folder that holds the model files.", path=path)
+    try:
+        from transformers import AutoTokenizer
+
+        ggufs = sorted(path.glob("*.gguf"))
+        has_hf = any((path / n).exists() for n in _TOKENIZER_FILES)
+        if ggufs and not has_hf:
+            return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0].name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise StudioError("Could not load a tokenizer from this folder. Pick a model folder with tokenizer files.",
+                          path=path, detail=f"{type(err).__name__}: {err}") from None

@@ -1,0 +1,174 @@
+"""Dataset statistics as pictures: token lengths against the max-length cut-off, formats, turns,
+answer lengths. Numbers come from the validator's report; this module only draws them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+
+BLUE, GREEN, RED, GREY = "#3b82f6", "#22c55e", "#ef4444", "#94a3b8"
+
+
+def _plot(title: str, x_label: str, y_label: str = "rows") -> pg.PlotWidget:
+    plot = pg.PlotWidget(background="w")
+    plot.setTitle(title, color="#334155", size="10pt")
+    plot.setLabel("bottom", x_label)
+    plot.setLabel("left", y_label)
+    plot.showGrid(x=False, y=True, alpha=0.2)
+    plot.setMouseEnabled(x=False, y=False)
+    plot.hideButtons()
+    plot.setMinimumHeight(160)
+    for side in ("bottom", "left"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
+    return plot
+
+
+class HistogramPlot(QWidget):
+    """Bars over bin edges; with a cut-off, bins past it are red and a dashed line marks it."""
+
+    def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.color = color
+        self.plot = _plot(title, x_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.edges: list[int] = []
+        self.counts: list[int] = []
+        self.cutoff: int | None = None
+        self.cutoff_line: pg.InfiniteLine | None = None
+
+    def clear(self, message: str = "") -> None:
+        self.plot.clear()
+        self.edges, self.counts, self.cutoff, self.cutoff_line = [], [], None, None
+        self.plot.setTitle(f"{self.title} — {message}" if message else self.title, color="#334155", size="10pt")
+
+    def set_histogram(self, hist: dict | None, message_if_empty: str = "no data") -> None:
+        self.clear()
+        if not hist or not hist.get("counts"):
+            self.clear(message_if_empty)
+            return
+        edges, counts, cutoff = list(hist["edges"]), list(hist["counts"]), hist.get("cutoff")
+        self.edges, self.counts, self.cutoff = edges, counts, cutoff
+        x0 = np.array(edges[:-1], dtype=float)
+        x1 = np.array(edges[1:], dtype=float)
+        heights = np.array(counts, dtype=float)
+        over = np.zeros(len(counts), dtype=bool)
+        if cutoff:
+            over = x0 >= cutoff
+            # Everything beyond the cut-off is one bin; draw it two bins wide so one very long row
+            # does not squeeze the rest of the chart into a sliver.
+            width = max(1.0, float(x1[0] - x0[0]))
+            x1 = np.where(over, x0 + 2 * width, x1)
+        inside = ~over
+        if inside.any():
+            self.plot.addItem(pg.BarGraphItem(x0=x0[inside], x1=x1[inside], height=heights[inside],
+                                              brush=self.color, pen=pg.mkPen("w", width=0.5)))
+        if over.any():
+            self.plot.addItem(pg.BarGraphItem(x0=x0[over], x1=x1[over], height=heights[over],
+                                              brush=RED, pen=pg.mkPen("w", width=0.5)))
+        if cutoff:
+            n_over = int(heights[over].sum())
+            label = f"max length {cutoff}" + (f" · {n_over:,} row{'s' * (n_over != 1)} cut" if n_over else "")
+            self.cutoff_line = pg.InfiniteLine(
+                pos=cutoff, angle=90, pen=pg.mkPen(RED, width=2, style=Qt.PenStyle.DashLine), label=label,
+                labelOpts={"position": 0.96, "color": RED, "anchors": [(1, 0), (1, 0)], "fill": (255, 255, 255, 200)},
+            )
+            self.plot.addItem(self.cutoff_line)
+        # Start at the first filled bin (the core's bins always start at 0), keep the cut-off in view.
+        filled = np.nonzero(heights)[0]
+        lo = float(x0[filled[0]]) if len(filled) else 0.0
+        hi = float(x1[filled[-1]]) if len(filled) else float(x1.max())
+        if cutoff:
+            hi = max(hi, float(cutoff))
+        span = max(1.0, hi - lo)
+        self.plot.setXRange(max(0.0, lo - 0.08 * span), hi + 0.08 * span, padding=0)
+        self.plot.setYRange(0, float(heights.max()) * 1.25 or 1.0, padding=0)
+
+
+class CategoryPlot(QWidget):
+    """One bar per named category."""
+
+    def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.color = color
+        self.plot = _plot(title, x_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.categories: dict[str, int] = {}
+
+    def set_counts(self, counts: dict[str, int] | None) -> None:
+        self.plot.clear()
+        self.categories = dict(counts or {})
+        if not self.categories:
+            self.plot.setTitle(f"{self.title} — no data", color="#334155", size="10pt")
+            return
+        self.plot.setTitle(self.title, color="#334155", size="10pt")
+        names = list(self.categories)
+        heights = [self.categories[n] for n in names]
+        brushes = [GREY if n == "unknown" else self.color for n in names]
+        self.plot.addItem(pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.6, brushes=brushes,
+                                          pen=pg.mkPen("w", width=0.5)))
+        self.plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+        pad = max(0.0, (4 - len(names)) / 2)   # a lone category is a bar, not a wall
+        self.plot.setXRange(-0.6 - pad, len(names) - 0.4 + pad, padding=0)
+        self.plot.setYRange(0, max(heights) * 1.15 or 1.0, padding=0)
+
+
+class StatsView(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary = QLabel("Open a dataset to see its statistics.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.tokens = HistogramPlot("Tokens per row", "tokens (after the chat template)")
+        self.formats = CategoryPlot("Rows by format", "format", color="#8b5cf6")
+        self.turns = CategoryPlot("Rows by turn count", "turns per row", color="#0ea5e9")
+        self.answers = HistogramPlot("Answer length", "characters", color=GREEN)
+        grid = QGridLayout()
+        grid.setSpacing(6)
+        grid.addWidget(self.tokens, 0, 0)
+        grid.addWidget(self.answers, 0, 1)
+        grid.addWidget(self.formats, 1, 0)
+        grid.addWidget(self.turns, 1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.summary)
+        layout.addLayout(grid, 1)
+
+    def set_stats(self, stats: dict | None, tokens_note: str = "") -> None:
+        if not stats:
+            self.summary.setText("Open a dataset to see its statistics.")
+            for h in (self.tokens, self.answers):
+                h.clear()
+            for c in (self.formats, self.turns):
+                c.set_counts({})
+            return
+        tokens = stats.get("tokens")
+        waiting = tokens_note or "waiting for the token checks"
+        self.tokens.set_histogram(tokens, message_if_empty=waiting)
+        trained = stats.get("trained_tokens")
+        if trained:
+            self.answers.title = "Answer length (trained tokens)"
+            self.answers.plot.setLabel("bottom", "tokens that carry the loss")
+            self.answers.set_histogram(trained)
+        else:
+            self.answers.title = "Answer length (characters)"
+            self.answers.plot.setLabel("bottom", "characters")
+            self.answers.set_histogram(stats.get("answer_chars"))
+        self.formats.set_counts(stats.get("formats"))
+        self.turns.set_counts(stats.get("turns"))
+        rows, trainable = stats.get("rows", 0), stats.get("trainable_rows", 0)
+        parts = [f"<b>{rows:,}</b> rows, <b>{trainable:,}</b> can train"]
+        if tokens:
+            over = sum(c for e, c in zip(tokens["edges"], tokens["counts"], strict=False) if tokens["cutoff"] and e >= tokens["cutoff"])
+            parts.append(f"tokens per row: median {tokens['p50']}, p90 {tokens['p90']}, max {tokens['max']:,}")
+            parts.append(f"<span style='color:{RED if over else '#15803d'}'>{over:,} over the max length {tokens['cutoff']}</span>")
+        elif tokens_note:
+            parts.append(tokens_note)
+        self.summary.setText(" · ".join(parts))

@@ -1,0 +1,91 @@
+""""What the model sees": every character of the rendered row is trained, masked or cut — exactly
+as the trainer's labels say — plus the small core pieces the Dataset pane relies on."""
+
+from __future__ import annotations
+
+import datasets_helpers
+import pytest
+from datasets_helpers import write_jsonl
+
+from studio.core.config import RunConfig, apply_overrides
+from studio.core.datasets.formats import Example
+from studio.core.datasets.preview import segments, view_row
+from studio.core.datasets.render import IGNORE_INDEX, Rendered, render_example
+from studio.core.datasets.tokenizer import load_tokenizer
+from studio.core.datasets.validate import histogram
+from studio.core.errors import StudioError
+
+smol_tokenizer = datasets_helpers.smol_tokenizer
+smol_tokenizer_dir = datasets_helpers.smol_tokenizer_dir
+
+CHAT = Example(messages=(("user", "What is the capital of France?"), ("assistant", "Paris is the capital.")))
+
+
+def _covers(text: str, segs) -> bool:
+    return [s.start for s in segs[1:]] == [s.end for s in segs[:-1]] and segs[0].start == 0 and segs[-1].end == len(text)
+
+
+def test_segments_follow_the_trainers_labels(smol_tokenizer):
+    view = view_row(CHAT, smol_tokenizer, 512)
+    rendered = render_example(CHAT, smol_tokenizer, 512)
+    assert view.text == rendered.text and _covers(view.text, view.segments)
+    assert "Paris is the capital." in view.text_of("trained")
+    assert "capital of France" in view.text_of("masked") and "France" not in view.text_of("trained")
+    assert view.text_of("cut") == ""
+    trained_tokens = {s.token for s in view.segments if s.kind == "trained"}
+    assert trained_tokens == {t for t, lab in enumerate(rendered.labels) if lab != IGNORE_INDEX}
+    assert view.trained_tokens == len(trained_tokens) and view.kept_tokens == view.total_tokens
+    assert view.masked_tokens == view.total_tokens - view.trained_tokens
+
+
+def test_truncation_shows_as_cut_and_counts_the_lost_answer(smol_tokenizer):
+    full = view_row(CHAT, smol_tokenizer, 512)
+    short = view_row(CHAT, smol_tokenizer, full.total_tokens - 4)
+    assert short.cut_tokens == 4 and short.segments[-1].kind == "cut"
+    assert short.text.endswith(short.text_of("cut"))
+    assert short.trained_full == full.trained_tokens and short.trained_tokens < full.trained_tokens
+    assert _covers(short.text, short.segments)
+
+
+def test_plain_text_rows_train_on_everything(smol_tokenizer):
+    view = view_row(Example(text="Once upon a time."), smol_tokenizer, 64)
+    assert view.text_of("trained") == view.text and view.masked_tokens == 0
+
+
+def test_segments_handle_overlapping_and_empty_offsets():
+    # A byte-level tokenizer may give two tokens one character; a post-processor's EOS has no text.
+    rendered = Rendered(text="héllo", input_ids=[1, 2, 3, 4], labels=[IGNORE_INDEX, 2, 3, 4],
+                        offsets=[(0, 2), (1, 2), (2, 5), (5, 5)], full_length=4, trained_tokens_full=3)
+    segs = segments(rendered)
+    assert [(s.start, s.end, s.kind) for s in segs] == [(0, 2, "masked"), (2, 5, "trained")]
+
+
+def test_histogram_counts_a_row_of_exactly_the_max_length_as_fitting():
+    h = histogram([10, 512, 600], cutoff=512)
+    assert h["edges"][-2:] == [512, 601] and h["counts"][-1] == 1 and sum(h["counts"]) == 3
+    fits = histogram([10, 64], cutoff=64)
+    assert fits["edges"][-1] == 64 and sum(fits["counts"]) == 2   # nothing beyond: no overflow bin
+
+
+def test_load_tokenizer_reads_a_folder_and_explains_a_missing_one(smol_tokenizer_dir, tmp_path):
+    tok = load_tokenizer(smol_tokenizer_dir)
+    assert tok.chat_template and tok.eos_token
+    with pytest.raises(StudioError, match="Model folder not found"):
+        load_tokenizer(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StudioError, match="Could not load a tokenizer"):
+        load_tokenizer(tmp_path / "empty")
+
+
+def test_training_reads_unknown_columns_through_the_configured_column_map(smol_tokenizer, tmp_path):
+    from studio.core.training.data import build_features
+
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"Q{i}?", "reply": f"A{i}."} for i in range(4)])
+    cfg = apply_overrides(RunConfig(), {"dataset.train": [str(path)], "dataset.eval_ratio": 0.0})
+    with pytest.raises(StudioError, match="column-mapping"):
+        build_features(cfg, smol_tokenizer)
+    mapped = apply_overrides(cfg, {"dataset.column_map": {"prompt": "question", "answer": "reply"}})
+    features = build_features(mapped, smol_tokenizer)
+    assert len(features.train) == 4
+    expected = render_example(Example(messages=(("user", "Q0?"), ("assistant", "A0."))), smol_tokenizer, 512)
+    assert features.train[0] == {"input_ids": expected.input_ids, "labels": expected.labels}
