@@ -1,4 +1,4 @@
-"""Every run ever journaled: status, results, overlaid curves, a recommendation, and Resume.
+"""Every run ever journaled: status, results, overlaid curves, a ranking with a recommendation, and Resume.
 
 Reads only the run folders on disk, so runs from the CLI, from a crashed app, or from another
 machine's synced folder all appear the same way.
@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -24,14 +26,23 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.training import runs
-from studio.core.training.compare import recommend
+from studio.core.training.compare import ranked, recommend
 from studio.qt.widgets.curves import LivePlot
 
-COLUMNS = ("Run", "Status", "Model", "Dataset", "Method", "Step", "Train loss", "Best eval", "Duration",
+COLUMNS = ("Run", "Status", "Model", "Dataset", "Method", "Steps", "Train loss", "Eval loss", "Duration",
            "Tokens/s", "Peak memory")
+RANK_COLUMNS = ("#", "Run", "Best eval loss", "Trainable params", "Method")
 PALETTE = ("#2b6cb0", "#dd6b20", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#319795", "#d53f8c")
 STATUS_COLORS = {"completed": "#2f855a", "running": "#2b6cb0", "stopped": "#b7791f", "failed": "#c53030",
                  "interrupted": "#c53030"}
+# What the overlay plot can show: label -> (event kind, attribute, y-axis label, scale)
+METRICS = {
+    "Train loss": ("step", "loss", "loss", 1.0),
+    "Eval loss": ("eval", "eval_loss", "eval loss", 1.0),
+    "Learning rate": ("step", "lr", "lr", 1.0),
+    "Tokens/s": ("step", "tokens_per_s", "tokens/s", 1.0),
+    "Memory": ("step", "memory_bytes", "GiB", 1 / 2**30),
+}
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -42,6 +53,19 @@ def _dur(s: float) -> str:
     m, sec = divmod(int(s), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def _params(n: int) -> str:
+    if not n:
+        return "—"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _method(s: runs.RunSummary) -> str:
+    return s.method.upper() if s.method in ("lora", "qlora") else (s.method or "—")
 
 
 class RunsView(QWidget):
@@ -57,64 +81,157 @@ class RunsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setSortingEnabled(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setToolTip("Select several runs (Ctrl/Shift-click) to overlay their curves")
         self.table.itemSelectionChanged.connect(self._on_selection)
-        self.recommendation = QLabel("")
-        self.recommendation.setWordWrap(True)
+
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the selected interrupted or stopped run from its last checkpoint")
         self.resume_button.setEnabled(False)
         self.resume_button.clicked.connect(self._on_resume)
         refresh = QPushButton("Refresh")
+        refresh.setToolTip("Read the run folders again (runs from the command line appear too)")
         refresh.clicked.connect(self.refresh)
+        self.hint = QLabel("")
+        self.hint.setObjectName("muted")
+        self.hint.setWordWrap(True)
+
+        self.metric_box = QComboBox()
+        self.metric_box.addItems(list(METRICS))
+        self.metric_box.currentTextChanged.connect(lambda _t: self._on_selection())
         self.overlay = LivePlot("Selected runs", "loss", interval_ms=100)
+
+        self.ranking = QTableWidget(0, len(RANK_COLUMNS))
+        self.ranking.setHorizontalHeaderLabels(RANK_COLUMNS)
+        self.ranking.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.ranking.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.ranking.verticalHeader().setVisible(False)
+        rh = self.ranking.horizontalHeader()
+        rh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        rh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.recommendation = QLabel("")
+        self.recommendation.setWordWrap(True)
+        self.recommendation.setTextFormat(Qt.TextFormat.RichText)
+
         buttons = QHBoxLayout()
         buttons.addWidget(self.resume_button)
         buttons.addWidget(refresh)
-        buttons.addWidget(self.recommendation, 1)
+        buttons.addWidget(self.hint, 1)
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addWidget(self.table)
         tl.addLayout(buttons)
+
+        plot_host = QWidget()
+        pl = QVBoxLayout(plot_host)
+        pl.setContentsMargins(0, 0, 0, 0)
+        metric_row = QHBoxLayout()
+        metric_row.addWidget(QLabel("Overlay:"))
+        metric_row.addWidget(self.metric_box)
+        metric_row.addStretch(1)
+        pl.addLayout(metric_row)
+        pl.addWidget(self.overlay, 1)
+        rank_host = QWidget()
+        rl = QVBoxLayout(rank_host)
+        rl.setContentsMargins(0, 0, 0, 0)
+        title = QLabel("Ranked by best eval loss")
+        title.setStyleSheet("font-weight: 600;")
+        rl.addWidget(title)
+        rl.addWidget(self.ranking, 1)
+        rl.addWidget(self.recommendation)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(plot_host)
+        bottom.addWidget(rank_host)
+        bottom.setSizes([600, 420])
+
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
-        split.addWidget(self.overlay)
-        split.setSizes([260, 300])
+        split.addWidget(bottom)
+        split.setSizes([240, 320])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
         self.refresh()
 
+    # -- data -------------------------------------------------------------------------------------
     def refresh(self) -> None:
+        chosen = {s.run_dir for s in self.selected()} if self.summaries else set()
         self.summaries = runs.list_runs()
+        self.table.blockSignals(True)
         self.table.setRowCount(len(self.summaries))
         for i, s in enumerate(self.summaries):
+            peak = f"{s.peak_memory_bytes / 2**30:.2f} GiB" if s.peak_memory_bytes else "—"
             values = (
-                s.name, s.status, Path(s.model).name, ", ".join(Path(d).name for d in s.dataset), s.method,
-                f"{s.step}/{s.total_steps}", _fmt(s.train_loss), _fmt(s.best_eval_loss), _dur(s.duration_s),
-                f"{s.tokens_per_s:,.0f}", f"{s.peak_memory_bytes / 2**30:.2f} GiB" if s.peak_memory_bytes else "—",
+                s.name, s.status, Path(s.model).name, ", ".join(Path(d).name for d in s.dataset), _method(s),
+                f"{s.step}/{s.total_steps}", _fmt(s.train_loss), _fmt(s.eval_loss), _dur(s.duration_s),
+                f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "—", peak,
             )
             for j, v in enumerate(values):
                 item = QTableWidgetItem(v)
-                if j == 1:
-                    item.setForeground(Qt.GlobalColor.white)
-                    from PySide6.QtGui import QColor
-
+                if COLUMNS[j] == "Status":
+                    item.setForeground(QColor("white"))
                     item.setBackground(QColor(STATUS_COLORS.get(s.status, "#718096")))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                    if s.reason:
-                        item.setToolTip(s.reason)
-                if j == 0:
+                    tip = s.reason or ("Still training" if s.status == "running" else "")
+                    if s.status == "interrupted":
+                        tip = ("The process ended without finishing (crash, kill or power loss). "
+                               + ("Resume continues from the last checkpoint." if s.resumable
+                                  else "No checkpoint was written, so it cannot be resumed."))
+                    item.setToolTip(tip)
+                elif COLUMNS[j] == "Run":
                     item.setToolTip(f"{s.run_dir}\nstarted {time.strftime('%Y-%m-%d %H:%M', time.localtime(s.started))}")
+                elif COLUMNS[j] == "Eval loss" and s.best_eval_loss is not None:
+                    item.setToolTip(f"best {s.best_eval_loss:.4f}")
+                elif COLUMNS[j] == "Peak memory" and s.estimated_peak_bytes:
+                    item.setToolTip(f"estimated {s.estimated_peak_bytes / 2**30:.2f} GiB")
+                if j >= 5:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(i, j, item)
-        rec = recommend(self.summaries)
-        self.recommendation.setText(f"Recommended: {rec.why}" if rec else "")
-        self._on_selection()
+        self.table.blockSignals(False)
+        self._fill_ranking()
+        rows = [i for i, s in enumerate(self.summaries) if s.run_dir in chosen]
+        if rows:
+            self.select_rows(rows)
+        else:
+            self._on_selection()
+        interrupted = sum(s.status == "interrupted" for s in self.summaries)
+        self.hint.setText(
+            f"{len(self.summaries)} run(s)" + (f", {interrupted} interrupted" if interrupted else "")
+            + ". Select several to overlay their curves." if self.summaries
+            else "No runs yet. Finished, stopped and interrupted runs appear here."
+        )
 
+    def _fill_ranking(self) -> None:
+        order = ranked(self.summaries)
+        rec = recommend(self.summaries)
+        self.ranking.setRowCount(len(order))
+        bold = QFont()
+        bold.setBold(True)
+        for i, s in enumerate(order):
+            picked = rec is not None and rec.run.run_dir == s.run_dir
+            values = (str(i + 1), ("★ " if picked else "") + s.name, _fmt(s.best_eval_loss),
+                      _params(s.trainable_params), _method(s))
+            for j, v in enumerate(values):
+                item = QTableWidgetItem(v)
+                if picked:
+                    item.setFont(bold)
+                    item.setBackground(QColor("#e6fffa"))
+                if j in (0, 2, 3):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.ranking.setItem(i, j, item)
+        if rec is None:
+            self.recommendation.setText("Runs with an eval set are ranked here once they have an eval loss.")
+        else:
+            self.recommendation.setText(f"<b>Recommended:</b> {rec.why}")
+
+    # -- selection ---------------------------------------------------------------------------------
     def selected(self) -> list[runs.RunSummary]:
-        return [self.summaries[i.row()] for i in self.table.selectionModel().selectedRows()]
+        rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
+        return [self.summaries[r] for r in rows if r < len(self.summaries)]
 
     def select_rows(self, rows: list[int]) -> None:
         self.table.clearSelection()
@@ -127,14 +244,18 @@ class RunsView(QWidget):
     def _on_selection(self) -> None:
         sel = self.selected()
         self.resume_button.setEnabled(len(sel) == 1 and sel[0].resumable)
+        kind, attr, y_label, scale = METRICS[self.metric_box.currentText()]
+        self.overlay.setLabel("left", y_label)
+        self.overlay.setTitle(f"{self.metric_box.currentText()} of the selected runs" if sel
+                              else "Select runs above to compare their curves", color="#333", size="11pt")
         self.overlay.remove_curves()
         for k, s in enumerate(sel):
-            color = PALETTE[k % len(PALETTE)]
-            name = s.name[-28:]
-            self.overlay.add_curve(name, color)
+            name = s.name if len(s.name) <= 32 else "…" + s.name[-31:]
+            self.overlay.add_curve(name, PALETTE[k % len(PALETTE)], symbol="o" if kind == "eval" else None)
             for ev in runs.effective_events(runs.read_events(s.run_dir)):
-                if ev.kind == "step":
-                    self.overlay.add(name, ev.step, ev.loss)
+                if ev.kind == kind:
+                    self.overlay.add(name, ev.step, getattr(ev, attr) * scale)
+        self.overlay.redraw_now()
 
     def _on_resume(self) -> None:
         sel = self.selected()

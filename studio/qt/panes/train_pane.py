@@ -1,7 +1,8 @@
 """Train: start, pause, resume and stop a run; watch its loss stream in.
 
 The pane only listens: the engine's events arrive as a signal, go into curve buffers, and the
-plots redraw on their own timer. Progress text is updated from the same events.
+plots redraw on their own timer. Progress text is updated from the same events, and a one-second
+tick keeps the elapsed time moving between steps.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import math
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -25,11 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.training import trackers
 from studio.core.training.events import Event
 from studio.qt.panes.runs_view import RunsView
 from studio.qt.state import AppState
 from studio.qt.widgets.curves import LivePlot
 from studio.qt.workers.training import TrainingSession
+
+TRACKER_LABELS = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -49,7 +54,12 @@ class TrainPane(QWidget):
         self.session: TrainingSession | None = None
         self._started = 0.0
         self._total = 0
-        self._estimate_gib = 0.0
+        self._step = 0
+        self._epoch = 0.0
+        self._rate_origin: tuple[float, int] | None = None  # (time, step) of the first step of this session
+        self._paused_since = 0.0
+        self._paused_total = 0.0
+        self._phase = "Ready"
         self.model_ready = False
 
         self.summary = QLabel()
@@ -67,6 +77,17 @@ class TrainPane(QWidget):
         self.launch_button = QPushButton("Multi-GPU launch…")
         self.launch_button.setToolTip("Write this config with an accelerate launch (DDP or FSDP) for a multi-GPU machine")
         self.launch_button.clicked.connect(self._write_launch)
+        installed = self._installed_trackers = set(trackers.available())
+        self.tracker_boxes: dict[str, QCheckBox] = {}
+        for name in trackers.TRACKERS:
+            box = QCheckBox(TRACKER_LABELS[name])
+            box.setEnabled(name in installed)
+            box.setToolTip(
+                f"Also send metrics to {TRACKER_LABELS[name]} (logs go into the run folder); the run journal is always kept"
+                if name in installed else f"{TRACKER_LABELS[name]} is not installed (pip install {name})"
+            )
+            box.toggled.connect(self._on_tracker_toggled)
+            self.tracker_boxes[name] = box
         self.train_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self._on_pause_clicked)
         self.stop_button.clicked.connect(self.stop_training)
@@ -84,9 +105,8 @@ class TrainPane(QWidget):
         self.lr_plot.add_curve("lr", "#6b46c1")
         self.speed_plot = LivePlot("Throughput", "tokens/s")
         self.speed_plot.add_curve("tokens/s", "#2f855a")
-        self.memory_plot = LivePlot("Memory", "GiB")
+        self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
         self.memory_plot.add_curve("measured", "#c53030")
-        self.memory_plot.add_curve("estimate", "#a0aec0")
         self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot)
         self.runs_view = RunsView()
         self.runs_view.resume_requested.connect(self.resume_run)
@@ -100,6 +120,10 @@ class TrainPane(QWidget):
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
+        buttons.addWidget(QLabel("Also log to:"))
+        for box in self.tracker_boxes.values():
+            buttons.addWidget(box)
+        buttons.addSpacing(12)
         buttons.addWidget(self.launch_button)
         top = QVBoxLayout()
         top.addWidget(self.summary)
@@ -124,6 +148,10 @@ class TrainPane(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
 
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._refresh_progress)
+
         state.config_changed.connect(self._on_config_changed)
         self._on_config_changed(state.config)
 
@@ -134,10 +162,24 @@ class TrainPane(QWidget):
         steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps > 0 else f"{cfg.training.epochs:g} epochs"
         method = cfg.method.upper() if cfg.method != "full" else "Full fine-tune"
         rank = f" r={cfg.lora.r}" if cfg.method != "full" else ""
+        extras = [x for x, on in (("DoRA", cfg.lora.use_dora), ("rsLoRA", cfg.lora.use_rslora)) if on]
+        if cfg.method != "full" and extras:
+            rank += " " + "+".join(extras)
+        stop = (f", early stop after {cfg.training.early_stopping_patience} flat evals"
+                if cfg.training.early_stopping_patience else "")
         self.summary.setText(
             f"<b>{model}</b> on <b>{data}</b> — {method}{rank}, lr {cfg.training.lr:g}, "
-            f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens"
+            f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens{stop}"
         )
+        for name, box in self.tracker_boxes.items():
+            box.blockSignals(True)
+            box.setChecked(name in cfg.training.report_to)
+            box.blockSignals(False)
+
+    def _on_tracker_toggled(self) -> None:
+        chosen = [n for n, b in self.tracker_boxes.items() if b.isChecked()]
+        if chosen != list(self.state.config.training.report_to):
+            self.state.update(**{"training.report_to": chosen})
 
     def set_model_ready(self, ready: bool) -> None:
         self.model_ready = ready
@@ -148,6 +190,8 @@ class TrainPane(QWidget):
         self.train_button.setEnabled(self.model_ready and not running)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
+        for name, box in self.tracker_boxes.items():
+            box.setEnabled(not running and name in self._installed_trackers)
         if not self.model_ready and not running:
             self.train_button.setToolTip("Waiting for the base model to be prepared")
         else:
@@ -162,13 +206,19 @@ class TrainPane(QWidget):
             return
         for plot in self.plots:
             plot.clear_data()
+        self.memory_plot.set_reference("estimate", None)
         self.log.clear()
+        self.status.clear()
         if resume and run_dir is not None:
             self._replay(run_dir)
         self._append_log("Resuming…" if resume else "Starting…")
         self.progress.setRange(0, 0)
         self.progress.setFormat("Loading model…")
         self._started = time.time()
+        self._rate_origin = None
+        self._paused_since = self._paused_total = 0.0
+        self._step, self._epoch, self._phase = 0, 0.0, "Loading model…"
+        self._tick.start()
         session = TrainingSession(self.state.config, run_dir=run_dir, resume=resume, parent=self)
         session.worker.event.connect(self._on_event)
         session.worker.failed.connect(self._on_failed)
@@ -197,11 +247,14 @@ class TrainPane(QWidget):
         self.start_training(run_dir=Path(summary.run_dir), resume=True)
 
     def _replay(self, run_dir: Path) -> None:
-        """Draw the journaled part of a run so the resumed curve continues it."""
-        from studio.core.training.runs import effective_events, read_events
+        """Draw the journaled part of a run up to the checkpoint it resumes from, so the resumed
+        curve continues it (points after that checkpoint are about to be trained again)."""
+        from studio.core.training.runs import effective_events, last_checkpoint, read_events
 
+        ckpt = last_checkpoint(run_dir)
+        upto = int(ckpt.name.rsplit("-", 1)[-1]) if ckpt else 0
         for ev in effective_events(read_events(run_dir)):
-            if ev.kind in ("step", "eval"):
+            if ev.kind in ("step", "eval") and ev.step <= upto:
                 self._plot_event(ev)
 
     def stop_training(self) -> None:
@@ -218,10 +271,12 @@ class TrainPane(QWidget):
         if self.session.paused:
             self.session.resume()
             self.pause_button.setText("Pause")
+            self.pause_button.setToolTip("Hold training after the current step; nothing is lost")
             self._append_log("Resuming…")
         else:
             self.session.pause()
             self.pause_button.setText("Resume")
+            self.pause_button.setToolTip("Continue training from where it was held")
             self._append_log("Pausing after the current step…")
 
     def wait_for_worker(self, ms: int = 120000) -> bool:
@@ -237,36 +292,62 @@ class TrainPane(QWidget):
             self.lr_plot.add("lr", ev.step, ev.lr)
             self.speed_plot.add("tokens/s", ev.step, ev.tokens_per_s)
             self.memory_plot.add("measured", ev.step, ev.memory_bytes / 2**30)
-            if self._estimate_gib:
-                self.memory_plot.add("estimate", ev.step, self._estimate_gib)
         elif ev.kind == "eval":
             self.loss_plot.add("eval", ev.step, ev.eval_loss)
+        elif ev.kind == "run_started" and ev.estimated_peak_bytes:
+            self.memory_plot.set_reference("estimate", ev.estimated_peak_bytes / 2**30)
+
+    def _refresh_progress(self) -> None:
+        """Progress-bar text: step, epoch, elapsed and ETA (from the step rate of this session, pauses excluded)."""
+        if not self.is_running() or self._rate_origin is None:
+            return
+        now = time.time()
+        paused = self._paused_total + (now - self._paused_since if self._paused_since else 0.0)
+        elapsed = now - self._started - paused
+        t0, s0 = self._rate_origin
+        done = self._step - s0
+        eta = "—"
+        if done > 0 and self._total > self._step:
+            per_step = max(1e-9, (self._paused_since or now) - t0 - self._paused_total) / done
+            eta = _fmt_duration(per_step * (self._total - self._step))
+        elif self._total and self._step >= self._total:
+            eta = "0:00"
+        head = f"Paused at step {self._step}/{self._total}" if self._paused_since else f"step {self._step}/{self._total}"
+        self.progress.setFormat(f"{head} · epoch {self._epoch:.2f} · elapsed {_fmt_duration(elapsed)} · ETA {eta}")
 
     def _on_event(self, ev: Event) -> None:
         kind = ev.kind
         if kind == "run_started":
-            self._total = ev.total_steps
-            self._estimate_gib = ev.estimated_peak_bytes / 2**30
+            self._total, self._step = ev.total_steps, ev.resumed_from_step
+            self._plot_event(ev)
             self.runs_view.refresh()
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.resumed_from_step)
             self._append_log(
-                f"{ev.method.upper()} on {ev.device}: {ev.trainable_params:,} trainable of {ev.total_params:,} parameters "
+                f"{ev.method.upper()} on {ev.device} ({ev.precision or 'default precision'}): "
+                f"{ev.trainable_params:,} trainable of {ev.total_params:,} parameters "
                 f"({100 * ev.trainable_params / max(1, ev.total_params):.2f} %); {ev.train_rows} train / "
                 f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"
             )
+            if ev.estimated_peak_bytes:
+                self._append_log(f"memory: estimated peak {ev.estimated_peak_bytes / 2**30:.2f} GiB of "
+                                 f"{ev.memory_budget_bytes / 2**30:.1f} GiB")
+            if ev.trackers:
+                self._append_log("also logging to " + ", ".join(TRACKER_LABELS.get(t, t) for t in ev.trackers))
+            self._rate_origin = (time.time(), ev.resumed_from_step)
         elif kind == "step":
             self._plot_event(ev)
+            self._step, self._epoch, self._total = ev.step, ev.epoch, ev.total_steps
             self.progress.setMaximum(max(1, ev.total_steps))
             self.progress.setValue(ev.step)
-            elapsed = time.time() - self._started
-            frac = ev.step / max(1, ev.total_steps)
-            eta = elapsed / frac - elapsed if frac > 0 else math.nan
-            self.progress.setFormat(f"step {ev.step}/{ev.total_steps} · epoch {ev.epoch:.2f}")
+            if self._rate_origin is None:
+                self._rate_origin = (time.time(), ev.step - 1)
+            mem = f" · memory {ev.memory_bytes / 2**30:.2f} GiB" if ev.memory_bytes else ""
             self.status.setText(
-                f"loss {ev.loss:.4f} · lr {ev.lr:.2e} · {ev.tokens_per_s:,.0f} tokens/s · "
-                f"elapsed {_fmt_duration(elapsed)} · ETA {_fmt_duration(eta) if math.isfinite(eta) else '—'}"
+                f"loss {ev.loss:.4f} · lr {ev.lr:.2e} · {ev.tokens_per_s:,.0f} tokens/s{mem}"
+                + ("" if ev.grad_norm is None or not math.isfinite(ev.grad_norm) else f" · grad norm {ev.grad_norm:.3f}")
             )
+            self._refresh_progress()
         elif kind == "eval":
             self._plot_event(ev)
             label = "baseline (before training)" if ev.step == 0 else f"step {ev.step}"
@@ -275,15 +356,22 @@ class TrainPane(QWidget):
             self._append_log(f"checkpoint written at step {ev.step}")
         elif kind == "state":
             if ev.state == "paused":
-                self.progress.setFormat(f"Paused at step {self.progress.value()}")
+                self._paused_since = time.time()
+                self._refresh_progress()
+            elif ev.state == "training" and self._paused_since:
+                self._paused_total += time.time() - self._paused_since
+                self._paused_since = 0.0
             elif ev.state in ("loading", "evaluating", "saving"):
                 self.progress.setFormat(ev.detail or ev.state)
             self._append_log(ev.detail or ev.state)
         elif kind == "log":
             self._append_log(f"{ev.level}: {ev.message}")
         elif kind == "run_finished":
+            self._tick.stop()
             self.progress.setRange(0, max(1, self._total))
-            self.progress.setFormat(f"{ev.status.capitalize()} at step {ev.step}")
+            self.progress.setValue(ev.step)
+            took = _fmt_duration(time.time() - self._started - self._paused_total)
+            self.progress.setFormat(f"{ev.status.capitalize()} at step {ev.step}/{self._total} · took {took}")
             self._append_log(f"{ev.status}: {ev.reason}")
             if ev.adapter_path:
                 self._append_log(f"adapter saved: {ev.adapter_path}")
@@ -291,6 +379,7 @@ class TrainPane(QWidget):
             self.run_finished.emit(ev)
 
     def _on_failed(self, message: str, detail: str) -> None:
+        self._tick.stop()
         self._append_log(f"failed: {message}")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -300,6 +389,7 @@ class TrainPane(QWidget):
         box.open()
 
     def _on_thread_finished(self) -> None:
+        self._tick.stop()
         self._sync_buttons()
         self.pause_button.setText("Pause")
         self.running_changed.emit(False)

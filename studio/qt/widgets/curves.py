@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 
 class CurveBuffer:
@@ -47,6 +47,7 @@ class LivePlot(pg.PlotWidget):
         pi.setClipToView(True)
         self._buffers: dict[str, CurveBuffer] = {}
         self._items: dict[str, pg.PlotDataItem] = {}
+        self._references: dict[str, tuple[float, pg.PlotDataItem]] = {}
         self._dirty = False
         self.redraws = 0
         self._timer = QTimer(self)
@@ -54,16 +55,44 @@ class LivePlot(pg.PlotWidget):
         self._timer.timeout.connect(self._redraw)
         self._timer.start()
 
-    def add_curve(self, name: str, color: str, *, symbol: str | None = None, width: float = 2.0) -> None:
+    def add_curve(self, name: str, color: str, *, symbol: str | None = None, width: float = 2.0,
+                  dashed: bool = False) -> None:
         self._buffers[name] = CurveBuffer()
-        self._items[name] = self.plot([], [], name=name, pen=pg.mkPen(color, width=width), symbol=symbol,
+        pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+        self._items[name] = self.plot([], [], name=name, pen=pen, symbol=symbol,
                                       symbolBrush=color, symbolPen=None, symbolSize=7)
+
+    def set_reference(self, name: str, value: float | None, color: str = "#718096") -> None:
+        """A horizontal line at ``value`` (e.g. the memory estimate) that spans the plotted steps.
+
+        Drawn as a two-point curve rather than an infinite line so it sits in the legend and the
+        auto-range keeps it in view even when it is far above the measured curve.
+        """
+        old = self._references.pop(name, None)
+        if old is not None:
+            self.removeItem(old[1])
+        if value is None:
+            return
+        item = self.plot([], [], name=name, pen=pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine))
+        self._references[name] = (float(value), item)
+        self._dirty = True
+
+    def reference(self, name: str) -> float | None:
+        ref = self._references.get(name)
+        return None if ref is None else ref[0]
 
     def remove_curves(self) -> None:
         for item in self._items.values():
             self.removeItem(item)
         self._buffers.clear()
         self._items.clear()
+        self._dirty = True
+
+    def curve_names(self) -> list[str]:
+        return list(self._items)
+
+    def item(self, name: str) -> pg.PlotDataItem:
+        return self._items[name]
 
     def add(self, name: str, x: float, y: float) -> None:
         self._buffers[name].append(x, y)
@@ -77,11 +106,20 @@ class LivePlot(pg.PlotWidget):
             b.clear()
         self._dirty = True
 
+    def redraw_now(self) -> None:
+        """Draw pending points without waiting for the timer (screenshots, tests)."""
+        self._redraw()
+
     def _redraw(self) -> None:
         if not self._dirty:
             return
         self._dirty = False
         self.redraws += 1
+        lo, hi = 0.0, 1.0
         for name, buf in self._buffers.items():
             x, y = buf.data()
             self._items[name].setData(x, y)
+            if buf.n:
+                lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        for value, item in self._references.values():
+            item.setData([lo, hi], [value, value])

@@ -1,0 +1,216 @@
+"""The Train room on a tiny real model: live curves (loss, eval, memory vs estimate), pause/resume,
+stop with a checkpoint, and the Runs view (history, overlay, ranking, interrupted runs with Resume)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PySide6.QtCore import Qt
+
+from studio.core.config import apply_overrides
+from studio.core.training import runs
+
+
+@pytest.fixture()
+def state(tiny_model_dir, demo_train, demo_eval):
+    from studio.qt.state import AppState, default_config
+
+    st = AppState()
+    st.set_config(apply_overrides(default_config(), {
+        "name": "pane-test",
+        "model.path": str(tiny_model_dir),
+        "dataset.train": [str(demo_train)],
+        "dataset.eval": [str(demo_eval)],
+        "training.max_steps": 4,
+        "training.batch_size": 2,
+        "training.max_seq_len": 96,
+        "training.eval_steps": 2,
+        "training.save_steps": 2,
+        "training.lr": 1e-3,
+    }))
+    return st
+
+
+@pytest.fixture()
+def pane(qtbot, state):
+    from studio.qt.panes.train_pane import TrainPane
+
+    p = TrainPane(state)
+    qtbot.addWidget(p)
+    p.resize(1200, 800)
+    p.show()
+    p.set_model_ready(True)
+    yield p
+    p.stop_training()
+    assert p.wait_for_worker(120000), "the training thread was left running"
+
+
+def _log(pane) -> str:
+    return pane.log.toPlainText()
+
+
+def test_a_run_streams_loss_eval_memory_against_the_estimate(pane, qtbot):
+    with qtbot.waitSignal(pane.run_finished, timeout=180000) as finished:
+        qtbot.mouseClick(pane.train_button, Qt.MouseButton.LeftButton)
+        assert pane.stop_button.isEnabled() and not pane.train_button.isEnabled()
+    assert finished.args[0].status == "completed"
+    qtbot.waitUntil(lambda: not pane.is_running(), timeout=30000)
+    assert pane.loss_plot.count("train") == 4
+    assert pane.loss_plot.count("eval") == 3  # baseline at step 0, then steps 2 and 4
+    assert pane.lr_plot.count("lr") == 4 and pane.speed_plot.count("tokens/s") == 4
+    assert pane.memory_plot.count("measured") == 4
+    estimate = pane.memory_plot.reference("estimate")
+    assert estimate is not None and estimate > 0
+    pane.memory_plot.redraw_now()
+    xs, ys = pane.memory_plot._references["estimate"][1].getData()
+    assert list(ys) == [estimate, estimate] and xs[-1] == 4  # a flat line across the plotted steps
+    # Peak downsampling and clip-to-view reach every curve (they keep long runs cheap to redraw).
+    for plot in pane.plots:
+        for name in plot.curve_names():
+            opts = plot.item(name).opts
+            assert opts["autoDownsample"] and opts["downsampleMethod"] == "peak" and opts["clipToView"]
+    assert "estimated peak" in _log(pane) and "checkpoint written at step 2" in _log(pane)
+    assert "Completed at step 4/4" in pane.progress.format()
+    qtbot.waitUntil(pane.train_button.isEnabled, timeout=10000)  # after the thread's finished signal
+    assert not pane.stop_button.isEnabled() and not pane.pause_button.isEnabled()
+    # The Runs tab already lists it.
+    view = pane.runs_view
+    assert view.table.rowCount() == 1 and view.summaries[0].status == "completed"
+    assert view.ranking.rowCount() == 1 and "Recommended" in view.recommendation.text()
+
+
+def test_pause_resume_then_stop_writes_a_checkpoint(pane, qtbot, state):
+    state.update(**{"training.max_steps": 300, "training.save_steps": 0, "training.eval_steps": 0})
+    with qtbot.waitSignal(pane.run_finished, timeout=180000) as finished:
+        pane.start_training()
+        qtbot.waitUntil(lambda: pane.loss_plot.count("train") >= 1, timeout=120000)
+        qtbot.mouseClick(pane.pause_button, Qt.MouseButton.LeftButton)
+        assert pane.pause_button.text() == "Resume"
+        qtbot.waitUntil(lambda: pane.progress.format().startswith("Paused at step"), timeout=60000)
+        held = pane.loss_plot.count("train")
+        qtbot.wait(800)
+        assert pane.loss_plot.count("train") == held  # nothing trains while paused
+        assert "ETA" in pane.progress.format() and "elapsed" in pane.progress.format()
+        qtbot.mouseClick(pane.pause_button, Qt.MouseButton.LeftButton)
+        assert pane.pause_button.text() == "Pause"
+        qtbot.waitUntil(lambda: pane.loss_plot.count("train") >= held + 2, timeout=60000)
+        qtbot.mouseClick(pane.stop_button, Qt.MouseButton.LeftButton)
+        assert not pane.stop_button.isEnabled()
+    ev = finished.args[0]
+    assert ev.status == "stopped" and ev.step < 300
+    log = _log(pane)
+    assert "Paused at step" in log and "Resumed" in log and "Stopping after the current step" in log
+    assert f"checkpoint written at step {ev.step}" in log and "checkpoint saved" in log
+    run_dir = runs.list_runs()[0].run_dir
+    assert runs.last_checkpoint(run_dir).name == f"checkpoint-{ev.step}"
+
+
+def _two_finished_runs(tiny_model_dir, demo_train, demo_eval):
+    from studio.core.config import RunConfig
+    from studio.core.training.engine import train
+
+    out = []
+    for name, r in (("rank-8", 8), ("rank-2", 2)):
+        cfg = apply_overrides(RunConfig(name=name), {
+            "model.path": str(tiny_model_dir), "dataset.train": [str(demo_train)],
+            "dataset.eval": [str(demo_eval)], "lora.r": r, "training.max_steps": 3, "training.batch_size": 2,
+            "training.max_seq_len": 96, "training.eval_steps": 3, "training.save_steps": 3,
+        })
+        out.append(train(cfg))
+    return out
+
+
+def test_runs_view_reopens_history_and_overlays_two_runs(qtbot, tiny_model_dir, demo_train, demo_eval):
+    from studio.qt.panes.runs_view import RunsView
+
+    _two_finished_runs(tiny_model_dir, demo_train, demo_eval)
+    view = RunsView()  # a fresh view, as after reopening the app: everything comes from disk
+    qtbot.addWidget(view)
+    view.resize(1100, 700)
+    view.show()
+    assert view.table.rowCount() == 2
+    header = [view.table.horizontalHeaderItem(j).text() for j in range(view.table.columnCount())]
+    for col in ("Run", "Status", "Model", "Dataset", "Method", "Train loss", "Eval loss", "Duration",
+                "Tokens/s", "Peak memory"):
+        assert col in header
+    row = {header[j]: view.table.item(0, j).text() for j in range(len(header))}
+    assert row["Status"] == "completed" and row["Method"] == "LORA" and row["Model"] == tiny_model_dir.name
+    assert row["Peak memory"].endswith("GiB") and row["Eval loss"] != "—"
+    view.select_rows([0, 1])
+    assert len(view.overlay.curve_names()) == 2
+    assert all(view.overlay.count(n) == 3 for n in view.overlay.curve_names())
+    view.metric_box.setCurrentText("Eval loss")
+    assert [view.overlay.count(n) for n in view.overlay.curve_names()] == [2, 2]  # baseline + step 3
+    assert not view.resume_button.isEnabled()  # completed runs have nothing to resume
+    # Ranking: both runs, ordered by best eval loss, one marked as the recommendation.
+    assert view.ranking.rowCount() == 2
+    losses = [float(view.ranking.item(i, 2).text()) for i in range(2)]
+    assert losses == sorted(losses)
+    marked = [view.ranking.item(i, 1).text() for i in range(2) if view.ranking.item(i, 1).text().startswith("★")]
+    assert len(marked) == 1 and marked[0][2:] in view.recommendation.text()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_interrupted_run_shows_resume_and_continues_in_the_pane(pane, qtbot, state):
+    """A run whose owner died mid-way (journal without run_finished, dead pid) is interrupted;
+    Resume in the Runs tab continues it in the Train tab from its checkpoint."""
+    from studio.core.training.engine import Control, train
+
+    state.update(**{"training.max_steps": 6, "training.eval_steps": 0, "training.save_steps": 2})
+    control = Control()
+
+    def stop_at_3(ev):
+        if ev.kind == "step" and ev.step == 3:
+            control.request_stop()
+
+    result = train(state.config, control=control, emit=stop_at_3)
+    run_dir = result.run_dir
+    # Make it look like the process was killed after step 3: no finish line, owner gone, last
+    # checkpoint at step 2 (the stop checkpoint never made it to disk).
+    import shutil
+
+    shutil.rmtree(run_dir / runs.CHECKPOINTS_DIR / "checkpoint-3")
+    lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines()
+    (run_dir / runs.EVENTS_FILE).write_text("\n".join(ln for ln in lines if '"run_finished"' not in ln) + "\n")
+    (run_dir / runs.LOCK_FILE).write_text(str(_dead_pid()))
+
+    view = pane.runs_view
+    view.refresh()
+    assert view.table.rowCount() == 1
+    assert view.table.item(0, 1).text() == "interrupted"
+    assert "Resume continues" in view.table.item(0, 1).toolTip()
+    assert not view.resume_button.isEnabled()
+    view.select_rows([0])
+    assert view.resume_button.isEnabled()
+    with qtbot.waitSignal(pane.run_finished, timeout=180000) as finished:
+        qtbot.mouseClick(view.resume_button, Qt.MouseButton.LeftButton)
+        assert pane.tabs.currentIndex() == 0
+    assert finished.args[0].status == "completed" and finished.args[0].step == 6
+    # The replayed steps 1-2 and the resumed 3-6 make one curve.
+    assert pane.loss_plot.count("train") == 6
+    qtbot.waitUntil(lambda: view.summaries and view.summaries[0].status == "completed", timeout=10000)
+    assert "Resuming from checkpoint-2" in _log(pane)
+
+
+def test_tracker_boxes_follow_what_is_installed(pane, state, monkeypatch):
+    from studio.core.training import trackers
+
+    installed = set(trackers.available())
+    for name, box in pane.tracker_boxes.items():
+        assert box.isEnabled() == (name in installed)
+        if name not in installed:
+            assert "not installed" in box.toolTip()
+    # Enabled boxes write the config field; the choice comes back from the config on restart.
+    pane._installed_trackers = set(trackers.TRACKERS)
+    pane._sync_buttons()
+    pane.tracker_boxes["mlflow"].setChecked(True)
+    assert state.config.training.report_to == ["mlflow"]
+    state.update(**{"training.report_to": []})
+    assert not pane.tracker_boxes["mlflow"].isChecked()
