@@ -97,6 +97,8 @@ class MainWindow(QMainWindow):
         quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(open_action)
+        file_menu.addMenu(self.dataset_pane.recent_menu)
+        self.dataset_pane.recent_menu.chosen.connect(lambda _files: self.show_pane("Dataset"))
         file_menu.addAction(import_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)

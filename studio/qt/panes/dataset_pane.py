@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -47,6 +48,15 @@ from studio.qt.workers.task import Task, TaskRunner
 
 FILE_FILTER = "Datasets (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;All files (*)"
 FORMAT_COLORS = {"unknown": "#b91c1c", "mixed": "#b45309"}
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """A tab whose content scrolls when the window is small, instead of forcing the window wider."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
 
 
 class DatasetPane(QWidget):
@@ -153,7 +163,7 @@ class DatasetPane(QWidget):
         header.setSectionResizeMode(RowsModel.ANSWER, QHeaderView.ResizeMode.Stretch)
         header.resizeSection(RowsModel.LINE, 70)
         header.resizeSection(RowsModel.FORMAT, 112)
-        self.table.setMinimumWidth(360)
+        self.table.setMinimumWidth(220)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_row)
 
         self.findings = FindingsView()
@@ -170,7 +180,7 @@ class DatasetPane(QWidget):
         self.tabs.addTab(self.findings, "Findings")
         self.tabs.addTab(self.preview, "What the model sees")
         self.tabs.addTab(self.stats, "Stats")
-        self.tabs.addTab(self.split_clean, "Split && clean")
+        self.tabs.addTab(_scrolling(self.split_clean), "Split && clean")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.tabs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QTextEdit, QVBoxLayout, QWidget
 
 from studio.core.datasets.preview import RowView
 
@@ -54,17 +54,16 @@ class PreviewView(QWidget):
         self.text.setReadOnly(True)
         self.text.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
         self.text.setPlaceholderText("The selected row, after the model's chat template, appears here.")
-        legend = QHBoxLayout()
-        for kind, words in LEGEND:
-            fg, even, _odd = PALETTE[kind]
-            swatch = QLabel(f" {words} ")
-            swatch.setStyleSheet(f"background:{even}; color:{fg}; border-radius:3px; padding:2px 4px;")
-            legend.addWidget(swatch)
-        legend.addStretch(1)
+        # One wrapping label, so the legend never sets the pane's minimum width.
+        self.legend = QLabel("&nbsp; ".join(
+            f"<span style='background:{PALETTE[kind][1]}; color:{PALETTE[kind][0]};'>&nbsp;{words}&nbsp;</span>"
+            for kind, words in LEGEND))
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.counts)
-        layout.addLayout(legend)
+        layout.addWidget(self.legend)
         layout.addWidget(self.text, 1)
         self.view: RowView | None = None
         self.row: int | None = None
