@@ -19,6 +19,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -222,7 +223,9 @@ class Playground:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from studio.core.datasets.render import ensure_chat_template
+        from studio.core.training.engine import quiet_libraries
 
+        quiet_libraries()  # the caller reports progress; no library bars on the console
         self.base_path = Path(base_path).expanduser().resolve()
         if not (self.base_path / "config.json").is_file():
             raise StudioError("This base model folder has no config.json; pick a Hugging Face model folder.",
@@ -296,12 +299,16 @@ class Playground:
                 return ref
             self._check_fits(ref)
             try:
-                if self._peft is None:
-                    from peft import PeftModel
+                with warnings.catch_warnings():
+                    # PEFT asks the model a deprecated transformers question; nothing a user can act on.
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                    if self._peft is None:
+                        from peft import PeftModel
 
-                    self._peft = PeftModel.from_pretrained(self.base_model, str(ref.adapter_dir), adapter_name=ref.key)
-                else:
-                    self._peft.load_adapter(str(ref.adapter_dir), adapter_name=ref.key)
+                        self._peft = PeftModel.from_pretrained(self.base_model, str(ref.adapter_dir),
+                                                               adapter_name=ref.key)
+                    else:
+                        self._peft.load_adapter(str(ref.adapter_dir), adapter_name=ref.key)
             except Exception as err:
                 raise StudioError(
                     f"'{ref.label}' could not be put on {self.base_path.name}: it does not fit this base model "

@@ -1,0 +1,101 @@
+"""Where an adapter came from: base model (and whether it is still the same), data, run, config, metrics.
+
+The base check re-hashes the base folder's config and safetensors headers (a few KiB per file),
+so a swapped or edited base shows up here before anyone trusts an answer from the adapter.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from PySide6.QtWidgets import QTextBrowser, QWidget
+
+from studio.core.errors import StudioError
+from studio.core.library.registry import LibraryEntry, base_model_hash
+from studio.qt.widgets.library_table import human_bytes
+
+_OK, _WARN, _MUTED = "#15803d", "#b45309", "#64748b"
+
+
+def base_status(entry: LibraryEntry, cache: dict[str, str] | None = None) -> tuple[str, str]:
+    """(colour, words) saying whether the recorded base is still on disk and unchanged."""
+    base = Path(entry.base_model) if entry.base_model else None
+    if base is None or not (base / "config.json").is_file():
+        return _WARN, "base model folder not found on this machine"
+    if not entry.base_model_hash:
+        return _MUTED, "no hash recorded (imported without one)"
+    key = str(base)
+    try:
+        current = cache[key] if cache is not None and key in cache else base_model_hash(base)
+    except (OSError, StudioError):
+        return _WARN, "base model files could not be read"
+    if cache is not None:
+        cache[key] = current
+    if current == entry.base_model_hash:
+        return _OK, "✓ unchanged since training"
+    return _WARN, f"⚠ changed since training (now {current}); outputs may differ"
+
+
+def _fmt_metric(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and abs(value) >= 2**20:
+        return human_bytes(value) if value > 0 else str(value)
+    return html.escape(str(value))
+
+
+def _row(label: str, value: str) -> str:
+    return (f"<tr><td style='color:{_MUTED}; padding-right:14px; white-space:nowrap'>{label}</td>"
+            f"<td>{value}</td></tr>")
+
+
+def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
+    esc = html.escape
+    colour, words = status
+    rows = [
+        _row("Name", f"<b>{esc(entry.name)}</b> <span style='color:{_MUTED}'>({esc(entry.id)})</span>"),
+        _row("Method", esc(entry.method.upper())),
+        _row("Created", esc(entry.created.replace("T", " "))),
+        _row("Size", human_bytes(entry.size_bytes)),
+        _row("Stored in", esc(str(entry.path))),
+    ]
+    lineage = [
+        _row("Base model", esc(entry.base_model or "—")),
+        _row("Base hash", f"{esc(entry.base_model_hash or '—')} <span style='color:{colour}'>{esc(words)}</span>"),
+        _row("Dataset", esc(entry.dataset_fingerprint or "—")),
+        _row("Run folder", esc(entry.run_dir or "—")),
+    ]
+    metrics = [_row(esc(k), _fmt_metric(v)) for k, v in sorted(entry.metrics.items())] or [_row("—", "no metrics recorded")]
+    config = json.dumps(entry.config, indent=2, ensure_ascii=False, default=str) if entry.config else "—"
+    section = "<h4 style='margin:10px 0 4px 0; color:#334155'>{}</h4><table cellspacing='2'>{}</table>"
+    return (
+        "<div style='font-family: sans-serif'>"
+        + section.format("Adapter", "".join(rows))
+        + section.format("Lineage", "".join(lineage))
+        + section.format("Final metrics", "".join(metrics))
+        + "<h4 style='margin:10px 0 4px 0; color:#334155'>Full config</h4>"
+        + f"<pre style='font-family: monospace; font-size: 9pt'>{esc(config)}</pre></div>"
+    )
+
+
+class LineageView(QTextBrowser):
+    """Read-only details of the selected adapter; its hash cache is dropped when the library reloads."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setPlaceholderText("Select an adapter to see where it came from.")
+        self.hash_cache: dict[str, str] = {}
+        self.entry: LibraryEntry | None = None
+
+    def show_entry(self, entry: LibraryEntry | None) -> None:
+        self.entry = entry
+        if entry is None:
+            self.clear()
+            return
+        self.setHtml(lineage_html(entry, base_status(entry, self.hash_cache)))
+
+    def forget_hashes(self) -> None:
+        self.hash_cache.clear()
