@@ -93,7 +93,7 @@ def test_alpha_follows_rank_only_while_linked(qtbot, pane):
 
 def test_batch_size_moves_the_bar_to_the_estimators_total(qtbot, pane):
     ready(qtbot, pane)
-    bar = pane.panel.breakdown
+    bar = pane.panel.bar
     assert bar.total_bytes == expected_total(pane)
     before = bar.total_bytes
     pane.batch.setValue(pane.batch.value() * 4)
@@ -101,7 +101,7 @@ def test_batch_size_moves_the_bar_to_the_estimators_total(qtbot, pane):
     assert bar.total_bytes == expected_total(pane)
     assert bar.total_bytes > before
     for key in BREAKDOWN_KEYS:  # the legend shows every term
-        assert pane.panel.breakdown.sizes[key].text() not in ("", "–")
+        assert pane.panel.legend.sizes[key].text() not in ("", "–")
 
 
 def test_a_run_that_does_not_fit_offers_suggestions_that_make_it_fit(qtbot, pane):

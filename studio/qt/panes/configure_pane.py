@@ -13,6 +13,7 @@ recomputed on the UI thread a few milliseconds after the last change, coalescing
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ from studio.qt.workers.task import TaskRunner, TaskState
 ESTIMATE_DEBOUNCE_MS = 20
 DEFAULT_RANK: int = LoraSection.model_fields["r"].default
 ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
+IMPORT_RETRIES = 3
+IMPORT_RETRY_WAIT_S = 0.5
 CONFIG_FILTER = "Run configs (*.yaml *.yml);;All files (*)"
 
 METHODS = (
@@ -77,10 +80,20 @@ def _inspect_job(key: tuple[str, bool, bool]) -> Callable[[TaskState], tuple]:
     path, trust, pickle = key
 
     def job(_state: TaskState) -> tuple:
-        try:
-            return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
-        except Exception as exc:  # every failure becomes a message in the Base model box
-            return key, None, describe_exception(exc)[0]
+        failures = 0
+        while True:
+            try:
+                return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
+            except ImportError as exc:
+                # transformers' lazy module is not safe to import from two threads at once: while
+                # another worker (model conversion, a tokenizer) is importing it, names can be
+                # missing for a moment. A really missing package fails every attempt.
+                failures += 1
+                if failures > IMPORT_RETRIES:
+                    return key, None, describe_exception(exc)[0]
+                time.sleep(IMPORT_RETRY_WAIT_S)
+            except Exception as exc:  # every failure becomes a message in the Base model box
+                return key, None, describe_exception(exc)[0]
 
     return job
 
@@ -148,6 +161,7 @@ class ConfigurePane(QWidget):
         self.inspecting = False
         self._inspect_key: tuple | None = None
         self._inspect_problem = ""
+        self._model_pending = False
         self._device: tuple[str, str, int, int] | None = None
         self._device_failed = False
         self._touched: set[str] = set()
@@ -538,7 +552,8 @@ class ConfigurePane(QWidget):
         from studio.core.models.store import default_model_path, is_model_folder
 
         path = Path(key[0])
-        if path == default_model_path() and not is_model_folder(path):
+        self._model_pending = path == default_model_path() and not is_model_folder(path)
+        if self._model_pending:  # the window converts it on first launch and then emits model_ready
             self._inspect_problem = "The bundled model is being prepared (first launch only)…"
             self.model_box.show_busy(self._inspect_problem)
         else:
@@ -650,6 +665,8 @@ class ConfigurePane(QWidget):
         if self.info is None:
             if self.inspecting:
                 self.panel.show_waiting("Reading the model…")
+            elif self._model_pending:
+                self.panel.show_waiting("Waiting for the bundled model to be prepared…")
             else:
                 self.panel.show_waiting("No estimate: the base model cannot be used (see Base model).")
             return

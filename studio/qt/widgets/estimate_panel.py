@@ -22,13 +22,15 @@ from PySide6.QtWidgets import (
 
 from studio.core.memory import Estimate, Suggestion, format_bytes
 from studio.qt.widgets.config_fields import format_count
-from studio.qt.widgets.memory_bar import MemoryBreakdown
+from studio.qt.widgets.memory_bar import MemoryBar, MemoryLegend
 
 PHASE_WORDS = {
     "forward_end": "end of the forward pass (activations and logits all alive)",
     "backward": "backward pass (activations meet the gradients)",
     "optimizer": "optimizer step (gradients and optimizer states)",
 }
+
+PHASE_SHORT = {"forward_end": "forward", "backward": "backward", "optimizer": "optimizer"}
 
 # Common GPU sizes to plan for when this machine is not the one that will train.
 GPU_SIZES_GIB = (8, 12, 16, 24, 40, 48, 80, 141)
@@ -66,21 +68,26 @@ class EstimatePanel(QGroupBox):
         self.badge.setMinimumHeight(34)
         self._set_badge("neutral", "No estimate yet")
 
-        self.breakdown = MemoryBreakdown()
+        self.bar = MemoryBar()
+        self.legend = MemoryLegend()
 
         self.peak = QLabel("–")
+        self.phases = QLabel("–")
+        self.phases.setToolTip("Memory is not the sum of everything: activations are freed as gradients appear. "
+                               "The peak is the largest of these three moments of a training step.")
         self.trainable = QLabel("–")
         self.file_size = QLabel("–")
         self.versus_full = QLabel("–")
         self.basis = QLabel("")
         self.basis.setObjectName("muted")
-        for lbl in (self.peak, self.trainable, self.file_size, self.versus_full, self.basis):
+        for lbl in (self.peak, self.phases, self.trainable, self.file_size, self.versus_full, self.basis):
             lbl.setWordWrap(True)
             lbl.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         facts = QFormLayout()
         facts.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         facts.setHorizontalSpacing(10)
         facts.addRow("Peak during", self.peak)
+        facts.addRow("Step phases", self.phases)
         facts.addRow("Trainable", self.trainable)
         self.file_label = QLabel("Adapter file")
         facts.addRow(self.file_label, self.file_size)
@@ -99,12 +106,14 @@ class EstimatePanel(QGroupBox):
         layout.addLayout(plan_row)
         layout.addWidget(self.device)
         layout.addWidget(self.badge)
-        layout.addWidget(self.breakdown)
+        # When the run does not fit, what to do about it matters more than the legend: right under the bar.
+        layout.addWidget(self.bar)
+        layout.addWidget(self.suggest_title)
+        layout.addLayout(self.suggest_box)
+        layout.addWidget(self.legend)
         layout.addLayout(facts)
         layout.addWidget(self.versus_full)
         layout.addWidget(self.basis)
-        layout.addWidget(self.suggest_title)
-        layout.addLayout(self.suggest_box)
         layout.addStretch(1)
 
     # -- plan -------------------------------------------------------------------------------------
@@ -124,15 +133,19 @@ class EstimatePanel(QGroupBox):
         """No estimate possible yet (no model, inspection running, a setting to fix)."""
         self.fits = None
         self._set_badge("neutral", text)
-        self.breakdown.clear()
-        for lbl in (self.peak, self.trainable, self.file_size, self.versus_full, self.basis):
-            lbl.setText("–" if lbl is not self.basis else "")
+        self.bar.clear()
+        self.legend.clear()
+        for lbl in (self.peak, self.phases, self.trainable, self.file_size):
+            lbl.setText("–")
+        self.versus_full.setText("")
+        self.basis.setText("")
         self._set_suggestions([])
 
     def show_estimate(self, est: Estimate, full: Estimate, budget: int | None, budget_name: str,
                       suggestions: list[Suggestion]) -> None:
         label = f"{budget_name} {format_bytes(budget)}" if budget else ""
-        self.breakdown.set_parts(est.bytes, budget, label)
+        self.bar.set_parts(est.bytes, budget, label)
+        self.legend.set_parts(est.bytes)
         if budget is None:
             self.fits = None
             self._set_badge("neutral", f"Peak {format_bytes(est.total_bytes)}: {budget_name}")
@@ -145,6 +158,7 @@ class EstimatePanel(QGroupBox):
             self._set_badge("nofit", f"✗ Does not fit: needs {format_bytes(est.total_bytes)}, "
                                      f"{format_bytes(budget)} available")
         self.peak.setText(PHASE_WORDS.get(est.peak_phase, est.peak_phase.replace("_", " ")))
+        self.phases.setText(" · ".join(f"{PHASE_SHORT.get(k, k)} {format_bytes(v)}" for k, v in est.phases.items()))
         self.trainable.setText(f"{format_count(est.trainable_params)} parameters "
                                f"({est.trainable_pct:.3g} % of {format_count(est.total_params)})")
         self.file_label.setText("Model file" if est.method == "full" else "Adapter file")

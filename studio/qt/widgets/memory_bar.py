@@ -1,15 +1,15 @@
 """The memory estimate as a picture: one stacked bar of the peak's parts against the device budget.
 
 Painted with QPainter rather than a plot library: it is seven rectangles and a line, it repaints on
-every knob change, and it must cost nothing to create. The legend is made of real labels so that
-sizes can be selected, read by screen readers and checked in tests.
+every knob change, and it must cost nothing to create. The legend is a separate widget of real
+labels, so that sizes can be selected, read by screen readers and checked in tests.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QHelpEvent, QPainter, QPen
-from PySide6.QtWidgets import QGridLayout, QLabel, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QToolTip, QWidget
 
 from studio.core.memory import BREAKDOWN_KEYS, format_bytes
 
@@ -146,18 +146,17 @@ class MemoryBar(QWidget):
         return super().event(ev)
 
 
-class MemoryBreakdown(QWidget):
-    """The bar plus a legend: colour, term, size and share of the peak for each of the seven terms."""
+class MemoryLegend(QWidget):
+    """Colour, term, size and share of the peak for each of the seven terms, as selectable labels."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bar = MemoryBar()
         self.sizes: dict[str, QLabel] = {}
         self.shares: dict[str, QLabel] = {}
-        legend = QGridLayout()
-        legend.setContentsMargins(0, 4, 0, 0)
-        legend.setHorizontalSpacing(8)
-        legend.setVerticalSpacing(3)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 4, 0, 0)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(3)
         for row, key in enumerate(BREAKDOWN_KEYS):
             swatch = QLabel()
             swatch.setFixedSize(12, 12)
@@ -171,32 +170,22 @@ class MemoryBreakdown(QWidget):
             share.setObjectName("muted")
             share.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             share.setMinimumWidth(40)
-            legend.addWidget(swatch, row, 0)
-            legend.addWidget(name, row, 1)
-            legend.addWidget(size, row, 2)
-            legend.addWidget(share, row, 3)
+            grid.addWidget(swatch, row, 0)
+            grid.addWidget(name, row, 1)
+            grid.addWidget(size, row, 2)
+            grid.addWidget(share, row, 3)
             self.sizes[key] = size
             self.shares[key] = share
-        legend.setColumnStretch(1, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.bar)
-        layout.addLayout(legend)
+        grid.setColumnStretch(1, 1)
 
-    @property
-    def total_bytes(self) -> int:
-        return self.bar.total_bytes
-
-    def set_parts(self, parts: dict[str, int], budget: int | None, budget_label: str = "") -> None:
-        self.bar.set_parts(parts, budget, budget_label)
-        total = max(self.bar.total_bytes, 1)
+    def set_parts(self, parts: dict[str, int]) -> None:
+        total = max(sum(int(parts.get(k, 0)) for k in BREAKDOWN_KEYS), 1)
         for key in BREAKDOWN_KEYS:
             val = int(parts.get(key, 0))
             self.sizes[key].setText(format_bytes(val))
             self.shares[key].setText(f"{100 * val / total:.0f} %")
 
     def clear(self) -> None:
-        self.bar.clear()
         for key in BREAKDOWN_KEYS:
             self.sizes[key].setText("–")
             self.shares[key].setText("")
