@@ -50,7 +50,7 @@ from studio.qt.workers.task import TaskRunner, TaskState
 
 # Coalesce edits this long before recomputing; with the sub-millisecond estimate the panel is
 # current well within 50 ms of the last change.
-ESTIMATE_DEBOUNCE_MS = 20
+ESTIMATE_DEBOUNCE_MS = 15
 DEFAULT_RANK: int = LoraSection.model_fields["r"].default
 ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
 IMPORT_RETRIES = 3
@@ -173,6 +173,7 @@ class ConfigurePane(QWidget):
 
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
+        self.debounce.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may fire 5 % late
         self.debounce.setInterval(ESTIMATE_DEBOUNCE_MS)
         self.debounce.timeout.connect(self.refresh_estimate)
 

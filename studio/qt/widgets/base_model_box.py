@@ -188,7 +188,8 @@ class BaseModelBox(QGroupBox):
         self.status.setText(text)
         self.status.setVisible(bool(text))
         colour = {"error": "color: #b91c1c;", "muted": "color: #64748b;"}.get(kind, "")
-        self.status.setStyleSheet(colour)
+        if colour and colour != self.status.styleSheet():
+            self.status.setStyleSheet(colour)
 
     def show_import_progress(self, frac: float, message: str) -> None:
         self.progress.show()

@@ -66,6 +66,7 @@ class EstimatePanel(QGroupBox):
         self.badge.setWordWrap(True)
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.badge.setMinimumHeight(34)
+        self._badge_kind = ""
         self._set_badge("neutral", "No estimate yet")
 
         self.bar = MemoryBar()
@@ -127,7 +128,9 @@ class EstimatePanel(QGroupBox):
     # -- showing ----------------------------------------------------------------------------------
     def _set_badge(self, kind: str, text: str) -> None:
         self.badge.setText(text)
-        self.badge.setStyleSheet(f"{_BADGE_STYLE[kind]} border-radius: 6px; padding: 6px; font-weight: 600;")
+        if kind != self._badge_kind:  # restyling re-polishes the widget: only when the verdict changes
+            self._badge_kind = kind
+            self.badge.setStyleSheet(f"{_BADGE_STYLE[kind]} border-radius: 6px; padding: 6px; font-weight: 600;")
 
     def show_waiting(self, text: str) -> None:
         """No estimate possible yet (no model, inspection running, a setting to fix)."""
@@ -175,36 +178,47 @@ class EstimatePanel(QGroupBox):
         self._set_suggestions(suggestions if self.fits is False else [])
 
     def _set_suggestions(self, suggestions: list[Suggestion]) -> None:
-        for card in self.suggestion_cards:
+        # Existing cards are reused and only their text changes: creating widgets is the costliest
+        # part of a refresh, and a held-down spin arrow refreshes many times a second.
+        while len(self.suggestion_cards) > len(suggestions):
+            card = self.suggestion_cards.pop()
             self.suggest_box.removeWidget(card)
             card.deleteLater()
-        self.suggestion_cards = []
-        self.suggestion_buttons = []
-        self.suggest_title.setVisible(bool(suggestions))
-        for s in suggestions:
-            card = SuggestionCard(s)
-            card.apply_button.clicked.connect(lambda _=False, sug=s: self.suggestion_chosen.emit(sug))
+        while len(self.suggestion_cards) < len(suggestions):
+            card = SuggestionCard()
+            card.apply_button.clicked.connect(lambda _=False, c=card: self.suggestion_chosen.emit(c.suggestion))
             self.suggest_box.addWidget(card)
             self.suggestion_cards.append(card)
-            self.suggestion_buttons.append(card.apply_button)
+        for card, sug in zip(self.suggestion_cards, suggestions, strict=True):
+            card.set_suggestion(sug)
+        self.suggestion_buttons = [c.apply_button for c in self.suggestion_cards]
+        self.suggest_title.setVisible(bool(suggestions))
 
 
 class SuggestionCard(QFrame):
     """One way to make the run fit: what to change, where it lands, and an Apply button."""
 
-    def __init__(self, suggestion: Suggestion, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.suggestion = suggestion
+        self.suggestion: Suggestion | None = None
+        self._fits: bool | None = None
         self.setObjectName("suggestionCard")
-        edge = "#86efac" if suggestion.fits else "#e2e8f0"
-        self.setStyleSheet(f"QFrame#suggestionCard {{ border: 1px solid {edge}; border-radius: 5px; background: white; }}")
-        verdict = "fits" if suggestion.fits else "helps, but still too big on its own"
-        self.text = QLabel(f"{suggestion.text}<br><span style='color:#64748b'>→ "
-                           f"{format_bytes(suggestion.estimate.total_bytes)}, {verdict}</span>")
+        self.text = QLabel("")
         self.text.setWordWrap(True)
         self.apply_button = QPushButton("Apply")
-        self.apply_button.setToolTip("Change: " + ", ".join(f"{k} = {v}" for k, v in suggestion.overrides.items()))
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 5, 6, 5)
         row.addWidget(self.text, 1)
         row.addWidget(self.apply_button, 0, Qt.AlignmentFlag.AlignVCenter)
+
+    def set_suggestion(self, suggestion: Suggestion) -> None:
+        self.suggestion = suggestion
+        if suggestion.fits != self._fits:
+            self._fits = suggestion.fits
+            edge = "#86efac" if suggestion.fits else "#e2e8f0"
+            self.setStyleSheet(f"QFrame#suggestionCard {{ border: 1px solid {edge}; border-radius: 5px; "
+                               "background: white; }")
+        verdict = "fits" if suggestion.fits else "helps, but still too big on its own"
+        self.text.setText(f"{suggestion.text}<br><span style='color:#64748b'>→ "
+                          f"{format_bytes(suggestion.estimate.total_bytes)}, {verdict}</span>")
+        self.apply_button.setToolTip("Change: " + ", ".join(f"{k} = {v}" for k, v in suggestion.overrides.items()))
