@@ -243,3 +243,18 @@ def test_legend_covers_every_breakdown_term():
     from studio.qt.widgets.memory_bar import TERM_COLORS, TERM_LABELS
 
     assert tuple(TERM_COLORS) == BREAKDOWN_KEYS and tuple(TERM_LABELS) == BREAKDOWN_KEYS
+
+
+def test_model_from_the_store_can_be_picked(qtbot, pane, tiny_model_dir):
+    from studio.core import paths
+
+    ready(qtbot, pane)
+    stored = paths.models_dir() / "tiny-stored"
+    shutil.copytree(tiny_model_dir, stored)
+    pane.state.model_ready.emit(str(stored))  # what the window says after a conversion or import
+    combo = pane.model_box.store
+    index = combo.findData(str(stored))
+    assert index > 0 and "tiny-stored" in combo.itemText(index)
+    combo.activated.emit(index)
+    assert pane.state.config.model.path == str(stored)
+    qtbot.waitUntil(lambda: pane.info is not None and pane.info.path == str(stored), timeout=WAIT)
