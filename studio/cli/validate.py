@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,26 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="map unknown columns, e.g. --map prompt=question --map answer=reply")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
-
-
-def load_tokenizer(folder: str):
-    """The tokenizer of a local model folder (never the network); a lone .gguf file works too."""
-    from studio.core.errors import StudioError
-
-    path = Path(folder)
-    if not path.is_dir():
-        raise StudioError("Model folder not found. Pass the folder that holds the model files.", path=path)
-    try:
-        from transformers import AutoTokenizer
-
-        ggufs = sorted(path.glob("*.gguf"))
-        has_hf = any((path / n).exists() for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
-        if ggufs and not has_hf:
-            return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0].name, local_files_only=True)
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as err:
-        raise StudioError("Could not load a tokenizer from this folder. Pick a model folder with tokenizer files.",
-                          path=path, detail=f"{type(err).__name__}: {err}") from None
 
 
 def _column_map(pairs: list[str]) -> dict[str, str]:
@@ -57,6 +36,7 @@ def _column_map(pairs: list[str]) -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     from studio.cli import print_json
+    from studio.core.datasets.tokenizer import load_tokenizer
     from studio.core.datasets.validate import check_files
 
     tokenizer = load_tokenizer(args.model) if args.model else None

@@ -306,3 +306,19 @@ def test_split_by_ratio_and_seed_is_the_trainers_split(qtbot, pane, demo_copy):
     _idle(qtbot, pane)
     assert pane.loaded.report.stats["split"] == {"source": "ratio", "ratio": 0.2, "seed": 7,
                                                   "train": len(train), "eval": len(held)}
+
+
+def test_token_checks_wait_for_the_model_and_run_when_it_is_ready(qtbot, pane, demo_copy, tmp_path,
+                                                                   smol_tokenizer_dir):
+    import shutil
+
+    folder = tmp_path / "model-being-prepared"
+    pane.state.update(**{"model.path": str(folder)})
+    _open(qtbot, pane, demo_copy)
+    assert not pane.loaded.report.token_checked
+    assert "Token checks are off" in pane.findings.summary.text() and pane.stats.tokens.counts == []
+    assert pane.model.rowCount() == 215 and pane.findings.item_for("dup.exact") is not None
+    shutil.copytree(smol_tokenizer_dir, folder)
+    pane.state.model_ready.emit(str(folder))
+    qtbot.waitUntil(lambda: not pane.busy and pane.loaded.report.token_checked, timeout=60000)
+    assert sum(pane.stats.tokens.counts) == 215

@@ -74,6 +74,7 @@ class DatasetPane(QWidget):
         self._preview_wanted: int | None = None
         self._clean_task: Task | None = None
         self._dialog: ColumnMappingDialog | None = None
+        self._recheck_when_done = False
 
         self._build_top_bar()
         self._build_body()
@@ -247,7 +248,10 @@ class DatasetPane(QWidget):
             self._check()
 
     def _on_model_ready(self, _path: str) -> None:
-        if self.loaded is not None and not self.loaded.report.token_checked and not self.busy:
+        """The model (and so its tokenizer) exists now: run the token checks that had to be skipped."""
+        if self.busy:
+            self._recheck_when_done = True
+        elif self.loaded is not None and not self.loaded.report.token_checked:
             self._check()
 
     @property
@@ -329,6 +333,10 @@ class DatasetPane(QWidget):
         self.status.setText("")
         if isinstance(value, jobs.Loaded):
             self._show_loaded(value)
+            if self._recheck_when_done and not value.report.token_checked:
+                self._recheck_when_done = False
+                self._check()
+        self._recheck_when_done = False
 
     def _on_failed(self, gen: int, message: str, _detail: str) -> None:
         if gen != self._gen:
