@@ -12,7 +12,7 @@ from studio.core.datasets.formats import Example
 from studio.core.datasets.preview import segments, view_row
 from studio.core.datasets.render import IGNORE_INDEX, Rendered, render_example
 from studio.core.datasets.tokenizer import load_tokenizer
-from studio.core.datasets.validate import histogram
+from studio.core.datasets.validate import histogram, split_indices, split_sizes
 from studio.core.errors import StudioError
 
 smol_tokenizer = datasets_helpers.smol_tokenizer
@@ -89,3 +89,10 @@ def test_training_reads_unknown_columns_through_the_configured_column_map(smol_t
     assert len(features.train) == 4
     expected = render_example(Example(messages=(("user", "Q0?"), ("assistant", "A0."))), smol_tokenizer, 512)
     assert features.train[0] == {"input_ids": expected.input_ids, "labels": expected.labels}
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 215, 10_001])
+@pytest.mark.parametrize("ratio", [0.0, 0.05, 0.1, 0.5])
+def test_split_sizes_match_the_drawn_split(n, ratio):
+    train, held = split_indices(n, ratio, seed=3)
+    assert split_sizes(n, ratio) == (len(train), len(held))

@@ -85,6 +85,14 @@ class Report:
         }
 
 
+def split_sizes(n: int, ratio: float) -> tuple[int, int]:
+    """(train, eval) row counts of the hold-out split, without drawing it (cheap for a UI)."""
+    if ratio <= 0 or n < 2:
+        return n, 0
+    n_eval = max(1, round(n * ratio))
+    return n - n_eval, n_eval
+
+
 def split_indices(n: int, ratio: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, eval) row indices of the hold-out split, identical to the trainer's
     (``training.data.split_rows``): the same seed always holds out the same rows."""
@@ -92,7 +100,7 @@ def split_indices(n: int, ratio: float, seed: int) -> tuple[list[int], list[int]
         return list(range(n)), []
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_eval = max(1, round(n * ratio))
+    n_eval = split_sizes(n, ratio)[1]
     held = set(order[:n_eval])
     return [i for i in range(n) if i not in held], sorted(held)
 

@@ -123,9 +123,9 @@ class FindingsView(QWidget):
         if len(f.lines) > 1:
             word = place_word(self._kinds.get(f.file, ""))
             rows = f.rows if len(f.rows) == len(f.lines) else [None] * len(f.lines)
+            notes = self._notes_by_place(f, word)
             for line, row in zip(f.lines[:MAX_PLACES], rows[:MAX_PLACES], strict=True):
-                note = self._note_for(f, word, line)
-                child = QTreeWidgetItem(["", f"{word} {line}", note])
+                child = QTreeWidgetItem(["", f"{word} {line}", notes.get(line, "")])
                 child.setData(0, ROW_ROLE, None if in_eval else row)
                 child.setData(0, FINDING_ROLE, f)
                 item.addChild(child)
@@ -134,13 +134,15 @@ class FindingsView(QWidget):
         return item
 
     @staticmethod
-    def _note_for(f: Finding, word: str, line: int) -> str:
-        """The detail note about this place, when the checks left one (notes name their place first)."""
+    def _notes_by_place(f: Finding, word: str) -> dict[int, str]:
+        """The detail notes the checks left, by the place each names first (``line 12: …``)."""
+        pattern = re.compile(rf"\b{word} (\d+)")
+        out: dict[int, str] = {}
         for n in f.notes:
-            m = re.search(rf"\b{word} (\d+)", n)
-            if m and int(m.group(1)) == line:
-                return n
-        return ""
+            m = pattern.search(n)
+            if m:
+                out.setdefault(int(m.group(1)), n)
+        return out
 
     # -- choosing --------------------------------------------------------------------------------
     def _on_current(self, item: QTreeWidgetItem | None, _previous: QTreeWidgetItem | None) -> None:

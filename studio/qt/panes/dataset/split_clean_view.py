@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import DatasetSection, RunConfig
-from studio.core.datasets.validate import Report, split_indices
+from studio.core.datasets.validate import Report, split_sizes
 
 # clean.py action -> (label, finding codes whose rows it drops, tooltip)
 ACTIONS = {
@@ -212,12 +212,12 @@ class SplitCleanView(QWidget):
             evals = f"{eval_rows:,} eval rows from the eval file(s)" if eval_rows is not None else "eval rows from the eval file(s)"
             self.split_result.setText(f"Training uses <b>{self._rows:,}</b> rows · {evals}")
             return
-        train, held = split_indices(self._rows, cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+        train, held = split_sizes(self._rows, cfg.dataset.eval_ratio)
         if not held:
             self.split_result.setText(f"Training uses all <b>{self._rows:,}</b> rows · no eval loss will be reported")
             return
         self.split_result.setText(
-            f"Training uses <b>{len(train):,}</b> rows · <b>{len(held):,}</b> held out for eval "
+            f"Training uses <b>{train:,}</b> rows · <b>{held:,}</b> held out for eval "
             f"(seed {cfg.dataset.split_seed}; the same seed always holds out the same rows)")
 
     # -- clean -----------------------------------------------------------------------------------
