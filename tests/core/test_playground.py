@@ -257,3 +257,33 @@ def test_run_columns_scores_every_column(playground, entries, tmp_path):
 
 def test_exact_match_ignores_surrounding_whitespace():
     assert exact_match("  42\n", "42") and not exact_match("42.", "42")
+
+
+def test_least_recently_used_adapter_is_unloaded_past_the_limit(lib_base, entries, one_thread):
+    a, b = entries
+    small = Playground(lib_base, max_loaded=1)
+    first = small.generate("Hi", a, GREEDY).text
+    small.generate("Hi", b, GREEDY)
+    assert [r.label for r in small.loaded_adapters] == ["beta"]
+    assert set(small.model.peft_config) == {adapter_ref(b).key}  # really gone from the model, not just the list
+    assert small.generate("Hi", a, GREEDY).text == first  # loaded again on demand
+    assert small.base_loads == 1
+
+
+def test_layers_left_in_another_dtype_by_a_concurrent_load_are_cast_back(lib_base, monkeypatch, one_thread):
+    """transformers flips torch's global default dtype while building a model; a second thread's load
+    at the same moment can leave layers of ours in bf16 ("expected m1 and m2 to have the same dtype")."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    original = AutoModelForCausalLM.from_pretrained
+
+    def raced(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.model.layers[1].to(torch.bfloat16)
+        return model
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", raced)
+    pg = Playground(lib_base, dtype="fp32")
+    assert {p.dtype for p in pg.base_model.parameters()} == {torch.float32}
+    assert pg.generate("Hi", None, GREEDY).new_tokens > 0

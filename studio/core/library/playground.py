@@ -252,7 +252,10 @@ class Playground:
         except Exception as err:
             raise StudioError("The base model could not be loaded.", path=self.base_path,
                               detail=f"{type(err).__name__}: {err}") from None
-        self.base_model = model.to(self.device).eval()
+        # transformers switches torch's process-wide default dtype while it builds a model; a load on
+        # another thread at the same moment (the GUI inspects models in workers) can leave some
+        # layers in its dtype. One cast makes the whole model what was asked for (no-op when it is).
+        self.base_model = model.to(device=self.device, dtype=self.dtype).eval()
         self.base_loads = 1
         self.load_s = time.perf_counter() - t0
         self._peft: Any = None

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -38,6 +39,7 @@ class ExportResultView(QGroupBox):
         self.report: ExportReport | None = None
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
+        self.verdict.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.where = QLabel()
         self.where.setObjectName("muted")
         self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -49,6 +51,8 @@ class ExportResultView(QGroupBox):
         self.checks.verticalHeader().setVisible(False)
         self.checks.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.checks.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.checks.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.checks.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.checks.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(CHECK_COLUMNS)):
             self.checks.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -63,6 +67,7 @@ class ExportResultView(QGroupBox):
         layout.addLayout(top)
         layout.addWidget(self.checks)
         layout.addWidget(self.notes)
+        layout.addStretch(1)
         self.hide()
 
     def verdict_text(self) -> str:
@@ -91,8 +96,10 @@ class ExportResultView(QGroupBox):
                     item.setFont(font)
                 self.checks.setItem(row, col, item)
         self.checks.setVisible(bool(report.equivalence))
-        height = self.checks.horizontalHeader().height() + sum(self.checks.rowHeight(r) for r in range(len(report.equivalence)))
-        self.checks.setFixedHeight(height + 4)
+        self.checks.resizeRowsToContents()
+        header = self.checks.horizontalHeader().sizeHint().height()
+        rows = sum(self.checks.rowHeight(r) for r in range(len(report.equivalence)))
+        self.checks.setFixedHeight(header + rows + 2 * self.checks.frameWidth() + 2)
         rules = sorted({eq.rule for eq in report.equivalence})
         self.notes.setText("\n".join([*(f"Rule: {r}" for r in rules), *report.notes]))
         self.notes.setVisible(bool(self.notes.text()))

@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 
 from studio.core.library.registry import LibraryEntry
 
-COLUMNS = ("Name", "Base model", "Method", "Final eval loss", "Created", "Size")
+COLUMNS = ("Name", "Base model", "Method", "Eval loss", "Created", "Size")
+_HEADER_TIPS = {3: "Final eval loss of the training run (lower is better)", 4: "When the adapter entered the library"}
 ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -75,6 +76,11 @@ class AdapterTable(QTableWidget):
         for col in range(1, len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSortIndicatorShown(True)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(1, 150)
+        header.setMinimumSectionSize(60)
+        for col, tip in _HEADER_TIPS.items():
+            self.horizontalHeaderItem(col).setToolTip(tip)
         self.entries: dict[str, LibraryEntry] = {}
         self._filter = ""
         self.setSortingEnabled(True)
@@ -99,6 +105,8 @@ class AdapterTable(QTableWidget):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(i, j, item)
         self.setSortingEnabled(True)
+        self.resizeColumnToContents(1)  # base names are long: fit them, but leave the name column room
+        self.horizontalHeader().resizeSection(1, min(max(self.columnWidth(1), 110), 220))
         self.apply_filter(self._filter)
         if keep in self.entries:
             self.select_id(keep)
