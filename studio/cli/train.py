@@ -79,7 +79,7 @@ class ProgressPrinter:
             elapsed = time.time() - self.started
             eta = elapsed / frac - elapsed if frac > 0 else 0
             line = (f"[{bar:<30}] {ev.step}/{ev.total_steps} loss {ev.loss:.4f} lr {ev.lr:.2e} "
-                    f"{ev.tokens_per_s:,.0f} tok/s  eta {eta:,.0f}s")
+                    f"{ev.tokens_per_s:,.0f} tok/s  mem {ev.memory_bytes / 2**30:.2f} GiB  eta {eta:,.0f}s")
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
             return
         if self.tty:
@@ -96,6 +96,9 @@ class ProgressPrinter:
             print(f"run {ev.run_dir}\n  {ev.method} on {ev.device}: {ev.trainable_params:,} trainable of "
                   f"{ev.total_params:,} params; {ev.train_rows} train / {ev.eval_rows} eval rows; {ev.total_steps} steps",
                   file=sys.stderr)
+            if ev.estimated_peak_bytes:
+                print(f"  memory: estimated peak {ev.estimated_peak_bytes / 2**30:.2f} GiB of "
+                      f"{ev.memory_budget_bytes / 2**30:.1f} GiB ({ev.precision})", file=sys.stderr)
         elif kind == "run_finished":
             print(f"{ev.status}: {ev.reason}", file=sys.stderr)
 

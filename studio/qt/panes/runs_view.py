@@ -6,11 +6,13 @@ machine's synced folder all appear the same way.
 
 from __future__ import annotations
 
+import re
 import time
+from functools import cache
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -62,6 +64,25 @@ def _params(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def short_name(name: str) -> str:
+    """The run name without the folder's timestamp prefix, for legends and narrow columns."""
+    return re.sub(r"^\d{8}-\d{6}-", "", name) or name
+
+
+@cache
+def _dot(color: str) -> QIcon:
+    """A status dot: unlike a cell background it stays visible on selected rows."""
+    pm = QPixmap(12, 12)
+    pm.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pm)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(color))
+    painter.setPen(QColor(color))
+    painter.drawEllipse(1, 1, 10, 10)
+    painter.end()
+    return QIcon(pm)
 
 
 def _method(s: runs.RunSummary) -> str:
@@ -146,7 +167,7 @@ class RunsView(QWidget):
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(plot_host)
         bottom.addWidget(rank_host)
-        bottom.setSizes([600, 420])
+        bottom.setSizes([560, 480])
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
@@ -173,9 +194,9 @@ class RunsView(QWidget):
             for j, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 if COLUMNS[j] == "Status":
-                    item.setForeground(QColor("white"))
-                    item.setBackground(QColor(STATUS_COLORS.get(s.status, "#718096")))
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                    color = STATUS_COLORS.get(s.status, "#718096")
+                    item.setIcon(_dot(color))
+                    item.setForeground(QColor(color))
                     tip = s.reason or ("Still training" if s.status == "running" else "")
                     if s.status == "interrupted":
                         tip = ("The process ended without finishing (crash, kill or power loss). "
@@ -213,20 +234,22 @@ class RunsView(QWidget):
         bold.setBold(True)
         for i, s in enumerate(order):
             picked = rec is not None and rec.run.run_dir == s.run_dir
-            values = (str(i + 1), ("★ " if picked else "") + s.name, _fmt(s.best_eval_loss),
+            values = (str(i + 1), ("★ " if picked else "") + short_name(s.name), _fmt(s.best_eval_loss),
                       _params(s.trainable_params), _method(s))
             for j, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 if picked:
                     item.setFont(bold)
                     item.setBackground(QColor("#e6fffa"))
+                if j == 1:
+                    item.setToolTip(str(s.run_dir))
                 if j in (0, 2, 3):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.ranking.setItem(i, j, item)
         if rec is None:
             self.recommendation.setText("Runs with an eval set are ranked here once they have an eval loss.")
         else:
-            self.recommendation.setText(f"<b>Recommended:</b> {rec.why}")
+            self.recommendation.setText(f"<b>Recommended:</b> {rec.why.replace(rec.run.name, short_name(rec.run.name))}")
 
     # -- selection ---------------------------------------------------------------------------------
     def selected(self) -> list[runs.RunSummary]:
@@ -250,7 +273,10 @@ class RunsView(QWidget):
                               else "Select runs above to compare their curves", color="#333", size="11pt")
         self.overlay.remove_curves()
         for k, s in enumerate(sel):
-            name = s.name if len(s.name) <= 32 else "…" + s.name[-31:]
+            name = short_name(s.name)
+            name = name if len(name) <= 32 else name[:31] + "…"
+            if name in self.overlay.curve_names():  # same config run twice: keep both curves apart
+                name = f"{name} ({time.strftime('%H:%M', time.localtime(s.started))}, #{k + 1})"
             self.overlay.add_curve(name, PALETTE[k % len(PALETTE)], symbol="o" if kind == "eval" else None)
             for ev in runs.effective_events(runs.read_events(s.run_dir)):
                 if ev.kind == kind:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -59,7 +60,6 @@ class TrainPane(QWidget):
         self._rate_origin: tuple[float, int] | None = None  # (time, step) of the first step of this session
         self._paused_since = 0.0
         self._paused_total = 0.0
-        self._phase = "Ready"
         self.model_ready = False
 
         self.summary = QLabel()
@@ -101,9 +101,9 @@ class TrainPane(QWidget):
         self.loss_plot = LivePlot("Loss", "loss")
         self.loss_plot.add_curve("train", "#2b6cb0")
         self.loss_plot.add_curve("eval", "#dd6b20", symbol="o")
-        self.lr_plot = LivePlot("Learning rate", "lr")
+        self.lr_plot = LivePlot("Learning rate", "lr", legend=False)
         self.lr_plot.add_curve("lr", "#6b46c1")
-        self.speed_plot = LivePlot("Throughput", "tokens/s")
+        self.speed_plot = LivePlot("Throughput", "tokens/s", legend=False)
         self.speed_plot.add_curve("tokens/s", "#2f855a")
         self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
         self.memory_plot.add_curve("measured", "#c53030")
@@ -120,16 +120,19 @@ class TrainPane(QWidget):
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
         buttons.addStretch(1)
-        buttons.addWidget(QLabel("Also log to:"))
-        for box in self.tracker_boxes.values():
-            buttons.addWidget(box)
-        buttons.addSpacing(12)
         buttons.addWidget(self.launch_button)
+        # The status line may be long; let it clip rather than widen the window.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(QLabel("Also log to:"))
+        for box in self.tracker_boxes.values():
+            status_row.addWidget(box)
         top = QVBoxLayout()
         top.addWidget(self.summary)
         top.addLayout(buttons)
         top.addWidget(self.progress)
-        top.addWidget(self.status)
+        top.addLayout(status_row)
         grid_host = QWidget()
         grid = QGridLayout(grid_host)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -217,7 +220,7 @@ class TrainPane(QWidget):
         self._started = time.time()
         self._rate_origin = None
         self._paused_since = self._paused_total = 0.0
-        self._step, self._epoch, self._phase = 0, 0.0, "Loading model…"
+        self._step, self._epoch = 0, 0.0
         self._tick.start()
         session = TrainingSession(self.state.config, run_dir=run_dir, resume=resume, parent=self)
         session.worker.event.connect(self._on_event)

@@ -35,13 +35,15 @@ class CurveBuffer:
 class LivePlot(pg.PlotWidget):
     """A plot of named curves fed with ``add(name, x, y)``; redraws at most every ``interval_ms``."""
 
-    def __init__(self, title: str, y_label: str, x_label: str = "step", interval_ms: int = 150, parent=None) -> None:
+    def __init__(self, title: str, y_label: str, x_label: str = "step", interval_ms: int = 150, parent=None,
+                 legend: bool = True) -> None:
         super().__init__(parent=parent, background="w")
         self.setTitle(title, color="#333", size="11pt")
         self.setLabel("left", y_label)
         self.setLabel("bottom", x_label)
         self.showGrid(x=True, y=True, alpha=0.2)
-        self.addLegend(offset=(-10, 10))
+        if legend:  # a single-curve plot is named by its title; a legend would only cover the line
+            self.addLegend(offset=(-10, 10))
         pi = self.getPlotItem()
         pi.setDownsampling(auto=True, mode="peak")
         pi.setClipToView(True)
