@@ -12,7 +12,7 @@ import time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from studio.qt import errors
+from studio.qt import errors, gc_guard
 from studio.qt.style import apply_style
 
 T0 = time.perf_counter()
@@ -23,6 +23,7 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     app.setApplicationName("Fine-Tuning Studio")
     app.setOrganizationName("fine-tuning-studio")
     apply_style(app)
+    gc_guard.install(app)
     return app
 
 

@@ -134,15 +134,16 @@ class MainWindow(QMainWindow):
         """What must not delay the window: device detection and the one-time model conversion."""
         self.tasks.run(lambda _s: describe_device(), on_result=self.device_label.setText,
                        on_error=lambda m, _d: self.device_label.setText(f"Device unknown: {m}"))
-        from studio.core.models.store import default_model_path, is_model_folder
+        from studio.core.models.store import default_model_path, model_folder_problem
 
         model_path = Path(self.state.config.model.path)
-        if is_model_folder(model_path):
+        problem = model_folder_problem(model_path)
+        if problem is None:
             self._on_model_ready(model_path)
         elif model_path == default_model_path():
             self._prepare_default_model()
         else:
-            self.model_label.setText(f"⚠ Model folder not found: {model_path}")
+            self.model_label.setText(f"⚠ {problem}")
 
     def _prepare_default_model(self) -> None:
         from studio.core.models.store import ensure_default_model

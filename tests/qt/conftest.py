@@ -7,6 +7,25 @@ import pytest
 from studio.core.config import apply_overrides
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_gc(qapp):
+    """As in the app: cycles are collected on the GUI thread, never inside a worker."""
+    from studio.qt import gc_guard
+
+    collector = gc_guard.install(qapp)
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(autouse=True)
+def collect_after_test(gui_thread_gc):
+    """Free each test's cycles here, on the GUI thread, rather than waiting for a timer tick."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture()
 def window(qtbot, tiny_model_dir, demo_train, demo_eval):
     from studio.qt import errors

@@ -3,6 +3,7 @@ model sees, stats, split, clean, map columns — and bad files that must never b
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
 
 from studio.core.config import apply_overrides, load_config
 from studio.core.datasets.render import IGNORE_INDEX, render_example
@@ -70,6 +71,11 @@ def pane(qtbot, state):
     yield widget
     tasks.stop_all()
     assert tasks.wait_all(60000), "a worker thread was left running"
+    # Free this test's widgets here, on the GUI thread, not in whichever thread next collects garbage.
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
 
 
 def _idle(qtbot, pane, timeout: int = 60000) -> None:
@@ -272,7 +278,7 @@ def test_recent_files_are_remembered_and_reopen(qtbot, pane, demo_copy, tmp_path
     _open(qtbot, pane, demo_copy)
     _open(qtbot, pane, other)
     assert recent_entries()[:2] == [[str(other)], [str(demo_copy)]]
-    menu = RecentMenu()
+    menu = RecentMenu(pane)
     labels = [a.text() for a in menu.actions()]
     assert "other.jsonl" in labels[0] and "demo.jsonl" in labels[1]
     pane.recent_menu.rebuild()

@@ -20,6 +20,8 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
     if not str(folder) or not path.is_dir():
         raise StudioError("Model folder not found. Pick the folder that holds the model files.", path=path)
     try:
+        from studio.core.heavy_imports import ensure
+        ensure()
         from transformers import AutoTokenizer
 
         ggufs = sorted(path.glob("*.gguf"))

@@ -186,6 +186,8 @@ def reference_trace(
 
 def _load_candidate(candidate: Path, dtype: Any) -> tuple[Any, Any | None]:
     """A saved export as (model, its own tokenizer when it carries one)."""
+    from studio.core.heavy_imports import ensure
+    ensure()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     candidate = Path(candidate)

@@ -96,6 +96,8 @@ def _pre_tokenizer_name(tok_json: dict) -> str:
 
 def _tokenizer_metadata(folder: Path, vocab_size: int) -> dict:
     """Everything ``tokenizer.ggml.*`` needs, from the HF folder's byte-level BPE tokenizer."""
+    from studio.core.heavy_imports import ensure
+    ensure()
     from transformers import AutoTokenizer
 
     path = folder / "tokenizer.json"

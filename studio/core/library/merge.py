@@ -275,6 +275,8 @@ def export_model(
 
 def _load_tokenizer(adapter_dir: Path, base: Path, trust_remote_code: bool) -> Any:
     """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
+    from studio.core.heavy_imports import ensure
+    ensure()
     from transformers import AutoTokenizer
 
     source = adapter_dir if any((adapter_dir / f).is_file() for f in _TOKENIZER_FILES) else base
@@ -286,6 +288,8 @@ def _export_merged(
     check: bool, overwrite: bool, use_safetensors: bool, trust_remote_code: bool, prompts: Sequence[str],
     new_tokens: int,
 ) -> ExportReport:
+    from studio.core.heavy_imports import ensure
+    ensure("peft")
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

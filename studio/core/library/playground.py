@@ -220,6 +220,8 @@ class Playground:
         max_loaded: int = DEFAULT_MAX_LOADED,
         progress: Progress | None = None,
     ) -> None:
+        from studio.core.heavy_imports import ensure
+        ensure()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from studio.core.datasets.render import ensure_chat_template
@@ -306,6 +308,8 @@ class Playground:
                     # PEFT asks the model a deprecated transformers question; nothing a user can act on.
                     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                     if self._peft is None:
+                        from studio.core.heavy_imports import ensure
+                        ensure("peft")
                         from peft import PeftModel
 
                         self._peft = PeftModel.from_pretrained(self.base_model, str(ref.adapter_dir),

@@ -395,6 +395,8 @@ def resolve_base(adapter_dir: Path, base_override: str | Path | None = None) -> 
 
 def _module_shapes(base: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
     """(Linear/Embedding name -> (in, out), parameter name -> shape) of the base, built on the meta device."""
+    from studio.core.heavy_imports import ensure
+    ensure()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

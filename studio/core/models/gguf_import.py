@@ -60,6 +60,8 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
             "Import a Llama-family model (Llama, Mistral, Qwen, SmolLM…) or bring a safetensors folder instead.",
             path=gguf_path,
         )
+    from studio.core.heavy_imports import ensure
+    ensure()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

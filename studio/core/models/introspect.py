@@ -174,6 +174,8 @@ def _inspect(path: Path, cfg_path: Path, files: tuple[str, ...], *, trust_remote
             path=path,
         )
 
+    from studio.core.heavy_imports import ensure
+    ensure()
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 

@@ -32,7 +32,20 @@ def safe_name(name: str) -> str:
 
 
 def is_model_folder(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    return model_folder_problem(path) is None
+
+
+def model_folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be trained as it is, in words for a status line; None when it can."""
+    if not path.is_dir():
+        return f"Model folder not found: {path}"
+    if not (path / "config.json").is_file():
+        return f"No config.json in {path.name}: pick the folder that holds the model files"
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")):
+            return f"{path.name} has only pickle (.bin) weights: allow them in Configure, or convert to safetensors"
+        return f"{path.name} has a config but no weights: estimates work, training needs the weights"
+    return None
 
 
 def list_models() -> list[StoredModel]:

@@ -13,7 +13,6 @@ recomputed on the UI thread a few milliseconds after the last change, coalescing
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,6 @@ from studio.qt.workers.task import TaskRunner, TaskState
 ESTIMATE_DEBOUNCE_MS = 15
 DEFAULT_RANK: int = LoraSection.model_fields["r"].default
 ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
-IMPORT_RETRIES = 3
-IMPORT_RETRY_WAIT_S = 0.5
 CONFIG_FILTER = "Run configs (*.yaml *.yml);;All files (*)"
 
 METHODS = (
@@ -80,20 +77,10 @@ def _inspect_job(key: tuple[str, bool, bool]) -> Callable[[TaskState], tuple]:
     path, trust, pickle = key
 
     def job(_state: TaskState) -> tuple:
-        failures = 0
-        while True:
-            try:
-                return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
-            except ImportError as exc:
-                # transformers' lazy module is not safe to import from two threads at once: while
-                # another worker (model conversion, a tokenizer) is importing it, names can be
-                # missing for a moment. A really missing package fails every attempt.
-                failures += 1
-                if failures > IMPORT_RETRIES:
-                    return key, None, describe_exception(exc)[0]
-                time.sleep(IMPORT_RETRY_WAIT_S)
-            except Exception as exc:  # every failure becomes a message in the Base model box
-                return key, None, describe_exception(exc)[0]
+        try:
+            return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
+        except Exception as exc:  # every failure becomes a message in the Base model box
+            return key, None, describe_exception(exc)[0]
 
     return job
 

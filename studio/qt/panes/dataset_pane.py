@@ -148,7 +148,9 @@ class DatasetPane(QWidget):
         self.banner.hide()
 
     def _build_body(self) -> None:
-        self.model = RowsModel()
+        # Parented, so Qt deletes it with the pane on the GUI thread (a Python-owned model could be
+        # freed by a garbage collection that happens to run in a worker thread).
+        self.model = RowsModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAlternatingRowColors(True)
@@ -522,6 +524,7 @@ class DatasetPane(QWidget):
             sample = None
         columns = list(result.columns) or (sorted(map(str, sample)) if isinstance(sample, dict) else [])
         dialog = ColumnMappingDialog(columns, sample, result.column_map, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)   # Qt frees it, on this thread
         dialog.accepted.connect(lambda d=dialog: self._apply_overrides({"dataset.column_map": d.mapping()}))
         dialog.open()
         self._dialog = dialog

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt
 from PySide6.QtGui import QColor
 
 from studio.core.datasets.formats import FORMATS, detect_row_format, to_example
@@ -42,8 +42,8 @@ class RowsModel(QAbstractTableModel):
     HEADERS = ("Line", "Format", "Prompt", "Answer")
     LINE, FORMAT, PROMPT, ANSWER = range(4)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self._streamed: list[Row] = []
         self._result: ScanResult | None = None
         self._column_map: dict[str, str] = {}

@@ -25,32 +25,51 @@ def _plot(title: str, x_label: str, y_label: str = "rows") -> pg.PlotWidget:
     return plot
 
 
+def _bars(brush: str) -> pg.BarGraphItem:
+    bars = pg.BarGraphItem(x0=[0.0], x1=[1.0], height=[0.0], brush=brush, pen=pg.mkPen("w", width=0.5))
+    bars.setVisible(False)
+    return bars
+
+
 class HistogramPlot(QWidget):
-    """Bars over bin edges; with a cut-off, bins past it are red and a dashed line marks it."""
+    """Bars over bin edges; with a cut-off, bins past it are red and a dashed line marks it.
+
+    The plot items are made once and updated in place: an item removed from a scene belongs to
+    Python, and if it ended up in a reference cycle a worker thread's garbage collection could
+    destroy it off the GUI thread.
+    """
 
     def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = title
-        self.color = color
         self.plot = _plot(title, x_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        self.inside_bars = _bars(color)
+        self.over_bars = _bars(RED)
+        self.cutoff_line = pg.InfiniteLine(
+            pos=0, angle=90, pen=pg.mkPen(RED, width=2, style=Qt.PenStyle.DashLine), label="",
+            labelOpts={"position": 0.96, "color": RED, "anchors": [(1, 0), (1, 0)], "fill": (255, 255, 255, 200)},
+        )
+        self.cutoff_line.setVisible(False)
+        for item in (self.inside_bars, self.over_bars, self.cutoff_line):
+            self.plot.addItem(item)
         self.edges: list[int] = []
         self.counts: list[int] = []
         self.cutoff: int | None = None
-        self.cutoff_line: pg.InfiniteLine | None = None
 
     def clear(self, message: str = "") -> None:
-        self.plot.clear()
-        self.edges, self.counts, self.cutoff, self.cutoff_line = [], [], None, None
+        for item in (self.inside_bars, self.over_bars, self.cutoff_line):
+            item.setVisible(False)
+        self.edges, self.counts, self.cutoff = [], [], None
         self.plot.setTitle(f"{self.title} — {message}" if message else self.title, color="#334155", size="10pt")
 
     def set_histogram(self, hist: dict | None, message_if_empty: str = "no data") -> None:
-        self.clear()
         if not hist or not hist.get("counts"):
             self.clear(message_if_empty)
             return
+        self.clear()
         edges, counts, cutoff = list(hist["edges"]), list(hist["counts"]), hist.get("cutoff")
         self.edges, self.counts, self.cutoff = edges, counts, cutoff
         x0 = np.array(edges[:-1], dtype=float)
@@ -63,21 +82,16 @@ class HistogramPlot(QWidget):
             # does not squeeze the rest of the chart into a sliver.
             width = max(1.0, float(x1[0] - x0[0]))
             x1 = np.where(over, x0 + 2 * width, x1)
-        inside = ~over
-        if inside.any():
-            self.plot.addItem(pg.BarGraphItem(x0=x0[inside], x1=x1[inside], height=heights[inside],
-                                              brush=self.color, pen=pg.mkPen("w", width=0.5)))
-        if over.any():
-            self.plot.addItem(pg.BarGraphItem(x0=x0[over], x1=x1[over], height=heights[over],
-                                              brush=RED, pen=pg.mkPen("w", width=0.5)))
+        for bars, mask in ((self.inside_bars, ~over), (self.over_bars, over)):
+            if mask.any():
+                bars.setOpts(x0=x0[mask], x1=x1[mask], height=heights[mask])
+                bars.setVisible(True)
         if cutoff:
             n_over = int(heights[over].sum())
-            label = f"max length {cutoff}" + (f" · {n_over:,} row{'s' * (n_over != 1)} cut" if n_over else "")
-            self.cutoff_line = pg.InfiniteLine(
-                pos=cutoff, angle=90, pen=pg.mkPen(RED, width=2, style=Qt.PenStyle.DashLine), label=label,
-                labelOpts={"position": 0.96, "color": RED, "anchors": [(1, 0), (1, 0)], "fill": (255, 255, 255, 200)},
-            )
-            self.plot.addItem(self.cutoff_line)
+            self.cutoff_line.setVisible(True)   # first: a hidden line's label ignores new text
+            self.cutoff_line.setValue(cutoff)
+            self.cutoff_line.label.setFormat(
+                f"max length {cutoff}" + (f" · {n_over:,} row{'s' * (n_over != 1)} cut" if n_over else ""))
         # Start at the first filled bin (the core's bins always start at 0), keep the cut-off in view.
         filled = np.nonzero(heights)[0]
         lo = float(x0[filled[0]]) if len(filled) else 0.0
@@ -90,7 +104,7 @@ class HistogramPlot(QWidget):
 
 
 class CategoryPlot(QWidget):
-    """One bar per named category."""
+    """One bar per named category (one bar item, updated in place)."""
 
     def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -100,20 +114,24 @@ class CategoryPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.6, brush=color, pen=pg.mkPen("w", width=0.5))
+        self.bars.setVisible(False)
+        self.plot.addItem(self.bars)
         self.categories: dict[str, int] = {}
 
     def set_counts(self, counts: dict[str, int] | None) -> None:
-        self.plot.clear()
         self.categories = dict(counts or {})
         if not self.categories:
+            self.bars.setVisible(False)
+            self.plot.getAxis("bottom").setTicks([[]])
             self.plot.setTitle(f"{self.title} — no data", color="#334155", size="10pt")
             return
         self.plot.setTitle(self.title, color="#334155", size="10pt")
         names = list(self.categories)
         heights = [self.categories[n] for n in names]
-        brushes = [GREY if n == "unknown" else self.color for n in names]
-        self.plot.addItem(pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.6, brushes=brushes,
-                                          pen=pg.mkPen("w", width=0.5)))
+        brushes = [pg.mkBrush(GREY if n == "unknown" else self.color) for n in names]
+        self.bars.setOpts(x=np.arange(len(names), dtype=float), height=heights, brushes=brushes)
+        self.bars.setVisible(True)
         self.plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
         pad = max(0.0, (4 - len(names)) / 2)   # a lone category is a bar, not a wall
         self.plot.setXRange(-0.6 - pad, len(names) - 0.4 + pad, padding=0)
