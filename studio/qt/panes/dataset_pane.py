@@ -39,7 +39,6 @@ from studio.qt.panes.dataset import jobs
 from studio.qt.panes.dataset.findings_view import FindingsView
 from studio.qt.panes.dataset.preview_view import PreviewView
 from studio.qt.panes.dataset.recent import RecentMenu, remember
-from studio.qt.panes.dataset.relay import run_job
 from studio.qt.panes.dataset.rows_model import RowsModel
 from studio.qt.panes.dataset.split_clean_view import SplitCleanView
 from studio.qt.panes.dataset.stats_view import StatsView
@@ -282,8 +281,8 @@ class DatasetPane(QWidget):
         self._reading = True
         self._set_progress(-1.0, "Reading…")
         tokenizers = self.tokenizers
-        self._task = run_job(
-            self.tasks, self, lambda s: jobs.read(s, spec, tokenizers),
+        self._task = self.tasks.run(
+            lambda s: jobs.read(s, spec, tokenizers),
             on_partial=lambda v, g=gen: self._on_partial(g, v),
             on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
             on_result=lambda v, g=gen: self._on_done(g, v),
@@ -302,8 +301,8 @@ class DatasetPane(QWidget):
         self._stop_running()
         loaded, tokenizers = self.loaded, self.tokenizers
         self._set_progress(-1.0, "Checking…")
-        self._task = run_job(
-            self.tasks, self, lambda s: jobs.check(s, loaded, spec, tokenizers),
+        self._task = self.tasks.run(
+            lambda s: jobs.check(s, loaded, spec, tokenizers),
             on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
             on_result=lambda v, g=gen: self._on_done(g, v),
             on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
@@ -493,8 +492,8 @@ class DatasetPane(QWidget):
                 + (f" ({', '.join(codes)}); see the Findings tab." if codes else "."), row)
             return
         tokenizers = self.tokenizers
-        self._preview_task = run_job(
-            self.tasks, self, lambda s: jobs.view_row(s, example, spec, tokenizers),
+        self._preview_task = self.tasks.run(
+            lambda s: jobs.view_row(s, example, spec, tokenizers),
             on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
             on_error=lambda m, _d, r=row: self.preview.show_message(f"⚠ {m}", r),
             on_finished=self._on_preview_finished,
@@ -536,8 +535,8 @@ class DatasetPane(QWidget):
         if loaded is None or self._clean_task is not None:
             return
         self.split_clean.set_busy(True)
-        self._clean_task = run_job(
-            self.tasks, self, lambda s: jobs.clean(s, loaded.result, loaded.report, actions),
+        self._clean_task = self.tasks.run(
+            lambda s: jobs.clean(s, loaded.result, loaded.report, actions),
             on_result=self._on_cleaned,
             on_error=lambda m, _d: self.split_clean.show_clean_error(m),
             on_finished=self._on_clean_finished,

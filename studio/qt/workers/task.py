@@ -61,7 +61,18 @@ class TaskWorker(QObject):
 
 
 class Task(QObject):
-    """A handle on one running function: its thread, worker and signals."""
+    """A handle on one running function: its thread, worker and signals.
+
+    The worker's signals are re-emitted by this object, which lives on the GUI thread. PySide runs
+    a plain callable (a lambda, a function) connected straight to a worker signal *in the emitting
+    thread*; relayed through a GUI-thread QObject, every callback runs on the GUI thread.
+    """
+
+    progress = Signal(float, str)
+    partial = Signal(object)
+    result = Signal(object)
+    failed = Signal(str, str)
+    finished = Signal()
 
     def __init__(self, fn: Callable[[TaskState], Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -72,11 +83,12 @@ class Task(QObject):
         # Direct: QThread.quit is thread-safe, and a queued call would never run while the GUI
         # thread blocks in wait() at close — a deadlock.
         self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
-        self.progress = self.worker.progress
-        self.partial = self.worker.partial
-        self.result = self.worker.result
-        self.failed = self.worker.failed
-        self.finished = self.thread.finished
+        queued = Qt.ConnectionType.QueuedConnection
+        self.worker.progress.connect(self.progress, queued)
+        self.worker.partial.connect(self.partial, queued)
+        self.worker.result.connect(self.result, queued)
+        self.worker.failed.connect(self.failed, queued)
+        self.thread.finished.connect(self.finished, queued)   # after result/failed: same queue
 
     def start(self) -> Task:
         self.thread.start()
@@ -107,7 +119,10 @@ class TaskRunner(QObject):
         on_error: Callable[[str, str], None] | None = None,
         on_progress: Callable[[float, str], None] | None = None,
         on_partial: Callable[[Any], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> Task:
+        """Start ``fn`` on its own thread. Every callback runs on the GUI thread, ``on_finished``
+        last (after ``on_result`` or ``on_error``)."""
         task = Task(fn, self)
         if on_result:
             task.result.connect(on_result)
@@ -123,6 +138,8 @@ class TaskRunner(QObject):
             task.progress.connect(on_progress)
         if on_partial:
             task.partial.connect(on_partial)
+        if on_finished:
+            task.finished.connect(on_finished)
         self._tasks.add(task)
         task.finished.connect(lambda t=task: self._tasks.discard(t))
         return task.start()
