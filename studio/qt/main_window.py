@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
             on_progress=self._show_model_progress,
             on_result=self._on_imported,
             on_error=self._on_model_error,
+            owner=self,
         )
 
     def _on_imported(self, dest) -> None:
@@ -133,7 +134,7 @@ class MainWindow(QMainWindow):
     def start_background_work(self) -> None:
         """What must not delay the window: device detection and the one-time model conversion."""
         self.tasks.run(lambda _s: describe_device(), on_result=self.device_label.setText,
-                       on_error=lambda m, _d: self.device_label.setText(f"Device unknown: {m}"))
+                       on_error=lambda m, _d: self.device_label.setText(f"Device unknown: {m}"), owner=self)
         from studio.core.models.store import default_model_path, model_folder_problem
 
         model_path = Path(self.state.config.model.path)
@@ -150,7 +151,7 @@ class MainWindow(QMainWindow):
 
         self._show_model_progress(0.0, "Preparing the bundled model (once)…")
         self.tasks.run(lambda s: ensure_default_model(s.progress), on_progress=self._show_model_progress,
-                       on_result=self._on_model_ready, on_error=self._on_model_error)
+                       on_result=self._on_model_ready, on_error=self._on_model_error, owner=self)
 
     def _show_model_progress(self, frac: float, message: str) -> None:
         self.model_progress.show()

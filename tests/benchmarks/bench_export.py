@@ -102,10 +102,12 @@ def main() -> int:
 
         plain()  # warm the page cache and lazy imports for both sides
         export(check=False)
-        plain_t, export_t = [], []
+        plain_t, export_t, stages = [], [], []
         for _ in range(args.repeat):  # interleaved, so background load hits both alike
             plain_t.append(plain())
-            export_t.append(export(check=False)[0])
+            secs, report = export(check=False)
+            export_t.append(secs)
+            stages.append(report.timings)
         p, e = statistics.median(plain_t), statistics.median(export_t)
         rows = [
             ("load + `save_pretrained` (bf16)", p, "1.00×", ""),
@@ -124,6 +126,9 @@ def main() -> int:
         print("|---|---:|---:|---|")
         for label, secs, ratio, note in rows:
             print(f"| {label} | {secs:.2f} | {ratio} | {note} |")
+        keys = list(stages[0])
+        print("\nexport stages (median s): " + ", ".join(
+            f"{k} {statistics.median(st.get(k, 0.0) for st in stages):.2f}" for k in keys))
         print(f"\nraw: save_pretrained {[round(x, 2) for x in plain_t]}, export {[round(x, 2) for x in export_t]}")
         return 0
     finally:

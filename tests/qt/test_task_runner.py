@@ -43,3 +43,26 @@ def test_error_reaches_on_error_on_the_gui_thread(qtbot):
     assert "bad value in row 3" in seen[0][0]
     assert seen[1][0] == "done"
     assert {name for _, name in seen} == {threading.main_thread().name}
+
+
+def test_nothing_is_delivered_to_an_owner_that_was_deleted(qtbot):
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QWidget
+
+    runner = TaskRunner()
+    owner = QWidget()
+    release = threading.Event()
+    seen: list[str] = []
+
+    def job(_state):
+        release.wait(10)
+        return "late"
+
+    task = runner.run(job, on_result=lambda v: seen.append(v), on_finished=lambda: seen.append("finished"),
+                      owner=owner)
+    owner.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    release.set()
+    qtbot.waitUntil(lambda: not task.is_running() and runner.running() == [], timeout=10000)
+    qtbot.wait(100)   # let the queued result arrive, and be dropped
+    assert seen == []

@@ -234,7 +234,7 @@ class ConfigurePane(QWidget):
         state.model_ready.connect(self._on_model_ready)
         self._refresh_store()
         self._on_config_changed(state.config)
-        self.tasks.run(probe_device, on_result=self._on_device, on_error=self._on_device_failed)
+        self.tasks.run(probe_device, on_result=self._on_device, on_error=self._on_device_failed, owner=self)
 
     # -- building ---------------------------------------------------------------------------------
     def _bind(self, grid: _FieldGrid, label: str, key: str, widget: QWidget,
@@ -513,7 +513,7 @@ class ConfigurePane(QWidget):
         self.model_box.show_busy("Reading the model's architecture (no weights are loaded)…")
         # Results come back through bound methods: PySide delivers those on this object's (GUI)
         # thread, whereas a lambda would run on the worker's thread.
-        self.tasks.run(_inspect_job(key), on_result=self._on_inspected, on_error=self._on_inspect_crashed)
+        self.tasks.run(_inspect_job(key), on_result=self._on_inspected, on_error=self._on_inspect_crashed, owner=self)
 
     def _on_inspected(self, result: tuple[tuple, ModelInfo | None, str]) -> None:
         key, info, problem = result
@@ -595,6 +595,7 @@ class ConfigurePane(QWidget):
             on_progress=self.model_box.show_import_progress,
             on_result=self._on_imported,
             on_error=self._on_import_failed,
+            owner=self,
         )
 
     def _on_imported(self, dest: Path) -> None:

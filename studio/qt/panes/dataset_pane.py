@@ -287,6 +287,7 @@ class DatasetPane(QWidget):
             on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
             on_result=lambda v, g=gen: self._on_done(g, v),
             on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
+            owner=self,
         )
 
     def _check(self) -> None:
@@ -306,6 +307,7 @@ class DatasetPane(QWidget):
             on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
             on_result=lambda v, g=gen: self._on_done(g, v),
             on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
+            owner=self,
         )
         self._refresh_preview()
 
@@ -497,6 +499,7 @@ class DatasetPane(QWidget):
             on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
             on_error=lambda m, _d, r=row: self.preview.show_message(f"⚠ {m}", r),
             on_finished=self._on_preview_finished,
+            owner=self,
         )
 
     def _on_preview(self, row: int, label: str, view) -> None:
@@ -540,6 +543,7 @@ class DatasetPane(QWidget):
             on_result=self._on_cleaned,
             on_error=lambda m, _d: self.split_clean.show_clean_error(m),
             on_finished=self._on_clean_finished,
+            owner=self,
         )
 
     def _on_cleaned(self, cleaned: jobs.Cleaned) -> None:

@@ -248,7 +248,7 @@ class LibraryPane(QWidget):
         self.import_button.setEnabled(False)
         self.status.setText(f"Checking {Path(folder).name} against its base model…")
         self.tasks.run(lambda _s: registry.import_adapter(Path(folder)), on_result=self._on_imported,
-                       on_error=self._on_import_failed)
+                       on_error=self._on_import_failed, owner=self)
 
     def _on_imported(self, entry: LibraryEntry) -> None:
         self.import_button.setEnabled(True)
@@ -304,6 +304,7 @@ class LibraryPane(QWidget):
             on_progress=lambda f, m: (self.progress.setValue(int(f * 100)), self.progress.setFormat(f"{m} %p%")),
             on_result=self._on_exported,
             on_error=self._on_export_failed,
+            owner=self,
         )
 
     def _on_exported(self, report) -> None:

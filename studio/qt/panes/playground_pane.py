@@ -375,7 +375,7 @@ class PlaygroundPane(QWidget):
         if self.holder.current is None or str(self.holder.current.base_path) != base:
             self.base_status.setText(f"Loading {Path(base).name}… (once; switching adapters later is instant)")
         self.task = self.tasks.run(work, on_partial=self._on_event, on_result=self._on_done,
-                                   on_error=self._on_failed, on_progress=self._on_progress)
+                                   on_error=self._on_failed, on_progress=self._on_progress, owner=self)
         self._update_buttons()
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.errors import describe_exception
@@ -65,7 +66,9 @@ class Task(QObject):
 
     The worker's signals are re-emitted by this object, which lives on the GUI thread. PySide runs
     a plain callable (a lambda, a function) connected straight to a worker signal *in the emitting
-    thread*; relayed through a GUI-thread QObject, every callback runs on the GUI thread.
+    thread*; relayed through a GUI-thread QObject, every callback runs on the GUI thread. With an
+    ``owner`` (the widget whose callbacks these are), nothing is delivered once it has been
+    deleted: a result that arrives after its pane closed is dropped, not applied to dead widgets.
     """
 
     progress = Signal(float, str)
@@ -74,8 +77,10 @@ class Task(QObject):
     failed = Signal(str, str)
     finished = Signal()
 
-    def __init__(self, fn: Callable[[TaskState], Any], parent: QObject | None = None) -> None:
+    def __init__(self, fn: Callable[[TaskState], Any], parent: QObject | None = None,
+                 owner: QObject | None = None) -> None:
         super().__init__(parent)
+        self._owner = owner
         self.thread = QThread()
         self.worker = TaskWorker(fn)
         self.worker.moveToThread(self.thread)
@@ -84,11 +89,38 @@ class Task(QObject):
         # thread blocks in wait() at close — a deadlock.
         self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         queued = Qt.ConnectionType.QueuedConnection
-        self.worker.progress.connect(self.progress, queued)
-        self.worker.partial.connect(self.partial, queued)
-        self.worker.result.connect(self.result, queued)
-        self.worker.failed.connect(self.failed, queued)
-        self.thread.finished.connect(self.finished, queued)   # after result/failed: same queue
+        self.worker.progress.connect(self._on_progress, queued)
+        self.worker.partial.connect(self._on_partial, queued)
+        self.worker.result.connect(self._on_result, queued)
+        self.worker.failed.connect(self._on_failed, queued)
+        self.thread.finished.connect(self._on_finished, queued)   # after result/failed: same queue
+
+    def _owner_alive(self) -> bool:
+        return self._owner is None or shiboken6.isValid(self._owner)
+
+    @Slot(float, str)
+    def _on_progress(self, frac: float, message: str) -> None:
+        if self._owner_alive():
+            self.progress.emit(frac, message)
+
+    @Slot(object)
+    def _on_partial(self, value: Any) -> None:
+        if self._owner_alive():
+            self.partial.emit(value)
+
+    @Slot(object)
+    def _on_result(self, value: Any) -> None:
+        if self._owner_alive():
+            self.result.emit(value)
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, detail: str) -> None:
+        if self._owner_alive():
+            self.failed.emit(message, detail)
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self.finished.emit()
 
     def start(self) -> Task:
         self.thread.start()
@@ -120,10 +152,11 @@ class TaskRunner(QObject):
         on_progress: Callable[[float, str], None] | None = None,
         on_partial: Callable[[Any], None] | None = None,
         on_finished: Callable[[], None] | None = None,
+        owner: QObject | None = None,
     ) -> Task:
         """Start ``fn`` on its own thread. Every callback runs on the GUI thread, ``on_finished``
-        last (after ``on_result`` or ``on_error``)."""
-        task = Task(fn, self)
+        last (after ``on_result`` or ``on_error``); none runs once ``owner`` is deleted."""
+        task = Task(fn, self, owner)
         if on_result:
             task.result.connect(on_result)
         if on_error:
@@ -139,7 +172,7 @@ class TaskRunner(QObject):
         if on_partial:
             task.partial.connect(on_partial)
         if on_finished:
-            task.finished.connect(on_finished)
+            task.finished.connect(lambda t=task: on_finished() if t._owner_alive() else None)
         self._tasks.add(task)
         task.finished.connect(lambda t=task: self._tasks.discard(t))
         return task.start()
