@@ -21,9 +21,7 @@ def gui_thread_gc(qapp):
 def collect_after_test(gui_thread_gc):
     """Free each test's cycles here, on the GUI thread, rather than waiting for a timer tick."""
     yield
-    import gc
-
-    gc.collect()
+    gui_thread_gc.collect_now()
 
 
 @pytest.fixture()
