@@ -24,10 +24,34 @@ def cpu_model() -> str:
 
 def machine() -> str:
     """One line naming the machine the numbers come from."""
+    import psutil
     import torch
 
-    return (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} intra-op thread(s)), Python {platform.python_version()}")
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM{gpu}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} intra-op thread(s)), "
+            f"Python {platform.python_version()}")
+
+
+def random_adapter(base: Path, out: Path, seed: int = 0) -> Path:
+    """An all-linear r=8 LoRA with a small random update, saved in PEFT format for ``base``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.02)  # a trained-sized update: changes outputs without wrecking the model
+    peft_model.save_pretrained(out)
+    data = json.loads((out / "adapter_config.json").read_text())
+    data["base_model_name_or_path"] = str(base.resolve())
+    (out / "adapter_config.json").write_text(json.dumps(data, indent=2))
+    return out
 
 
 def load_average() -> str:

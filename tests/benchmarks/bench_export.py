@@ -14,9 +14,7 @@ Prints a markdown table with the ratio (goal ≤ 1.5×) and the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -24,41 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _machine() -> str:
-    import psutil
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
-
-
-def _make_adapter(base: Path, out: Path) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.mul_(0.02)  # a trained-sized update: it changes outputs without wrecking the model
-    peft_model.save_pretrained(out)
-    data = json.loads((out / "adapter_config.json").read_text())
-    data["base_model_name_or_path"] = str(base.resolve())
-    (out / "adapter_config.json").write_text(json.dumps(data, indent=2))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, random_adapter
 
 
 def main() -> int:
@@ -83,7 +48,7 @@ def main() -> int:
         t = time.perf_counter()
         base = import_gguf(gguf, work / "SmolLM2-135M-Instruct")
         print(f"converted bundled GGUF in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        adapter = _make_adapter(base, work / "adapter")
+        adapter = random_adapter(base, work / "adapter")
 
         def plain() -> float:
             out = work / "plain"
@@ -121,7 +86,7 @@ def main() -> int:
                 notes = "; ".join(f"{q.label}: agree {q.agreement * 100:.1f}%, rel Δ {q.max_rel_diff:.2g}, "
                                   f"{'pass' if q.passed else 'FAIL'}" for q in report.equivalence)
                 rows.append((label, secs, f"{secs / p:.2f}×", notes))
-        print(f"\nMachine: {_machine()}; median of {args.repeat} interleaved runs (first row pair).\n")
+        print(f"\nMachine: {machine()}; median of {args.repeat} interleaved runs (first row pair).\n")
         print("| step | seconds | vs save_pretrained | notes |")
         print("|---|---:|---:|---|")
         for label, secs, ratio, note in rows:

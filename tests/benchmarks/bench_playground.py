@@ -18,9 +18,6 @@ Prints a markdown table with the ratio and the machine.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -28,44 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, random_adapter
+
 PROMPT = "Explain in two sentences why the sky is blue."
-
-
-def _machine() -> str:
-    import psutil
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM{gpu}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
-
-
-def _make_adapter(base: Path, out: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.mul_(0.02)  # a trained-sized update: changes outputs without wrecking the model
-    peft_model.save_pretrained(out)
-    data = json.loads((out / "adapter_config.json").read_text())
-    data["base_model_name_or_path"] = str(base.resolve())
-    (out / "adapter_config.json").write_text(json.dumps(data, indent=2))
-    return out
 
 
 def _pick_base(arg: str | None, work: Path) -> tuple[Path, str]:
@@ -110,8 +73,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_playground_"))
     try:
         base, described = _pick_base(args.base, work)
-        adapter_a = _make_adapter(base, work / "a", seed=1)
-        adapter_b = _make_adapter(base, work / "b", seed=2)
+        adapter_a = random_adapter(base, work / "a", seed=1)
+        adapter_b = random_adapter(base, work / "b", seed=2)
 
         pg = Playground(base, device="cpu", dtype="fp32")
         pg.ensure_adapter(adapter_a)
@@ -157,7 +120,7 @@ def main() -> int:
         print(f"| tokens/s | {med(pg_tps):.1f} | {med(plain_tps):.1f} | {med(pg_tps) / med(plain_tps):.2f}× |")
         print(f"| switch to another adapter | {swap * 1000:.0f} ms (hot-swap, base kept) | "
               f"{cold_load * 1000:.0f} ms (load base + adapter) | {swap / cold_load:.3f}× |")
-        print(f"\nMachine: {_machine()}")
+        print(f"\nMachine: {machine()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -20,7 +21,6 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
     if not str(folder) or not path.is_dir():
         raise StudioError("Model folder not found. Pick the folder that holds the model files.", path=path)
     try:
-        from studio.core.heavy_imports import ensure
         ensure()
         from transformers import AutoTokenizer
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "What is the capital of France?",
@@ -186,7 +187,6 @@ def reference_trace(
 
 def _load_candidate(candidate: Path, dtype: Any) -> tuple[Any, Any | None]:
     """A saved export as (model, its own tokenizer when it carries one)."""
-    from studio.core.heavy_imports import ensure
     ensure()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

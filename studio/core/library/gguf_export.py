@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
 
 Progress = Callable[[float, str], None]
 
@@ -96,7 +97,6 @@ def _pre_tokenizer_name(tok_json: dict) -> str:
 
 def _tokenizer_metadata(folder: Path, vocab_size: int) -> dict:
     """Everything ``tokenizer.ggml.*`` needs, from the HF folder's byte-level BPE tokenizer."""
-    from studio.core.heavy_imports import ensure
     ensure()
     from transformers import AutoTokenizer
 

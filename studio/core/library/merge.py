@@ -29,6 +29,7 @@ from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX, atomic_dir
+from studio.core.heavy_imports import ensure
 from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS, EquivalenceReport
 from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
 from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, _check_peft_files, resolve_base
@@ -275,7 +276,6 @@ def export_model(
 
 def _load_tokenizer(adapter_dir: Path, base: Path, trust_remote_code: bool) -> Any:
     """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
-    from studio.core.heavy_imports import ensure
     ensure()
     from transformers import AutoTokenizer
 
@@ -288,7 +288,6 @@ def _export_merged(
     check: bool, overwrite: bool, use_safetensors: bool, trust_remote_code: bool, prompts: Sequence[str],
     new_tokens: int,
 ) -> ExportReport:
-    from studio.core.heavy_imports import ensure
     ensure("peft")
     import torch
     from peft import PeftModel

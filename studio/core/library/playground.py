@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
 from studio.core.library.registry import (
     ADAPTER_CONFIG,
     LibraryEntry,
@@ -220,7 +221,6 @@ class Playground:
         max_loaded: int = DEFAULT_MAX_LOADED,
         progress: Progress | None = None,
     ) -> None:
-        from studio.core.heavy_imports import ensure
         ensure()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -308,7 +308,6 @@ class Playground:
                     # PEFT asks the model a deprecated transformers question; nothing a user can act on.
                     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                     if self._peft is None:
-                        from studio.core.heavy_imports import ensure
                         ensure("peft")
                         from peft import PeftModel
 

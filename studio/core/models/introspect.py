@@ -15,6 +15,7 @@ from pathlib import Path
 
 from studio.core.config import TARGET_PRESETS
 from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
 
 ALL_LINEAR = "all-linear"
 
@@ -174,7 +175,6 @@ def _inspect(path: Path, cfg_path: Path, files: tuple[str, ...], *, trust_remote
             path=path,
         )
 
-    from studio.core.heavy_imports import ensure
     ensure()
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING

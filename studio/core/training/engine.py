@@ -20,6 +20,7 @@ from pathlib import Path
 from studio.core.config import RunConfig
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir, atomic_write_text
+from studio.core.heavy_imports import ensure
 from studio.core.training import memory_watch, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
@@ -157,7 +158,6 @@ def _mixed_precision(device: str, dtype_name: str, method: str) -> str:
 
 
 def _load_model(cfg: RunConfig, device: str, dtype_name: str):
-    from studio.core.heavy_imports import ensure
     ensure()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -196,7 +196,6 @@ def _load_model(cfg: RunConfig, device: str, dtype_name: str):
 def _apply_peft(cfg: RunConfig, model):
     if cfg.method == "full":
         return model
-    from studio.core.heavy_imports import ensure
     ensure("peft")
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -286,7 +285,6 @@ def train(
 def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float) -> TrainResult:
     send(StateChanged(state="loading", detail="Loading model and tokenizer"))
     quiet_libraries()
-    from studio.core.heavy_imports import ensure
     ensure("training")
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
