@@ -108,7 +108,7 @@ def test_failed_check_is_recorded_not_hidden(lib_adapter, tmp_path, monkeypatch)
     assert json.loads((out / EXPORT_RECORD).read_text())["status"] == "failed"
 
 
-@pytest.mark.parametrize("stage", ["Applying adapter", "Writing safetensors", "Proving", "Writing export record"])
+@pytest.mark.parametrize("stage", ["Loading base model", "Merging", "Proving", "Writing export record"])
 def test_exception_mid_export_leaves_nothing(lib_adapter, tmp_path, stage):
     out = tmp_path / "exports" / "killed"
 

@@ -32,6 +32,7 @@ from studio.core.fsutil import TMP_PREFIX, atomic_dir
 from studio.core.heavy_imports import ensure
 from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS, EquivalenceReport
 from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
+from studio.core.library.lora_merge import copy_tokenizer_files, plan_direct_merge, write_merged
 from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, _check_peft_files, resolve_base
 
 Progress = Callable[[float, str], None]
@@ -201,9 +202,8 @@ def ollama_modelfile(tokenizer: Any, gguf_name: str, stop_tokens: Sequence[str])
     return "\n".join(lines) + "\n"
 
 
-def _stop_tokens(model: Any, tokenizer: Any) -> list[str]:
+def _stop_tokens(gen: Any, tokenizer: Any) -> list[str]:
     ids: list[int] = []
-    gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None) if gen is not None else None
     ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
     if tokenizer.eos_token_id is not None:
@@ -275,12 +275,10 @@ def export_model(
 
 
 def _load_tokenizer(adapter_dir: Path, base: Path, trust_remote_code: bool) -> Any:
-    """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
     ensure()
     from transformers import AutoTokenizer
 
-    source = adapter_dir if any((adapter_dir / f).is_file() for f in _TOKENIZER_FILES) else base
-    return AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    return AutoTokenizer.from_pretrained(str(_tokenizer_source(adapter_dir, base)), trust_remote_code=trust_remote_code)
 
 
 def _export_merged(
@@ -290,68 +288,72 @@ def _export_merged(
 ) -> ExportReport:
     ensure("peft")
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    from studio.core.library.equivalence import check_equivalence, reference_trace
+    from studio.core.library.equivalence import check_equivalence
     from studio.core.library.gguf_export import write_gguf
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    plan, why_not = plan_direct_merge(adapter_dir, base) if use_safetensors else (None, "pickle weights")
     # fp32 only pays off when the proof runs (see _compute_dtype); otherwise merge in the target dtype.
     compute = _compute_dtype(target, base) if check else target
-    progress(0.02, f"Loading base model {base.name} ({compute})")
-    tokenizer = _load_tokenizer(adapter_dir, base, trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base), dtype=getattr(torch, compute), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
-    vocab = _adapter_vocab(adapter_dir)
-    if vocab is not None and vocab != model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(vocab)
-    progress(0.15, "Applying adapter")
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    except Exception as err:
-        raise StudioError(
-            f"The adapter does not fit the base model {base.name}; it was probably trained on a different model.",
-            detail=f"{type(err).__name__}: {err}", path=adapter_dir,
-        ) from None
-    peft_model.eval()
-    timings["load_s"] = time.perf_counter() - t0
-    trace = None
-    if check:
-        t = time.perf_counter()
-        progress(0.22, "Recording reference outputs of base + adapter")
-        trace = reference_trace(peft_model, tokenizer, prompts, new_tokens=new_tokens)
-        timings["reference_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    progress(0.35, "Merging adapter into the weights")
-    merged = peft_model.merge_and_unload()
-    if compute != target:
-        merged = merged.to(getattr(torch, target))
-    gen = merged.generation_config
-    if gen is not None and gen.eos_token_id is None and tokenizer.eos_token_id is not None:
-        gen.eos_token_id = tokenizer.eos_token_id
-    stop_tokens = _stop_tokens(merged, tokenizer)
-    timings["merge_s"] = time.perf_counter() - t
+    tokenizer_box: list[Any] = []
+
+    def tokenizer() -> Any:
+        if not tokenizer_box:
+            tokenizer_box.append(_load_tokenizer(adapter_dir, base, trust_remote_code))
+        return tokenizer_box[0]
+
+    peft_model = trace = None
+    if check or plan is None:
+        # The PeftModel is the reference the proof compares against, and the fallback merge.
+        progress(0.02, f"Loading base model {base.name} ({compute})")
+        peft_model = _load_peft_model(adapter_dir, base, compute, use_safetensors, trust_remote_code)
+        timings["load_s"] = time.perf_counter() - t0
+        if check:
+            from studio.core.library.equivalence import reference_trace
+
+            t = time.perf_counter()
+            progress(0.22, "Recording reference outputs of base + adapter")
+            trace = reference_trace(peft_model, tokenizer(), prompts, new_tokens=new_tokens)
+            timings["reference_s"] = time.perf_counter() - t
 
     report = ExportReport(out_dir=out_dir, kind="merged", dtype=target, adapter_dir=str(adapter_dir.resolve()),
                           base_model=str(base), status="unchecked", created=_now())
     adapter_cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         t = time.perf_counter()
-        progress(0.45, f"Writing safetensors ({target})")
-        merged.save_pretrained(tmp, max_shard_size="2GB")
-        tokenizer.save_pretrained(tmp)
-        if gen is not None:
-            gen.save_pretrained(tmp)
-        timings["save_s"] = time.perf_counter() - t
-        if trace is not None:
-            del merged, peft_model, model  # free the first copy before the candidate is loaded
+        if plan is not None:
+            if peft_model is not None:
+                peft_model = None  # free the reference copy before the shards are read
+                gc.collect()
+            progress(0.35, f"Merging adapter into the weights ({target})")
+            gen = write_merged(plan, tmp, target, lambda f, m: progress(0.35 + 0.2 * f, m))
+            copy_tokenizer_files(_tokenizer_source(adapter_dir, base), tmp)
+            method = "direct"
+        else:
+            progress(0.35, "Merging adapter into the weights")
+            merged = peft_model.merge_and_unload()
+            if compute != target:
+                merged = merged.to(getattr(torch, target))
+            gen = merged.generation_config
+            progress(0.45, f"Writing safetensors ({target})")
+            merged.save_pretrained(tmp, max_shard_size="2GB")
+            tokenizer().save_pretrained(tmp)
+            del merged
+            peft_model = None  # free the first copy before the candidate is loaded
             gc.collect()
+            method = "peft"
+        if gen is not None:
+            if gen.eos_token_id is None and tokenizer().eos_token_id is not None:
+                gen.eos_token_id = tokenizer().eos_token_id
+            gen.save_pretrained(tmp)
+        timings["merge_save_s"] = time.perf_counter() - t
+        if trace is not None:
             t = time.perf_counter()
             progress(0.6, "Proving the merged model matches base + adapter")
             report.equivalence.append(check_equivalence(
-                trace, tmp, tokenizer, kind=_KIND[target], label=f"merged {_KIND[target]}", dtype=getattr(torch, compute)))
+                trace, tmp, tokenizer(), kind=_KIND[target], label=f"merged {_KIND[target]}", dtype=getattr(torch, compute)))
             timings["check_s"] = time.perf_counter() - t
         if gguf:
             t = time.perf_counter()
@@ -361,27 +363,56 @@ def _export_merged(
             gdir = tmp / GGUF_SUBDIR
             gdir.mkdir()
             write_gguf(tmp, gdir / name, gguf, progress=lambda f, m: progress(0.7 + 0.15 * f, m))
-            (gdir / MODELFILE).write_text(ollama_modelfile(tokenizer, name, stop_tokens), encoding="utf-8")
+            modelfile = ollama_modelfile(tokenizer(), name, _stop_tokens(gen, tokenizer()))
+            (gdir / MODELFILE).write_text(modelfile, encoding="utf-8")
             report.gguf_files.append(f"{GGUF_SUBDIR}/{name}")
             timings["gguf_s"] = time.perf_counter() - t
             if trace is not None:
                 t = time.perf_counter()
                 progress(0.86, f"Proving the GGUF {gguf} matches base + adapter")
-                report.equivalence.append(check_equivalence(trace, gdir / name, tokenizer, kind=gguf,
+                report.equivalence.append(check_equivalence(trace, gdir / name, tokenizer(), kind=gguf,
                                                             label=f"GGUF {gguf}", dtype=torch.float32))
                 timings["gguf_check_s"] = time.perf_counter() - t
         if check and compute != "float32":
             report.notes.append(f"merged and checked in {compute}: an fp32 copy of this model would not fit in RAM")
+        if plan is None:
+            report.notes.append(f"merged through PEFT (the direct merge does not handle {why_not})")
         if trace is not None:
             report.status = "passed" if all(e.passed for e in report.equivalence) else "failed"
         report.timings = {k: round(v, 3) for k, v in timings.items()}
         report.files = [*sorted(p.name for p in tmp.iterdir()), EXPORT_RECORD]
         report.size_bytes = _folder_size(tmp)
         progress(0.97, "Writing export record")
-        _write_record(tmp, report, {"adapter_config": adapter_cfg})
+        _write_record(tmp, report, {"adapter_config": adapter_cfg, "merge_method": method})
     report.timings["total_s"] = round(time.perf_counter() - t0, 3)
     progress(1.0, "Export complete" if report.status != "failed" else "Export written, but its check FAILED")
     return report
+
+
+def _tokenizer_source(adapter_dir: Path, base: Path) -> Path:
+    """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
+    return adapter_dir if any((adapter_dir / f).is_file() for f in _TOKENIZER_FILES) else base
+
+
+def _load_peft_model(adapter_dir: Path, base: Path, compute: str, use_safetensors: bool, trust_remote_code: bool):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base), dtype=getattr(torch, compute), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
+    vocab = _adapter_vocab(adapter_dir)
+    if vocab is not None and vocab != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(vocab)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except Exception as err:
+        raise StudioError(
+            f"The adapter does not fit the base model {base.name}; it was probably trained on a different model.",
+            detail=f"{type(err).__name__}: {err}", path=adapter_dir,
+        ) from None
+    peft_model.eval()
+    return peft_model
 
 
 def _export_adapter(adapter_dir: Path, out: Path, progress: Progress, *, check: bool, overwrite: bool) -> ExportReport:

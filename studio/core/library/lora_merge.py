@@ -1,0 +1,199 @@
+"""Merge a plain LoRA adapter straight into the base model's safetensors, shard by shard.
+
+``PeftModel.from_pretrained`` + ``merge_and_unload`` + ``save_pretrained`` builds the whole model,
+wraps every target layer, merges layer by layer and serialises again: for the bundled 135M model
+that is six times the cost of a plain ``save_pretrained``. For a plain LoRA adapter the merge is
+only ``W + scale · B @ A`` per target weight, so here every base tensor is read from its shard
+(memory-mapped), the update added in fp32, the result cast to the export dtype and written to a
+shard of the same name. Peak memory is one shard, not the whole model.
+
+Anything this does not handle exactly (DoRA, bias or embedding LoRA, ``modules_to_save``, per-layer
+rank/alpha patterns, Conv1D layouts, resized vocabularies, modules kept in fp32, keys that do not
+match the base file) is named by ``plan_direct_merge`` and the caller falls back to PEFT's own
+merge. The export's equivalence proof compares the written files against the *unmerged* PeftModel,
+so this code is checked by an independent implementation whenever the proof runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
+
+_LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
+_INDEX = "model.safetensors.index.json"
+_SINGLE = "model.safetensors"
+# Files that make up a tokenizer (copied as they are: no load/save round trip to drift through).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.json", "merges.txt",
+                   "vocab.txt", "spiece.model")
+_UNSUPPORTED_OPTIONS = {
+    "use_dora": "DoRA adapters",
+    "modules_to_save": "adapters that save whole modules",
+    "rank_pattern": "per-layer ranks",
+    "alpha_pattern": "per-layer alphas",
+    "fan_in_fan_out": "Conv1D (fan-in/fan-out) layers",
+    "layer_replication": "layer replication",
+    "trainable_token_indices": "trained token embeddings",
+    "lora_bias": "LoRA biases",
+    "use_qalora": "QA-LoRA",
+}
+
+
+@dataclass
+class DirectMergePlan:
+    base: Path
+    adapter_dir: Path
+    shards: list[str]                        # base weight files, written under the same names
+    scale: dict[str, float]                  # base tensor key → LoRA scaling
+    adapter_keys: dict[str, tuple[str, str]]  # base tensor key → (lora_A key, lora_B key)
+    index: dict | None = None                # the base's shard index, if sharded
+    notes: list[str] = field(default_factory=list)
+
+
+def _header(path: Path) -> dict:
+    from studio.core.library.registry import _safetensors_header
+
+    return {k: v for k, v in _safetensors_header(path).items() if k != "__metadata__"}
+
+
+def _keeps_fp32(config) -> bool:
+    """Whether the architecture keeps some modules in fp32 (a blanket cast would differ from transformers)."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except Exception:
+        return True  # unknown class: let transformers decide
+    return bool(getattr(cls, "_keep_in_fp32_modules", None) or getattr(cls, "_keep_in_fp32_modules_strict", None))
+
+
+def plan_direct_merge(adapter_dir: Path, base: Path) -> tuple[DirectMergePlan | None, str]:
+    """A plan for merging without building the model, or (None, why not)."""
+    adapter_dir, base = Path(adapter_dir), Path(base)
+    from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    if cfg.get("peft_type") != "LORA":
+        return None, f"{cfg.get('peft_type')} adapters"
+    for option, what in _UNSUPPORTED_OPTIONS.items():
+        if cfg.get(option):
+            return None, what
+    if cfg.get("bias", "none") != "none":
+        return None, "adapters that train biases"
+    if (base / _INDEX).is_file():
+        index = json.loads((base / _INDEX).read_text(encoding="utf-8"))
+        shards = sorted(set(index.get("weight_map", {}).values()))
+    elif (base / _SINGLE).is_file():
+        index, shards = None, [_SINGLE]
+    else:
+        return None, "base weights not in model.safetensors"
+    base_shapes: dict[str, list[int]] = {}
+    for shard in shards:
+        for key, info in _header(base / shard).items():
+            base_shapes[key] = info["shape"]
+    pairs: dict[str, dict[str, str]] = {}
+    shapes: dict[str, list[int]] = {}
+    for key, info in _header(adapter_dir / ADAPTER_WEIGHTS).items():
+        m = _LORA_KEY.match(key)
+        if m is None:
+            return None, f"adapter tensor {key}"
+        pairs.setdefault(m["module"] + ".weight", {})[m["ab"]] = key
+        shapes[key] = info["shape"]
+    if not pairs:
+        return None, "an adapter without LoRA weights"
+    scale: dict[str, float] = {}
+    keys: dict[str, tuple[str, str]] = {}
+    alpha = float(cfg.get("lora_alpha") or 8)
+    for target, ab in pairs.items():
+        if set(ab) != {"A", "B"} or target not in base_shapes:
+            return None, f"adapter module {target} has no matching base weight"
+        a_shape, b_shape = shapes[ab["A"]], shapes[ab["B"]]
+        if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
+            return None, f"adapter module {target} is not a linear LoRA"
+        if [b_shape[0], a_shape[1]] != base_shapes[target]:
+            raise StudioError(
+                f"The adapter does not fit the base model {base.name}; it was probably trained on a different model.",
+                detail=f"{target}: the LoRA update is {b_shape[0]}×{a_shape[1]}, the weight "
+                       f"{'×'.join(map(str, base_shapes[target]))}", path=adapter_dir)
+        r = a_shape[0]
+        scale[target] = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+        keys[target] = (ab["A"], ab["B"])
+    from transformers import AutoConfig
+
+    ensure()
+    config = AutoConfig.from_pretrained(str(base))
+    if _keeps_fp32(config):
+        return None, "an architecture that keeps some modules in fp32"
+    return DirectMergePlan(base=base, adapter_dir=adapter_dir, shards=shards, scale=scale, adapter_keys=keys,
+                           index=index), ""
+
+
+def write_merged(plan: DirectMergePlan, out: Path, dtype: str, progress: Callable[[float, str], None]):
+    """Merged weights and config into ``out`` (an existing, empty temp folder). Returns the base's
+    generation config for the caller to complete and save, as it does after PEFT's merge."""
+    ensure()
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, GenerationConfig
+
+    from studio.core.library.registry import ADAPTER_WEIGHTS
+
+    target = getattr(torch, dtype)
+    done: set[str] = set()
+    total_size = 0
+    with safe_open(str(plan.adapter_dir / ADAPTER_WEIGHTS), "pt") as lora:
+        for n, shard in enumerate(plan.shards):
+            progress(n / len(plan.shards), f"Merging {shard}")
+            tensors: dict[str, torch.Tensor] = {}
+            with safe_open(str(plan.base / shard), "pt") as src:
+                for key in src.keys():  # noqa: SIM118  (safe_open is not iterable)
+                    t = src.get_tensor(key)
+                    if key in plan.adapter_keys:
+                        a_key, b_key = plan.adapter_keys[key]
+                        delta = lora.get_tensor(b_key).float() @ lora.get_tensor(a_key).float()
+                        if delta.shape != t.shape:
+                            raise ValueError(f"LoRA update for {key} is {tuple(delta.shape)}, the weight {tuple(t.shape)}")
+                        t = t.float().add_(delta, alpha=plan.scale[key])
+                        done.add(key)
+                    if t.is_floating_point():
+                        t = t.to(target)
+                    tensors[key] = t.contiguous()
+                    total_size += t.numel() * t.element_size()
+            save_file(tensors, str(out / shard), metadata={"format": "pt"})
+            del tensors
+    missing = set(plan.adapter_keys) - done
+    if missing:
+        raise ValueError(f"{len(missing)} LoRA targets were not found in the base shards, e.g. {sorted(missing)[0]}")
+    if plan.index is not None:
+        index = {"metadata": {**plan.index.get("metadata", {}), "total_size": total_size},
+                 "weight_map": plan.index["weight_map"]}
+        (out / _INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    config = AutoConfig.from_pretrained(str(plan.base))
+    config.dtype = target
+    config.save_pretrained(str(out))
+    try:
+        gen = GenerationConfig.from_pretrained(str(plan.base))
+    except OSError:
+        gen = GenerationConfig.from_model_config(config)
+    return gen
+
+
+def copy_tokenizer_files(source: Path, out: Path) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, Path(out) / name)
+            copied.append(name)
+    return copied
+
+
+__all__ = ["TOKENIZER_FILES", "DirectMergePlan", "copy_tokenizer_files", "plan_direct_merge", "write_merged"]
