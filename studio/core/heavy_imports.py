@@ -17,6 +17,10 @@ _LOCK = threading.RLock()
 _DONE: set[str] = set()
 
 GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    # Tokenizers only: no modeling code (a tokenizer-only process starts seconds sooner without it).
+    "tokenizer": (
+        ("transformers", ("AutoTokenizer",)),
+    ),
     "transformers": (
         ("torch", ()),
         ("transformers", ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "PreTrainedModel",
@@ -33,9 +37,18 @@ GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 
 def ensure(*groups: str) -> None:
-    """Import the named groups (see ``GROUPS``); cheap after the first call."""
+    """Import the named groups (see ``GROUPS``; "transformers" always); cheap after the first call."""
+    _import(("transformers", *groups))
+
+
+def ensure_tokenizer() -> None:
+    """Only what loading a tokenizer needs."""
+    _import(("tokenizer",))
+
+
+def _import(groups: tuple[str, ...]) -> None:
     with _LOCK:
-        for group in ("transformers", *groups):
+        for group in groups:
             if group in _DONE:
                 continue
             for module_name, names in GROUPS[group]:

@@ -4,8 +4,10 @@
 text at a time; over 100k rows that is minutes. Here the template runs once per *role sequence*:
 it is rendered with unique placeholder contents, which splits its output into fixed literal pieces
 around each content, and every row with those roles is then assembled by string concatenation.
-Tokenization is batched (the Rust tokenizer works on both cores and releases the GIL), and the
-loss-mask counts come from a binary search over token offsets instead of a Python loop per token.
+For byte-level BPE tokenizers (GPT-2 family, SmolLM2) the counts need no tokenizer pass at all: the
+literals are counted once per plan and each content from cached word counts (``piececount``).
+Other rows are tokenized in batches (the Rust tokenizer works on both cores and releases the GIL),
+and their loss-mask counts come from a binary search over token offsets, not a loop per token.
 
 Exactness is kept, not assumed: templates that look at content (``trim``, ``split``, ``in content``
 …) never take the shortcut; a plan is only used when two different placeholder sets give identical
@@ -18,8 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from studio.core.datasets.formats import Example
+from studio.core.datasets.piececount import PieceCounter, PlanCounts
 from studio.core.datasets.render import (
     IGNORE_INDEX,
     Rendered,
@@ -59,7 +63,34 @@ class _Plan:
                 break
         return out
 
-    def apply(self, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]]] | None:
+    def literal_edges(self) -> list[tuple[tuple[int, int], tuple[int, int], bool]] | None:
+        """Each loss span's start and end as (literal index, offset in it), the end trimmed as
+        ``apply`` trims it; the flag says the trim reached the content before (row-dependent).
+        None when an edge falls inside a content."""
+        starts, pos = [], 0
+        for j, lit in enumerate(self.literals):
+            starts.append(pos)
+            pos += len(lit) + (self.sent_lens[j] if j < len(self.sent_lens) else 0)
+
+        def locate(p: int) -> tuple[int, int] | None:
+            for j, lit in enumerate(self.literals):
+                if starts[j] <= p <= starts[j] + len(lit):
+                    return j, p - starts[j]
+            return None
+
+        out = []
+        for before, through in self.spans:
+            a, b = locate(before), locate(through)
+            if a is None or b is None:
+                return None
+            j, o = b
+            while o > 0 and self.literals[j][o - 1] in "\n ":
+                o -= 1
+            out.append((a, (j, o), o == 0 and j > 0))
+        return out
+
+    def apply(self, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]], list[int]] | None:
+        """Text, loss spans, and where each literal/content part ends."""
         parts = [self.literals[0]]
         for c, lit in zip(contents, self.literals[1:], strict=True):
             parts.append(c)
@@ -76,7 +107,7 @@ class _Plan:
                 end -= 1
             out.append((start, end))
             cursor = end
-        return text, out
+        return text, out, list(accumulate(map(len, parts)))
 
 
 class ChatRenderer:
@@ -88,6 +119,9 @@ class ChatRenderer:
         template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
         self.shortcut = bool(template) and not _CONTENT_SENSITIVE.search(template)
         self._plans: dict[tuple[str, ...], _Plan | None] = {}
+        # Counts without a full tokenizer pass, for byte-level BPE tokenizers (see piececount).
+        self.pieces = PieceCounter.for_tokenizer(tokenizer)
+        self._plan_counts: dict[tuple[str, ...], PlanCounts | None] = {}
 
     def _render(self, msgs: list[dict], gen: bool = False) -> str:
         return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
@@ -134,19 +168,39 @@ class ChatRenderer:
         return plan
 
     def text_and_spans(self, example: Example) -> tuple[str, list[tuple[int, int]]]:
+        text, spans, _cuts = self.layout(example)
+        return text, spans
+
+    def _plan(self, roles: tuple[str, ...]) -> _Plan | None:
+        if roles not in self._plans:
+            self._plans[roles] = self._build(roles)
+        return self._plans[roles]
+
+    def quick_counts(self, example: Example, max_len: int) -> tuple[int, int, int] | None:
+        """(full, trained, trained within max_len) of a chat row from its contents alone, when the
+        template plan and the tokenizer allow it (see ``PieceCounter.plan``); else None."""
+        if self.pieces is None or not self.shortcut or not example.is_chat:
+            return None
+        roles = tuple(r for r, _ in example.messages)
+        if roles not in self._plan_counts:
+            plan = self._plan(roles)
+            edges = plan.literal_edges() if plan is not None else None
+            self._plan_counts[roles] = self.pieces.plan(plan.literals, edges) if plan is not None and edges else None
+        counter = self._plan_counts[roles]
+        return counter.count([c for _, c in example.messages], max_len) if counter is not None else None
+
+    def layout(self, example: Example) -> tuple[str, list[tuple[int, int]], list[int]]:
+        """Text, loss spans, and the template/content boundaries where they are known (else [])."""
         if not example.is_chat:
             text = (example.text or "") + (self.tokenizer.eos_token or "")
-            return text, [(0, len(text))]
+            return text, [(0, len(text))], [len(text) - len(self.tokenizer.eos_token or "")]
         if self.shortcut:
-            roles = tuple(r for r, _ in example.messages)
-            if roles not in self._plans:
-                self._plans[roles] = self._build(roles)
-            plan = self._plans[roles]
+            plan = self._plan(tuple(r for r, _ in example.messages))
             if plan is not None:
                 done = plan.apply([c for _, c in example.messages])
                 if done is not None:
                     return done
-        return _assistant_spans(example, self.tokenizer)
+        return (*_assistant_spans(example, self.tokenizer), [])
 
 
 @dataclass(frozen=True)
@@ -238,30 +292,50 @@ def token_counts(
     renderer = renderer or ChatRenderer(tokenizer)
     backend = _backend(tokenizer)
     out: list[TokenCounts | None] = [None] * len(examples)
-    texts: dict[bool, list[tuple[int, str, list[tuple[int, int]]]]] = {True: [], False: []}
+    pieces = renderer.pieces if renderer.pieces is not None and renderer.pieces.worthwhile else None
+    if backend is not None and pieces is not None:
+        def quick(ex: Example) -> tuple[int, int, int] | None:
+            try:
+                return renderer.quick_counts(ex, max_len)
+            except Exception:
+                return None   # the row takes the general path below, which reports its error
+
+        for i, got in enumerate(pieces.each(list(examples), quick)):
+            if got is not None:
+                out[i] = TokenCounts(*got)
+    items: list[tuple[int, str, list[tuple[int, int]], list[int], bool]] = []
     for i, ex in enumerate(examples):
+        if out[i] is not None:
+            continue
         try:
             if backend is None:
                 out[i] = _slow_counts(ex, tokenizer, max_len)
                 continue
-            text, spans = renderer.text_and_spans(ex)
-            texts[ex.is_chat].append((i, text, spans))
+            items.append((i, *renderer.layout(ex), ex.is_chat))
         except Exception as err:
             if on_error:
                 on_error(i, err)
     if backend is None:
         return out
-    for is_chat, items in texts.items():
-        if not items:
+    if pieces is not None:
+        counted = pieces.counts([(t, s, c, not chat) for _, t, s, c, chat in items], max_len)
+        for (i, *_), got in zip(items, counted, strict=True):
+            if got is not None:
+                out[i] = TokenCounts(*got)
+        items = [it for it, got in zip(items, counted, strict=True) if got is None]
+    for is_chat in (True, False):
+        batch = [it for it in items if it[4] == is_chat]
+        if not batch:
             continue
-        encs = backend.encode_batch([t for _, t, _ in items], add_special_tokens=not is_chat)
-        for (i, _, spans), enc in zip(items, encs, strict=True):
+        encs = backend.encode_batch([t for _, t, _, _, _ in batch], add_special_tokens=not is_chat)
+        for (i, _, spans, _, _), enc in zip(batch, encs, strict=True):
             out[i] = _counts(enc, spans, max_len)
     # Trust, but verify: a sample always goes the slow, obviously-right way.
     for i in range(0, len(examples), VERIFY_EVERY):
         for j in (i, i + 1, i + VERIFY_EVERY // 2):
             if j < len(examples) and out[j] is not None and out[j] != _slow_counts(examples[j], tokenizer, max_len):
                 renderer.shortcut = False
+                renderer.pieces = None
                 return [_safe_slow(ex, tokenizer, max_len, k, on_error) for k, ex in enumerate(examples)]
     return out
 

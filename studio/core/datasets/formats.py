@@ -8,7 +8,7 @@ mixed file is reported as mixed instead of failing at row 1000 with ``KeyError: 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 FormatName = Literal["alpaca", "prompt_completion", "text", "messages", "sharegpt"]
@@ -25,7 +25,6 @@ class Example:
     messages: tuple[tuple[str, str], ...] = ()
     text: str | None = None
     fmt: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_chat(self) -> bool:
@@ -54,7 +53,7 @@ class RowShapeError(ValueError):
 
 def detect_row_format(row: Any, column_map: Mapping[str, str] | None = None) -> FormatName | None:
     """The format a single row is in, or None when its keys match none (then a column map is needed)."""
-    if not isinstance(row, Mapping):
+    if type(row) is not dict and not isinstance(row, Mapping):
         return None
     if column_map and column_map.get("prompt") in row and column_map.get("answer") in row:
         return "prompt_completion"
@@ -84,7 +83,7 @@ def _chat_turns(turns: Any, field_name: str, role_key: str, content_key: str, ro
         raise RowShapeError(f"field '{field_name}' should be a list of turns but is {type(turns).__name__}")
     out: list[tuple[str, str]] = []
     for i, turn in enumerate(turns):
-        if not isinstance(turn, Mapping):
+        if type(turn) is not dict and not isinstance(turn, Mapping):
             raise RowShapeError(f"{field_name}[{i}] should be an object with '{role_key}' and '{content_key}'")
         if role_key not in turn:
             raise RowShapeError(f"{field_name}[{i}] has no '{role_key}'")
@@ -103,7 +102,6 @@ def to_example(row: Any, fmt: FormatName | None = None, column_map: Mapping[str,
         raise RowShapeError(
             f"row matches no known format (has: {keys}); map its columns to prompt/answer in the column-mapping dialog"
         )
-    assert isinstance(row, Mapping)
     if column_map and column_map.get("prompt") in row and column_map.get("answer") in row:
         turns = []
         system_col = column_map.get("system")

@@ -12,7 +12,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from studio.core.datasets.findings import CATALOGUE
 from studio.core.datasets.formats import FORMATS, Example, RowShapeError, detect_row_format, to_example
@@ -76,7 +76,7 @@ def _is_blank(value: Any) -> bool:
 
 
 def check_row(data: Any, column_map: Mapping[str, str] | None = None) -> RowCheck:
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         return RowCheck(None, None, [("row.not_object", f"it is {kind_of(data)}")])
     fmt = detect_row_format(data, column_map)
     if fmt is None:
@@ -113,15 +113,24 @@ def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, co
             prompt_field = "instruction" if fmt == "alpaca" else "prompt"
         if _is_blank(data.get(prompt_field)):
             problems.append(("field.empty", f"'{prompt_field}' is {'null' if data.get(prompt_field) is None else 'empty'}"))
+    # One pass over the turns (this runs for every row of every scan).
+    any_blank = control = answered = False
+    for role, content in msgs:
+        if not content or content.isspace():
+            any_blank = True
+        elif role == "assistant":
+            answered = True
+        if not control and _CONTROL.search(content):
+            control = True
     if "assistant" not in roles:
         problems.append(("chat.no_assistant", f"roles: {', '.join(roles) or 'none'}"))
-    elif all(not c.strip() for r, c in msgs if r == "assistant"):
+    elif not answered:
         answer_field = {"alpaca": "output", "prompt_completion": "completion"}.get(fmt, "assistant turn")
         if column_map and column_map.get("answer") in data:
             answer_field = column_map["answer"]
         problems.append(("answer.empty", f"'{answer_field}' is empty"))
     if is_conversation:
-        if any(not c.strip() for _, c in msgs):
+        if any_blank:
             problems.append(("chat.empty_turn", None))
         if ("system" in roles[1:]) or (roles and roles[0] != "system" and roles[0] == "assistant") or (
             len(roles) > 1 and roles[0] == "system" and roles[1] == "assistant"
@@ -131,7 +140,7 @@ def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, co
             problems.append(("chat.consecutive_role", f"roles: {', '.join(roles)}"))
         if "assistant" in roles and roles[-1] != "assistant":
             problems.append(("chat.last_not_assistant", f"ends with {roles[-1]}"))
-    if any(_CONTROL.search(c) for _, c in msgs):
+    if control:
         problems.append(("text.control_chars", None))
 
 
@@ -144,9 +153,9 @@ def ends_with_punctuation(answer: str) -> bool:
     return bool(tail) and tail[-1] in _ENDING_PUNCT
 
 
-@dataclass
-class RowFeature:
-    """What the dataset-wide checks need from one row (kept for every row; small)."""
+class RowFeature(NamedTuple):
+    """What the dataset-wide checks need from one row (kept for every row; small). A named tuple:
+    it is built for every row of every scan, and a tuple is the cheapest thing to build."""
 
     exact: int
     normalized: int
@@ -162,11 +171,8 @@ def row_feature(example: Example) -> RowFeature:
     if example.text is not None:
         text = example.text
         norm = normalise(text)
-        return RowFeature(
-            exact=hash(("text", text)), normalized=hash(("text", norm)), prompt=hash(norm),
-            answer_chars=len(text), total_chars=len(text), turns=0,
-            trailing_ws=text[-1:].isspace(), ends_punct=ends_with_punctuation(text),
-        )
+        return RowFeature(hash(("text", text)), hash(("text", norm)), hash(norm), len(text), len(text), 0,
+                          text[-1:].isspace(), ends_with_punctuation(text))
     msgs = example.messages
     norms = []
     prompt_parts = []
@@ -184,13 +190,5 @@ def row_feature(example: Example) -> RowFeature:
         else:
             prompt_parts.append(norm)
             turns += role != "system"
-    return RowFeature(
-        exact=hash(msgs),
-        normalized=hash((tuple(r for r, _ in msgs), *norms)),
-        prompt=hash(" ".join(prompt_parts)),
-        answer_chars=answer_chars,
-        total_chars=total,
-        turns=turns,
-        trailing_ws=answer[-1:].isspace(),
-        ends_punct=ends_with_punctuation(answer),
-    )
+    return RowFeature(hash(msgs), hash((tuple(r for r, _ in msgs), *norms)), hash(" ".join(prompt_parts)),
+                      answer_chars, total, turns, answer[-1:].isspace(), ends_with_punctuation(answer))

@@ -64,24 +64,21 @@ class Features:
     trailing_ws: array = field(default_factory=lambda: array("b"))
     ends_punct: array = field(default_factory=lambda: array("b"))
 
+    def __post_init__(self) -> None:
+        # In RowFeature's field order, so a row's features go in with one zip.
+        self._feature_columns = (self.exact, self.normalized, self.prompt, self.answer_chars, self.total_chars,
+                                 self.turns, self.trailing_ws, self.ends_punct)
+
     def add(self, fmt: str | None, trainable: bool, example: Example | None) -> None:
         self.fmt.append(FORMAT_CODES.get(fmt, -1) if fmt else -1)
         self.trainable.append(bool(trainable))
         self.has_example.append(example is not None)
-        if example is None:
-            for col in (self.exact, self.normalized, self.prompt, self.answer_chars, self.total_chars,
-                        self.turns, self.trailing_ws, self.ends_punct):
-                col.append(0)
-            return
-        f = row_feature(example)
-        self.exact.append(f.exact)
-        self.normalized.append(f.normalized)
-        self.prompt.append(f.prompt)
-        self.answer_chars.append(f.answer_chars)
-        self.total_chars.append(f.total_chars)
-        self.turns.append(f.turns)
-        self.trailing_ws.append(f.trailing_ws)
-        self.ends_punct.append(f.ends_punct)
+        values = _NO_FEATURE if example is None else row_feature(example)
+        for col, value in zip(self._feature_columns, values, strict=True):
+            col.append(value)
+
+
+_NO_FEATURE = (0,) * 8
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.core.errors import StudioError
-from studio.core.heavy_imports import ensure
+from studio.core.heavy_imports import ensure_tokenizer
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -21,7 +21,7 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
     if not str(folder) or not path.is_dir():
         raise StudioError("Model folder not found. Pick the folder that holds the model files.", path=path)
     try:
-        ensure()
+        ensure_tokenizer()
         from transformers import AutoTokenizer
 
         ggufs = sorted(path.glob("*.gguf"))

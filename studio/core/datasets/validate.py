@@ -9,6 +9,7 @@ rendering training uses (``fastrender`` is ``render_example`` at batch speed), s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -302,9 +303,9 @@ def validate(
     stopped = result.stopped
     token_checked = False
     if token_checker is None and tokenizer is not None and max_len:
-        from studio.core.datasets.tokencheck import TokenChecker
+        from studio.core.datasets.tokencheck import TokenChecker, worth_a_process
 
-        token_checker = TokenChecker(tokenizer, max_len, batch=batch)
+        token_checker = TokenChecker(tokenizer, max_len, batch=batch, parallel=worth_a_process(rows=n))
     if token_checker is not None:
         max_len = token_checker.max_len
         try:
@@ -348,6 +349,14 @@ def validate(
     )
 
 
+def _total_size(paths: list[str | Path]) -> int:
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):
+            total += Path(p).stat().st_size
+    return total
+
+
 def check_files(
     paths: str | Path | Iterable[str | Path],
     *,
@@ -359,12 +368,13 @@ def check_files(
     split_seed: int = 42,
 ) -> Report:
     """Scan and validate in one call (the CLI; tests)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     checker = None
     if tokenizer is not None and max_len:
-        from studio.core.datasets.tokencheck import TokenChecker
+        from studio.core.datasets.tokencheck import TokenChecker, worth_a_process
 
-        # Tokenize in a second thread while the scan parses: both cores busy.
-        checker = TokenChecker(tokenizer, max_len)
+        # Count tokens in a worker process while the scan parses: both cores busy.
+        checker = TokenChecker(tokenizer, max_len, parallel=worth_a_process(nbytes=_total_size(paths)))
     try:
         result = scan(paths, column_map=column_map, on_examples=checker.feed if checker else None)
         eval_list = list(eval_paths or [])

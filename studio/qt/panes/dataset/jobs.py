@@ -8,9 +8,11 @@ person sees rows and read-level findings long before every row is tokenized.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from studio.core.config import RunConfig
@@ -112,6 +114,41 @@ class TokenizerCache:
             self._loaded.clear()
 
 
+class _EarlyTokens:
+    """For big files, token counting that starts while the files are still being read: the scan
+    hands each chunk of rows to a worker process, which loads the model's tokenizer itself (this
+    process would stall the scan for seconds importing the ML stack), so the complete report
+    follows the last row closely instead of after a second pass. Small files keep the simple
+    order: read, then count. If the tokenizer cannot load, the checks after the scan say why."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        from studio.core.datasets.tokencheck import worth_a_process
+
+        self.spec = spec
+        self.checker = None
+        nbytes = sum(os.path.getsize(p) for p in spec.train if os.path.isfile(p))
+        self._wanted = worth_a_process(nbytes=nbytes) and _has_tokenizer_files(spec.model_path)
+
+    def feed(self, items: list) -> None:
+        if not self._wanted:
+            return
+        if self.checker is None:
+            from studio.core.datasets.tokencheck import TokenChecker
+
+            self.checker = TokenChecker(None, self.spec.max_len, parallel=True,
+                                        source=(self.spec.model_path, self.spec.trust_remote_code))
+        self.checker.feed(items)
+
+    def close(self) -> None:
+        if self.checker is not None:
+            self.checker.close()
+
+
+def _has_tokenizer_files(folder: str) -> bool:
+    path = Path(folder) if folder else None
+    return bool(path and path.is_dir() and (any(path.glob("tokenizer*")) or any(path.glob("*.gguf"))))
+
+
 def read(state: Progress, spec: LoadSpec, tokenizers: TokenizerCache) -> Loaded | None:
     """Read the training (and eval) files, check them, then count tokens. None when stopped."""
     total = shown = 0
@@ -126,41 +163,57 @@ def read(state: Progress, spec: LoadSpec, tokenizers: TokenizerCache) -> Loaded 
         state.progress(-1.0, f"Reading… {total:,} rows")
 
     state.progress(-1.0, "Reading…")
-    result = scan(spec.train, on_rows=on_rows, should_stop=state.should_stop, column_map=spec.columns or None)
-    if state.should_stop():
-        return None
-    eval_result = scan(spec.eval, column_map=spec.columns or None, should_stop=state.should_stop) if spec.eval else None
-    if state.should_stop():
-        return None
-    quick = validate(result, eval_result=eval_result, eval_ratio=None if eval_result else spec.eval_ratio,
-                     split_seed=spec.split_seed)
-    first = Loaded(spec, result, eval_result, quick, tokens_note="Counting tokens…")
-    state.partial(first)
-    return check(state, first, spec, tokenizers)
+    early = _EarlyTokens(spec)
+    try:
+        result = scan(spec.train, on_rows=on_rows, should_stop=state.should_stop, column_map=spec.columns or None,
+                      on_examples=early.feed)
+        if state.should_stop():
+            return None
+        eval_result = scan(spec.eval, column_map=spec.columns or None, should_stop=state.should_stop) if spec.eval else None
+        if state.should_stop():
+            return None
+        quick = validate(result, eval_result=eval_result, eval_ratio=None if eval_result else spec.eval_ratio,
+                         split_seed=spec.split_seed)
+        first = Loaded(spec, result, eval_result, quick, tokens_note="Counting tokens…")
+        state.partial(first)
+        return check(state, first, spec, tokenizers, token_checker=early.checker)
+    finally:
+        early.close()
 
 
-def check(state: Progress, loaded: Loaded, spec: LoadSpec, tokenizers: TokenizerCache) -> Loaded | None:
-    """Every check on rows already read, token checks included when the model's tokenizer loads."""
+def check(state: Progress, loaded: Loaded, spec: LoadSpec, tokenizers: TokenizerCache,
+          token_checker=None) -> Loaded | None:
+    """Every check on rows already read, token checks included when the model's tokenizer loads
+    (``token_checker``: one that was fed while the rows were read)."""
     result = loaded.result
     if not len(result):
         report = validate(result, eval_result=loaded.eval_result,
                           eval_ratio=None if loaded.eval_result else spec.eval_ratio, split_seed=spec.split_seed)
         return replace(loaded, spec=spec, report=report, tokens_note="")
     tokenizer, note = None, ""
-    state.progress(-1.0, "Loading the model's tokenizer…")
-    try:
-        tokenizer = tokenizers.get(spec.model_path, "check", spec.trust_remote_code)
-    except StudioError as err:
-        note = f"Token checks are off: {err.message}" + (f" ({err.path})" if err.path else "")
+    if token_checker is None:
+        state.progress(-1.0, "Loading the model's tokenizer…")
+        try:
+            tokenizer = tokenizers.get(spec.model_path, "check", spec.trust_remote_code)
+        except StudioError as err:
+            note = f"Token checks are off: {err.message}" + (f" ({err.path})" if err.path else "")
 
     def on_progress(done: int, total: int) -> None:
         state.progress(done / max(1, total), f"Counting tokens… {done:,} of {total:,} rows")
 
-    report = validate(
-        result, eval_result=loaded.eval_result, eval_ratio=None if loaded.eval_result else spec.eval_ratio,
-        split_seed=spec.split_seed, tokenizer=tokenizer, max_len=spec.max_len if tokenizer is not None else None,
-        should_stop=state.should_stop, on_progress=on_progress,
-    )
+    def run_checks(checker):
+        checking = checker is not None or tokenizer is not None
+        return validate(
+            result, eval_result=loaded.eval_result, eval_ratio=None if loaded.eval_result else spec.eval_ratio,
+            split_seed=spec.split_seed, tokenizer=tokenizer, max_len=spec.max_len if checking else None,
+            should_stop=state.should_stop, on_progress=on_progress, token_checker=checker,
+        )
+
+    try:
+        report = run_checks(token_checker)
+    except StudioError as err:   # the early checker's tokenizer failed to load here too
+        note = f"Token checks are off: {err.message}" + (f" ({err.path})" if err.path else "")
+        report = run_checks(None)
     if state.should_stop():
         return None
     return replace(loaded, spec=spec, report=report, tokens_note=note)

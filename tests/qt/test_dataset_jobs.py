@@ -1,0 +1,64 @@
+"""The Dataset pane's read job counts tokens while it reads, and ends with the same report as the
+CLI; a model whose tokenizer cannot load still gives every other finding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.core.datasets.validate import check_files
+from studio.qt.panes.dataset import jobs
+
+
+class _State:
+    def __init__(self) -> None:
+        self.partials: list = []
+
+    def progress(self, frac: float, message: str = "") -> None:
+        pass
+
+    def partial(self, value) -> None:
+        self.partials.append(value)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _dataset(path, n: int):
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"instruction": "long " * (i % 90), "output": f"answer {i % 300}."}) + "\n")
+    return path
+
+
+def _spec(path, model: str) -> jobs.LoadSpec:
+    return jobs.LoadSpec(train=(str(path),), eval=(), column_map=(), model_path=model, trust_remote_code=False,
+                         max_len=64, eval_ratio=0.0, split_seed=42)
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
+def test_read_counts_tokens_while_reading_and_matches_the_cli(tmp_path, smol_tokenizer_dir, monkeypatch, worker):
+    from transformers import AutoTokenizer
+
+    from studio.core.datasets import tokencheck
+
+    monkeypatch.setattr(tokencheck, "worth_a_process", lambda **_: worker)
+    path = _dataset(tmp_path / "d.jsonl", 4500)
+    state = _State()
+    loaded = jobs.read(state, _spec(path, str(smol_tokenizer_dir)), jobs.TokenizerCache())
+    assert loaded is not None and loaded.report.token_checked and loaded.tokens_note == ""
+    # The quick report (no token findings yet) was shown before the complete one.
+    first = next(p for p in state.partials if isinstance(p, jobs.Loaded))
+    assert not first.report.token_checked
+    cli = check_files(path, tokenizer=AutoTokenizer.from_pretrained(smol_tokenizer_dir), max_len=64)
+    assert [(f.code, f.lines) for f in loaded.report.findings] == [(f.code, f.lines) for f in cli.findings]
+    assert "tokens.no_trained_tokens" in {f.code for f in cli.findings}
+
+
+def test_read_without_a_usable_tokenizer_still_reports(tmp_path):
+    path = _dataset(tmp_path / "d.jsonl", 2500)
+    loaded = jobs.read(_State(), _spec(path, str(tmp_path / "no-such-model")), jobs.TokenizerCache())
+    assert loaded is not None and not loaded.report.token_checked
+    assert loaded.tokens_note.startswith("Token checks are off")
+    assert loaded.report.rows == 2500
