@@ -14,6 +14,7 @@ real vocabulary spread (a tiny repeated vocabulary would flatter the tokenizer's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -107,6 +108,31 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _watch_children():
+    """Sample the RSS of this process's children (the token worker) until the returned function is called."""
+    import threading
+
+    import psutil
+
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not done.wait(0.2):
+            for proc in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+
+    threading.Thread(target=sample, daemon=True).start()
+
+    def stop() -> float:
+        done.set()
+        return peak[0]
+
+    return stop
+
+
 def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
     out: dict = {"stage": stage}
     if stage == "baseline":
@@ -140,10 +166,12 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
 
         tok = AutoTokenizer.from_pretrained(tok_dir)
         out["rss_before_mb"] = _peak_mb()
+        worker_peak = _watch_children()
         t0, c0 = time.perf_counter(), time.process_time()
         report = check_files(path, tokenizer=tok, max_len=max_len)
         out["seconds"] = time.perf_counter() - t0
         out["cpu_seconds"] = time.process_time() - c0
+        out["worker_peak_mb"] = worker_peak()
         # How often pieces repeat, from a serial count of the same rows in this process.
         renderer = fastrender.ChatRenderer(tok)
         from studio.core.datasets.scan import scan
@@ -263,7 +291,8 @@ def main() -> None:
         f"| scan / baseline | {scan_r['scan_seconds'] / base['seconds']:.1f}× | |",
         f"| peak RSS: baseline loop | {base['peak_rss_mb']:.0f} MB | |",
         f"| peak RSS: scan + checks | {scan_r['peak_rss_mb']:.0f} MB | |",
-        f"| peak RSS: full report (tokenizer loaded: {report['rss_before_mb']:.0f} MB) | {report['peak_rss_mb']:.0f} MB | |",
+        f"| peak RSS: full report (tokenizer loaded: {report['rss_before_mb']:.0f} MB) | {report['peak_rss_mb']:.0f} MB "
+        f"+ token worker process {report['worker_peak_mb']:.0f} MB | |",
         f"| tokens per row (median / max) | {report['tokens_p50']} / {report['tokens_max']} | |",
         "",
         "Findings: " + ", ".join(f"{k} ×{v}" for k, v in sorted(report["findings"].items())),
