@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 BLUE, GREEN, RED, GREY = "#3b82f6", "#22c55e", "#ef4444", "#94a3b8"
@@ -23,6 +24,9 @@ def _plot(title: str, x_label: str, y_label: str = "rows") -> pg.PlotWidget:
     for side in ("bottom", "left"):
         plot.getAxis(side).enableAutoSIPrefix(False)
     return plot
+
+
+TICK_NAMES = {"prompt_completion": "prompt/ans."}
 
 
 def _bars(brush: str) -> pg.BarGraphItem:
@@ -43,6 +47,9 @@ class HistogramPlot(QWidget):
         super().__init__(parent)
         self.title = title
         self.plot = _plot(title, x_label)
+        font = QFont()
+        font.setPointSizeF(8.5)
+        self.plot.getAxis("bottom").setStyle(tickFont=font)   # category names are longer than numbers
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
@@ -111,6 +118,9 @@ class CategoryPlot(QWidget):
         self.title = title
         self.color = color
         self.plot = _plot(title, x_label)
+        font = QFont()
+        font.setPointSizeF(8.5)
+        self.plot.getAxis("bottom").setStyle(tickFont=font)   # category names are longer than numbers
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
@@ -132,7 +142,8 @@ class CategoryPlot(QWidget):
         brushes = [pg.mkBrush(GREY if n == "unknown" else self.color) for n in names]
         self.bars.setOpts(x=np.arange(len(names), dtype=float), height=heights, brushes=brushes)
         self.bars.setVisible(True)
-        self.plot.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+        # Short tick labels: three long format names side by side ran into each other.
+        self.plot.getAxis("bottom").setTicks([[(i, TICK_NAMES.get(n, n)) for i, n in enumerate(names)]])
         pad = max(0.0, (4 - len(names)) / 2)   # a lone category is a bar, not a wall
         self.plot.setXRange(-0.6 - pad, len(names) - 0.4 + pad, padding=0)
         self.plot.setYRange(0, max(heights) * 1.15 or 1.0, padding=0)
