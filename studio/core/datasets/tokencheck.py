@@ -18,7 +18,7 @@ import os
 import pickle
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from studio.core.datasets.fastrender import ChatRenderer, TokenCounts, token_counts
@@ -44,11 +44,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def worth_a_process(*, rows: int | None = None, nbytes: int | None = None) -> bool:
-    """Whether a check this big gains from a worker process on this machine."""
+def worth_a_process(*, rows: int | None = None, paths: Iterable[str | os.PathLike] = ()) -> bool:
+    """Whether a check this big (``rows`` read, or files of this size) gains from a worker process here."""
     if usable_cores() < 2:
         return False
-    return (rows or 0) >= PARALLEL_MIN_ROWS or (nbytes or 0) >= PARALLEL_MIN_BYTES
+    nbytes = 0
+    for p in paths:
+        with contextlib.suppress(OSError):
+            nbytes += os.path.getsize(p)
+    return (rows or 0) >= PARALLEL_MIN_ROWS or nbytes >= PARALLEL_MIN_BYTES
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -269,8 +273,10 @@ class TokenChecker:
 
     def _send(self, items: list[Item], *, block: bool) -> bool:
         """Give these rows to the worker; False when it has no room (or is gone): count them here."""
-        if self._remote is None or not items:
-            return self._remote is not None
+        if self._remote is None:
+            return False
+        if not items:
+            return True
         # While scanning, the worker may fall behind as it starts; after it, it gets a share, not a backlog.
         limit = MAX_REMOTE_CHUNKS if block else 2
         payload = _payload(items)

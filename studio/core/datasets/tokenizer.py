@@ -12,7 +12,21 @@ from pathlib import Path
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure_tokenizer
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+# The files a tokenizer is saved as (any one of them means the folder has a tokenizer).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.json", "merges.txt",
+                   "vocab.txt", "spiece.model")
+
+
+def has_tokenizer_files(folder: str | Path) -> bool:
+    path = Path(folder)
+    return bool(str(folder)) and any((path / n).is_file() for n in TOKENIZER_FILES)
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether ``load_tokenizer`` has something to load here (HF tokenizer files or a GGUF)."""
+    path = Path(folder)
+    return bool(str(folder)) and path.is_dir() and (has_tokenizer_files(path) or any(path.glob("*.gguf")))
 
 
 def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
@@ -25,8 +39,7 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
         from transformers import AutoTokenizer
 
         ggufs = sorted(path.glob("*.gguf"))
-        has_hf = any((path / n).exists() for n in _TOKENIZER_FILES)
-        if ggufs and not has_hf:
+        if ggufs and not has_tokenizer_files(path):
             return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0].name, local_files_only=True)
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as err:

@@ -9,7 +9,6 @@ rendering training uses (``fastrender`` is ``render_example`` at batch speed), s
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -349,14 +348,6 @@ def validate(
     )
 
 
-def _total_size(paths: list[str | Path]) -> int:
-    total = 0
-    for p in paths:
-        with contextlib.suppress(OSError):
-            total += Path(p).stat().st_size
-    return total
-
-
 def check_files(
     paths: str | Path | Iterable[str | Path],
     *,
@@ -374,7 +365,7 @@ def check_files(
         from studio.core.datasets.tokencheck import TokenChecker, worth_a_process
 
         # Count tokens in a worker process while the scan parses: both cores busy.
-        checker = TokenChecker(tokenizer, max_len, parallel=worth_a_process(nbytes=_total_size(paths)))
+        checker = TokenChecker(tokenizer, max_len, parallel=worth_a_process(paths=paths))
     try:
         result = scan(paths, column_map=column_map, on_examples=checker.feed if checker else None)
         eval_list = list(eval_paths or [])

@@ -13,6 +13,7 @@ a crash, a kill or a full disk leaves no half-written export.
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import hashlib
 import json
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from studio.core.datasets.tokenizer import has_tokenizer_files
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX, atomic_dir
 from studio.core.heavy_imports import ensure
@@ -43,7 +45,6 @@ GGUF_SUBDIR = "gguf"
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "f16": "float16", "fp32": "float32", "float32": "float32"}
 _KIND = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 @dataclass
@@ -297,12 +298,8 @@ def _export_merged(
     plan, why_not = plan_direct_merge(adapter_dir, base) if use_safetensors else (None, "pickle weights")
     # fp32 only pays off when the proof runs (see _compute_dtype); otherwise merge in the target dtype.
     compute = _compute_dtype(target, base) if check else target
-    tokenizer_box: list[Any] = []
-
-    def tokenizer() -> Any:
-        if not tokenizer_box:
-            tokenizer_box.append(_load_tokenizer(adapter_dir, base, trust_remote_code))
-        return tokenizer_box[0]
+    # Loaded only if something needs it (the proof, GGUF, a missing eos in the generation config).
+    tokenizer = functools.cache(lambda: _load_tokenizer(adapter_dir, base, trust_remote_code))
 
     peft_model = trace = None
     if check or plan is None:
@@ -391,7 +388,7 @@ def _export_merged(
 
 def _tokenizer_source(adapter_dir: Path, base: Path) -> Path:
     """The adapter's own tokenizer when training saved one (it may carry a changed template or pad)."""
-    return adapter_dir if any((adapter_dir / f).is_file() for f in _TOKENIZER_FILES) else base
+    return adapter_dir if has_tokenizer_files(adapter_dir) else base
 
 
 def _load_peft_model(adapter_dir: Path, base: Path, compute: str, use_safetensors: bool, trust_remote_code: bool):

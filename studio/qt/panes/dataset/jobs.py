@@ -8,11 +8,9 @@ person sees rows and read-level findings long before every row is tokenized.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 from studio.core.config import RunConfig
@@ -126,8 +124,9 @@ class _EarlyTokens:
 
         self.spec = spec
         self.checker = None
-        nbytes = sum(os.path.getsize(p) for p in spec.train if os.path.isfile(p))
-        self._wanted = worth_a_process(nbytes=nbytes) and _has_tokenizer_files(spec.model_path)
+        from studio.core.datasets.tokenizer import has_tokenizer
+
+        self._wanted = worth_a_process(paths=spec.train) and has_tokenizer(spec.model_path)
 
     def feed(self, items: list) -> None:
         if not self._wanted:
@@ -142,11 +141,6 @@ class _EarlyTokens:
     def close(self) -> None:
         if self.checker is not None:
             self.checker.close()
-
-
-def _has_tokenizer_files(folder: str) -> bool:
-    path = Path(folder) if folder else None
-    return bool(path and path.is_dir() and (any(path.glob("tokenizer*")) or any(path.glob("*.gguf"))))
 
 
 def read(state: Progress, spec: LoadSpec, tokenizers: TokenizerCache) -> Loaded | None:
