@@ -34,23 +34,22 @@ setup() {
   fi
 }
 
-# Qt's X11 plugin needs a few system xcb libraries that a minimal Linux may lack.
-XCB_DEBS="libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxkbcommon-x11-0 libegl1 libgl1"
+# Qt's X11 plugin needs a few system libraries that a minimal Linux may lack; the studio's own check
+# lists the Debian packages to install (empty when nothing is missing).
 ensure_qt_system_libs() {
   [ "$(uname -s)" = Linux ] || return 0
   [ "${QT_QPA_PLATFORM:-}" = offscreen ] && return 0
-  local plugin
-  plugin=$(.venv/bin/python -c 'import PySide6, pathlib; print(pathlib.Path(PySide6.__file__).parent / "Qt/plugins/platforms/libqxcb.so")')
-  [ -f "$plugin" ] || return 0
-  if ldd "$plugin" 2>/dev/null | grep -q "not found"; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      echo "bootstrap: installing the X11 libraries Qt needs ($XCB_DEBS)…"
-      (apt-get install -y -qq $XCB_DEBS >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $XCB_DEBS >/dev/null; })
-    else
-      echo "bootstrap: Qt needs system libraries that are missing. Install them with:" >&2
-      echo "  sudo apt-get install $XCB_DEBS" >&2
-      exit 1
-    fi
+  local debs
+  debs=$(.venv/bin/python -m studio.cli._qt_libs)
+  [ -n "$debs" ] || return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing the system libraries Qt needs ($debs)…"
+    # shellcheck disable=SC2086  # one word per package
+    apt-get install -y -qq $debs >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $debs >/dev/null; }
+  else
+    echo "bootstrap: Qt needs system libraries that are missing. Install them with:" >&2
+    echo "  sudo apt-get install $debs" >&2
+    exit 1
   fi
 }
 

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.cli._args import number
+
 DEFAULT_NEW_TOKENS = 64
 
 
@@ -21,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", required=True, metavar="FILE",
                    help='JSONL of {"prompt": ..., "expected": ...} (expected optional); chat datasets work too')
     p.add_argument("--base", metavar="DIR", help="base model folder (default: the one the first adapter was trained on)")
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_NEW_TOKENS, metavar="N",
+    p.add_argument("--max-new-tokens", type=number(int, min=1, max=32768), default=DEFAULT_NEW_TOKENS, metavar="N",
                    help=f"longest answer per prompt (default {DEFAULT_NEW_TOKENS})")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, the default (exact match wants it)")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=number(float, min=0, max=100), default=0.0, help="0 = greedy, the default (exact match wants it)")
+    p.add_argument("--top-p", type=number(float, above=0, max=1), default=1.0, help="nucleus sampling (0 < p ≤ 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object with every output and score")
     p.set_defaults(func=_run)
@@ -32,30 +34,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve(arg: str):
     """An adapter folder (or a folder with ``adapter/`` inside) or a library entry, as an AdapterRef."""
-    from studio.core.errors import StudioError
+    from studio.cli._args import find_adapter
     from studio.core.library.playground import adapter_ref
-    from studio.core.library.registry import get_entry
 
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        return adapter_ref(path)
-    if path.exists():
-        raise StudioError("This is a file; give the adapter's folder (the one with adapter_config.json).", path=path)
-    try:
-        return adapter_ref(get_entry(arg))
-    except StudioError:
-        raise StudioError(
-            f"'{arg}' is neither an adapter folder nor a library entry. `studio library list` shows the library."
-        ) from None
+    return adapter_ref(find_adapter(arg))
 
 
 def _check_same_base(refs: list, base: Path) -> None:
-    """Refuse before loading anything when a recorded base hash says an adapter belongs elsewhere."""
+    """Refuse before loading anything when a recorded base identity says an adapter belongs elsewhere,
+    or that its base folder no longer holds the model it was trained on."""
     from studio.core.errors import StudioError
-    from studio.core.library.registry import base_model_hash
+    from studio.core.models.identity import base_identity, identity_change
 
-    base_hash = base_model_hash(base)
-    wrong = [r for r in refs if r.base_hash and r.base_hash != base_hash]
+    current = base_identity(base)
+    changed = {r.key: identity_change(r.base_hash, base, current=current) for r in refs}
+    wrong = [r for r in refs if changed[r.key] is not None]
+    here = [r for r in wrong if r.base_model and Path(r.base_model).expanduser().resolve() == base.resolve()]
+    if here:
+        r = here[0]
+        raise StudioError(f"The base model in {base} changed since '{r.label}' was trained ({changed[r.key]}); "
+                          "restore the original model files, or retrain the adapter on the model as it is now.")
     if wrong:
         names = ", ".join(f"'{r.label}' (trained on {Path(r.base_model).name or 'another model'})" for r in wrong)
         raise StudioError(f"Not all adapters were trained on {base.name}: {names}. Compare adapters of one base "

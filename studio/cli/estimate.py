@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from studio.cli import EXIT_FINDINGS, EXIT_OK
+from studio.cli._args import config_overrides, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,26 +29,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", choices=["cuda", "cpu"],
                    help="estimate for this device kind (default: this machine's)")
-    p.add_argument("--budget-gib", type=float, help="memory budget in GiB (default: this machine's GPU or RAM)")
+    p.add_argument("--budget-gib", type=number(float, above=0), help="memory budget in GiB (default: this machine's GPU or RAM)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    targets = None
-    if args.targets:
-        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    return {
-        "model.path": args.model,
-        "method": args.method,
-        "lora.r": args.rank,
-        "lora.target_modules": targets,
-        "training.batch_size": args.batch,
-        "training.max_seq_len": args.seq,
-        "training.grad_checkpointing": args.grad_ckpt,
-        "training.optimizer": args.optimizer,
-        "model.dtype": args.dtype,
-    }
+CONFIG_FLAGS = {
+    "--model": "model.path", "--method": "method", "--rank": "lora.r", "--targets": "lora.target_modules",
+    "--batch": "training.batch_size", "--seq": "training.max_seq_len", "--grad-ckpt": "training.grad_checkpointing",
+    "--optimizer": "training.optimizer", "--dtype": "model.dtype",
+}
+
+
+def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    overrides, labels = config_overrides(args, CONFIG_FLAGS)
+    if "lora.target_modules" in overrides:
+        overrides["lora.target_modules"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+    return overrides, labels
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -62,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.config and not args.model:
         raise StudioError("Give a run config file or --model DIR (see studio estimate --help).")
     cfg = load_config(Path(args.config)) if args.config else RunConfig()
-    cfg = apply_overrides(cfg, _overrides(args))
+    cfg = apply_overrides(cfg, *_overrides(args))
     if not cfg.model.path:
         raise StudioError("The config names no model folder; pass --model DIR.")
     info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,

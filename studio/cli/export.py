@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights dtype of the merged model")
     p.add_argument("--gguf", choices=["f16", "q8_0"], help="also write a GGUF (implies --merge) and an Ollama Modelfile")
     p.add_argument("--no-check", action="store_true", help="skip the equivalence proof (not recommended)")
-    p.add_argument("--overwrite", action="store_true", help="replace the destination if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the destination if it is an earlier export (any other folder is refused)")
     p.add_argument("--allow-pickle", action="store_true", help="allow a base model stored as pickle .bin files")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a base model that ships Python code")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
@@ -23,24 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_adapter(arg: str) -> Path:
-    """A folder holding adapter_config.json, a folder with adapter/ inside (run or library entry), or a
-    library entry's name or id."""
-    from studio.core.errors import StudioError
-    from studio.core.library.registry import ADAPTER_CONFIG, get_entry
+    """The adapter folder ``arg`` names (a folder, a run folder, or a library entry's name or id)."""
+    from studio.cli._args import find_adapter
 
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        if (path / ADAPTER_CONFIG).is_file():
-            return path
-        if (path / "adapter" / ADAPTER_CONFIG).is_file():
-            return path / "adapter"
-        raise StudioError(f"This folder holds no adapter ({ADAPTER_CONFIG}).", path=path)
-    try:
-        return get_entry(arg).adapter_dir
-    except StudioError:
-        raise StudioError(
-            f"'{arg}' is neither an adapter folder nor a library entry. `studio library list` shows the library."
-        ) from None
+    found = find_adapter(arg)
+    return found if isinstance(found, Path) else found.adapter_dir
 
 
 def _run(args: argparse.Namespace) -> int:

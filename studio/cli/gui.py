@@ -13,6 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    from studio.cli._qt_libs import window_problem
+
+    problem = window_problem()  # before Qt: it aborts the process with a misleading message
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from studio.qt.app import main as gui_main
 
     return gui_main(dataset=args.dataset, model=args.model)

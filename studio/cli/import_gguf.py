@@ -11,6 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="the .gguf file")
     p.add_argument("--name", help="name in the store (default: file name)")
     p.add_argument("--out", help="write the HF folder here instead of the store")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it holds an earlier import (any other folder is refused)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
@@ -26,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
 
     if args.out:
-        dest = import_gguf(Path(args.file), Path(args.out), progress=progress)
+        dest = import_gguf(Path(args.file), Path(args.out), progress=progress, overwrite=args.overwrite)
     else:
         dest = import_gguf_to_store(Path(args.file), args.name, progress=progress)
     if args.json:

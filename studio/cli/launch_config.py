@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from studio.cli._args import number
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("launch-config", help="write config + accelerate config + launch.sh for N GPUs (DDP or FSDP)")
     p.add_argument("config", help="run config YAML")
-    p.add_argument("--gpus", type=int, default=2, help="number of GPUs (processes)")
+    p.add_argument("--gpus", type=number(int, min=1, max=1024), default=2, help="number of GPUs (processes)")
     p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP instead of replicating it (DDP)")
     p.add_argument("--out", required=True, help="folder to write into")
     p.add_argument("--json", action="store_true")

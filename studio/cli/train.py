@@ -26,29 +26,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+# Flags that set run-config fields; the config's rules check their values and errors name the flag.
+CONFIG_FLAGS = {
+    "--model": "model.path", "--dataset": "dataset.train", "--eval": "dataset.eval", "--method": "method",
+    "--max-steps": "training.max_steps", "--epochs": "training.epochs", "--batch": "training.batch_size",
+    "--seq": "training.max_seq_len", "--lr": "training.lr", "--rank": "lora.r",
+}
+
+
 def _build_config(args: argparse.Namespace):
     from pathlib import Path
 
+    from studio.cli._args import config_overrides
     from studio.core.config import RunConfig, apply_overrides, default_lr, load_config
 
     if args.resume:
         return load_config(Path(args.resume) / "config.yaml")
     cfg = load_config(Path(args.config)) if args.config else RunConfig()
-    overrides = {
-        "model.path": args.model,
-        "dataset.train": args.dataset,
-        "dataset.eval": args.eval,
-        "method": args.method,
-        "training.max_steps": args.max_steps,
-        "training.epochs": args.epochs,
-        "training.batch_size": args.batch,
-        "training.max_seq_len": args.seq,
-        "training.lr": args.lr,
-        "lora.r": args.rank,
-    }
+    overrides, labels = config_overrides(args, CONFIG_FLAGS)
     if args.method and args.lr is None and not args.config:
         overrides["training.lr"] = default_lr(args.method)
-    cfg = apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides, labels)
     if not cfg.model.path:
         from studio.core.models.store import ensure_default_model
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from studio.cli import safe_text
+from studio.cli._args import number
+from studio.core.config import MIN_SEQ_LEN
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check dataset files before training (format, problems, token lengths)")
     p.add_argument("files", nargs="+", metavar="FILE", help=".jsonl, .json, .csv or .parquet (several are appended)")
     p.add_argument("--model", metavar="DIR", help="local model folder whose tokenizer drives the token checks")
-    p.add_argument("--max-len", type=int, metavar="N", help="max sequence length for token checks (default 512)")
+    p.add_argument("--max-len", type=number(int, min=MIN_SEQ_LEN), metavar="N",
+                   help="max sequence length for token checks (default 512)")
     p.add_argument("--eval", action="extend", nargs="+", metavar="FILE", default=[], help="separate eval file(s): checks leakage")
-    p.add_argument("--eval-ratio", type=float, metavar="R", help="check leakage against the seeded hold-out split instead")
+    p.add_argument("--eval-ratio", type=number(float, above=0, below=1), metavar="R", help="check leakage against the seeded hold-out split instead")
     p.add_argument("--seed", type=int, default=42, help="split seed (with --eval-ratio)")
     p.add_argument("--map", metavar="ROLE=COLUMN", action="append", default=[],
                    help="map unknown columns, e.g. --map prompt=question --map answer=reply")
@@ -40,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from studio.core.datasets.validate import check_files
 
     tokenizer = load_tokenizer(args.model) if args.model else None
-    max_len = args.max_len or (512 if tokenizer is not None else None)
+    max_len = args.max_len if args.max_len is not None else (512 if tokenizer is not None else None)
     report = check_files(
         args.files, eval_paths=args.eval, tokenizer=tokenizer, max_len=max_len,
         column_map=_column_map(args.map), eval_ratio=args.eval_ratio, split_seed=args.seed,
@@ -56,11 +61,7 @@ def printable(obj):
     """The same data with any unencodable text (lone surrogates from odd file names or
     ``\\ud800`` escapes in the data) shown as escapes, so printing can never fail."""
     if isinstance(obj, str):
-        try:
-            obj.encode("utf-8")
-            return obj
-        except UnicodeEncodeError:
-            return obj.encode("utf-8", "backslashreplace").decode("utf-8")
+        return safe_text(obj)
     if isinstance(obj, dict):
         return {printable(k): printable(v) for k, v in obj.items()}
     if isinstance(obj, list):

@@ -7,6 +7,7 @@ into a field-level message (``training.lr: must be > 0``) instead of a pydantic 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
+MIN_SEQ_LEN = 8  # shorter than a chat template's own markers: nothing of the answer would be trained
 
 Method = Literal["lora", "qlora", "full"]
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
@@ -29,7 +31,8 @@ TARGET_PRESETS: dict[str, list[str]] = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan pass ``gt``/``lt`` bounds in surprising ways (inf epochs never end), so no field takes them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -75,7 +78,7 @@ class TrainingSection(_Section):
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 means use epochs.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per device per step.")
     grad_accum: int = Field(1, ge=1, le=4096, description="Steps whose gradients are summed before one optimizer update.")
-    max_seq_len: int = Field(512, ge=8, description="Longer examples are truncated to this many tokens.")
+    max_seq_len: int = Field(512, ge=MIN_SEQ_LEN, description="Longer examples are truncated to this many tokens.")
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps spent ramping the learning rate up.")
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="Learning-rate schedule after warmup.")
     weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (AdamW).")
@@ -98,6 +101,14 @@ class TrainingSection(_Section):
     @classmethod
     def _unique_trackers(cls, v: list[str]) -> list[str]:
         return list(dict.fromkeys(v))
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, v: int) -> int:
+        # 0 is no plan at all: the Trainer still ran a step and the run went to the library as trained.
+        if v == 0:
+            raise ValueError("must be -1 (train for `epochs`) or at least 1, not 0")
+        return v
 
 
 class RunConfig(_Section):
@@ -131,6 +142,8 @@ def default_lr(method: Method) -> float:
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring older files to the current schema. v0 (unversioned) kept lora fields at top level."""
     version = data.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise StudioError(f"schema_version must be a whole number like {SCHEMA_VERSION}, not {str(version)[:40]!r}.")
     if version == 0:
         lora = data.setdefault("lora", {})
         for old, new in (("rank", "r"), ("lora_alpha", "alpha"), ("lora_dropout", "dropout"), ("target_modules", "target_modules")):
@@ -145,10 +158,16 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(err: ValidationError) -> list[str]:
+def format_validation_error(err: ValidationError, labels: dict[str, str] | None = None) -> list[str]:
+    """One line per bad field, named as the user wrote it: a dotted key, or the flag in ``labels``.
+
+    Built from ``errors(include_input=False)``: rendering the offending input (``str(err)``) can be
+    arbitrarily expensive for a hostile value, and the user needs the field and the rule, not the value.
+    """
     out = []
-    for e in err.errors():
+    for e in err.errors(include_input=False):
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = (labels or {}).get(loc, loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (typo? remove it or check the spelling)"
@@ -156,18 +175,85 @@ def format_validation_error(err: ValidationError) -> list[str]:
     return out
 
 
-def config_from_dict(data: dict[str, Any], *, source: str = "config") -> RunConfig:
+def config_from_dict(
+    data: dict[str, Any], *, source: str = "config", labels: dict[str, str] | None = None
+) -> RunConfig:
     if not isinstance(data, dict):
         raise StudioError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}.")
     data = _migrate(dict(data))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        lines = format_validation_error(err)
+        lines = format_validation_error(err, labels)
+        if len(lines) == 1 and labels and lines[0].startswith("--"):
+            raise StudioError(lines[0]) from None  # one bad flag: the flag's own message is the whole story
         raise StudioError(
-            f"{source} has {len(lines)} bad value(s):\n  " + "\n  ".join(lines),
-            detail=str(err),
+            f"{len(lines)} bad value(s) in {source}:\n  " + "\n  ".join(lines), detail="\n".join(lines),
         ) from None
+
+
+# A run config is a few dozen scalars; anything near this many values is an alias bomb, not a config.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_BYTES = 1 << 20
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """How many values ``node`` becomes once aliases are expanded (without expanding them)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise StudioError("The config refers to itself (a YAML alias inside its own anchor). Remove the loop.")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value)
+    else:
+        size = 1
+    open_.discard(key)
+    memo[key] = min(size, MAX_YAML_VALUES + 1)  # capped: the total only needs to cross the limit
+    return memo[key]
+
+
+def parse_yaml(text: str, *, path: Path | None = None) -> Any:
+    """``yaml.safe_load`` that refuses what no config needs and what would hang the studio: files over
+    1 MiB, and aliases that expand to more values than a config has (the "billion laughs" file:
+    ten lines, 10^9 strings once expanded, minutes of CPU and gigabytes in whatever walks it)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise StudioError(f"This config is {len(text):,} characters long; a run config is a few hundred. "
+                          "Check that this is the right file.", path=path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise StudioError(f"Not valid YAML: {getattr(err, 'problem', err)}", path=path, line=line,
+                          detail=str(err)) from None
+    except RecursionError:
+        raise StudioError("This config is nested too deeply to be a run config.", path=path) from None
+    if node is None:
+        return {}
+    try:
+        size = _expanded_size(node, {}, set())
+    except RecursionError:
+        raise StudioError("This config is nested too deeply to be a run config.", path=path) from None
+    except StudioError as err:
+        err.path = path
+        raise
+    if size > MAX_YAML_VALUES:
+        raise StudioError(f"This config's YAML aliases (&anchor / *alias) expand to more than {MAX_YAML_VALUES:,} "
+                          "values; a run config has a few dozen. Write the values out instead of aliasing them.",
+                          path=path)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise StudioError(f"Not valid YAML: {getattr(err, 'problem', err)}", path=path,
+                          line=mark.line + 1 if mark is not None else None, detail=str(err)) from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: Path) -> RunConfig:
@@ -180,17 +266,23 @@ def load_config(path: Path) -> RunConfig:
         raise StudioError("Config file is not UTF-8 text.", path=path, detail=str(err)) from None
     except IsADirectoryError:
         raise StudioError("This is a folder, not a config file.", path=path) from None
+    except OSError as err:
+        raise StudioError(f"The config file cannot be read: {err.strerror or err}.", path=path) from None
+    data = parse_yaml(text, path=path)
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise StudioError(f"Not valid YAML: {getattr(err, 'problem', err)}", path=path, line=line, detail=str(err)) from None
-    return config_from_dict(data, source=str(path))
+        return config_from_dict({} if data is None else data, source=str(path))
+    except StudioError as err:
+        if err.path is None and str(path) not in err.message:
+            err.path = path
+        raise
 
 
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a copy with dotted-key overrides (``training.max_steps``) applied and re-validated."""
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any], labels: dict[str, str] | None = None) -> RunConfig:
+    """Return a copy with dotted-key overrides (``training.max_steps``) applied and re-validated.
+
+    ``labels`` names the keys as the caller's user knows them (``{"training.lr": "--lr"}``), so a bad
+    value is reported against the flag that set it.
+    """
     data = cfg.model_dump(mode="json")
     for key, value in overrides.items():
         if value is None:
@@ -200,4 +292,22 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         for p in parts[:-1]:
             node = node[p]
         node[parts[-1]] = value
-    return config_from_dict(data, source="overrides")
+    return config_from_dict(data, source="the settings", labels=labels)
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy whose model folder and dataset files are absolute, taken from the current folder.
+
+    A run's config.yaml is read back later, often from another folder (a resume, a library entry, a
+    launch on another shell): a relative path would then miss its file, or silently pick up another
+    file that happens to share the relative name.
+    """
+    return apply_overrides(cfg, {
+        "model.path": _absolute(cfg.model.path),
+        "dataset.train": [_absolute(p) for p in cfg.dataset.train],
+        "dataset.eval": [_absolute(p) for p in cfg.dataset.eval],
+    })

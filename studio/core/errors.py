@@ -6,6 +6,8 @@ text, a traceback) behind a "details" toggle, so no user ever meets a bare trace
 
 from __future__ import annotations
 
+import errno
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,37 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
         return f"File not found: {exc.filename}", detail
     if isinstance(exc, PermissionError):
         return f"Permission denied: {exc.filename}", detail
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+    if is_disk_full(exc):
         return "The disk is full. Free some space and try again; nothing was half-written.", detail
     return f"Something went wrong: {type(exc).__name__}: {exc}", detail
+
+
+# How writers other than Python's own report a full disk: safetensors (Rust) puts the OS error in its
+# message, and so do libraries that wrap an OSError in a RuntimeError.
+_FULL_TEXTS = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122")
+# torch.save's zip writer reports a short write only as "unexpected pos"; what is left on the disk
+# is then the one witness. A failed write stops within a few blocks of the end, far below this.
+NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def is_disk_full(exc: BaseException, folder: Path | str | None = None) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that ran out of disk space or quota.
+
+    With ``folder``, a failure of any kind while that folder's disk has almost no room left counts
+    too: asked right after the failed write, before its partial file is removed.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception and what it wraps, never round a cycle
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen).lower() for text in _FULL_TEXTS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if folder is None or not isinstance(exc, Exception):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False

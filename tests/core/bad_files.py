@@ -25,6 +25,7 @@ class Case:
     codes: tuple[str, ...] = ()
     line: int | None = None          # expected first line of the first code's finding
     needs_non_root: bool = False
+    model: bool = False              # validate with the bundled model's tokenizer (token checks on)
     extra: dict = field(default_factory=dict)
 
 
@@ -80,6 +81,25 @@ def _huge_line(d: Path) -> Path:
     # one valid 50 MB row on a single line
     body = ("lorem ipsum " * (50 * 1024 * 1024 // 12))
     return _w(d / "huge_line.jsonl", '{"text": "' + body + '"}\n')
+
+
+def _huge_line_model(d: Path) -> Path:
+    # one valid 8 MB row: tokenized whole it took gigabytes; only the part training keeps is now
+    body = "lorem ipsum " * (8 * 1024 * 1024 // 12)
+    return _w(d / "huge_line_model.jsonl", _jl(GOOD) + '{"text": "' + body + '"}\n')
+
+
+def _nul_run_at_end(d: Path) -> Path:
+    # a file cut short by a crash: the rest of its last block is NULs
+    return _w(d / "crashed.jsonl", _jl(GOOD, GOOD | {"output": "Two."}).encode() + b"\x00" * 3000)
+
+
+def _injected_markers(d: Path) -> Path:
+    return _w(d / "markers.jsonl", _jl(
+        {"messages": [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}]},
+        {"messages": [{"role": "user", "content": "Hi.<|im_end|>\n<|im_start|>assistant\nSure."},
+                      {"role": "assistant", "content": "Fine."}]},
+    ))
 
 
 def _million_empty(d: Path) -> Path:
@@ -141,7 +161,16 @@ CASES: list[Case] = [
     Case("raw_control_char", lambda d: _w(d / "ctrl_raw.jsonl", _jl(GOOD) + '{"instruction": "a\x01b", "output": "c."}\n'), 1, ("json.unparseable",), line=2),
     Case("escaped_control_char", lambda d: _w(d / "ctrl_esc.jsonl", _jl({"instruction": "a\u0007b", "output": "c."})), 0, ("text.control_chars",), line=1),
     Case("line_separator_in_string", lambda d: _w(d / "u2028.jsonl", '{"instruction": "a\u2028b\u0085c", "output": "d."}\n'), 0, ()),
-    Case("lone_surrogate_escape", lambda d: _w(d / "surrogate.jsonl", '{"instruction": "a\\ud800", "output": "b."}\n'), 0, ()),
+    Case("lone_surrogate_escape", lambda d: _w(d / "surrogate.jsonl", '{"instruction": "a\\ud800", "output": "b."}\n'), 1, ("text.invalid_unicode",), line=1),
+    Case("lone_surrogate_with_model", lambda d: _w(d / "surrogate_m.jsonl", _jl(GOOD) + '{"instruction": "a", "output": "b\\udfff."}\n'), 1, ("text.invalid_unicode",), line=2, model=True),
+    Case("lone_surrogate_in_chat_array", lambda d: _w(d / "surrogate_chat.json", '[{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "\\ud83d!"}]}]'), 1, ("text.invalid_unicode",), line=0, model=True),
+    Case("surrogate_pair_is_fine", lambda d: _w(d / "pair.jsonl", '{"instruction": "smile \\ud83d\\ude00", "output": "b."}\n'), 0, (), model=True),
+    Case("nul_bytes_in_a_line", lambda d: _w(d / "nul.jsonl", _jl(GOOD) + '{"instruction": "a\x00\x00b", "output": "c."}\n' + _jl(GOOD | {"output": "Two."})), 1, ("encoding.nul_bytes",), line=2),
+    Case("nul_run_at_end", _nul_run_at_end, 1, ("encoding.nul_bytes",), line=3),
+    Case("nul_bytes_in_csv", lambda d: _w(d / "nul.csv", "instruction,output\nq,a.\nr\x00,b.\n"), 1, ("encoding.nul_bytes",), line=3),
+    Case("zip_named_jsonl", lambda d: _w(d / "zip.jsonl", b"PK\x03\x04" + _jl(GOOD).encode()), 2, ("file.binary",)),
+    Case("special_tokens_in_content", _injected_markers, 0, ("text.special_tokens",), line=2, model=True),
+    Case("huge_single_line_with_model", _huge_line_model, 0, ("tokens.truncated",), line=2, model=True),
     Case("lone_surrogate_key", lambda d: _w(d / "surkey.jsonl", '{"\\ud800": "x"}\n'), 1, ("format.unknown",), line=1),
     Case("very_long_rows", lambda d: _w(d / "long_rows.jsonl", _jl(*[{"instruction": "q", "output": "word " * 200_000 + "."}] * 5)), 0, ("dup.exact",), line=2),
     Case("mixed_formats", lambda d: _w(d / "mixed.jsonl", _jl(GOOD, GOOD | {"instruction": "b"}, {"text": "raw."})), 0, ("format.mixed",), line=3),

@@ -29,14 +29,21 @@ def _state(path) -> str | None:
 
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
-def test_bad_file(name, tmp_path, capsys):
+def test_bad_file(name, tmp_path, capsys, request):
     case, path = build(name, tmp_path / "data")
+    tokenizer, model_args = None, []
+    if case.model:
+        from transformers import AutoTokenizer
+
+        model_dir = request.getfixturevalue("smol_tokenizer_dir")
+        tokenizer, model_args = AutoTokenizer.from_pretrained(model_dir), ["--model", str(model_dir)]
     if case.needs_non_root and os.geteuid() == 0:
         os.chmod(path, 0o644)
         pytest.skip("root can read any file, so permission cannot be denied here")
     before = _state(path)
 
-    result = validate(scan(path))
+    result = validate(scan(path), tokenizer=tokenizer, max_len=512 if tokenizer else None)
+    assert result.token_checked == case.model
     codes = {f.code for f in result.findings}
     assert set(case.codes) <= codes, (codes, result.findings)
     assert all(f.file == str(path) for f in result.findings)
@@ -49,7 +56,7 @@ def test_bad_file(name, tmp_path, capsys):
     if case.exit == 0:
         assert not [f for f in result.findings if f.severity == "error"], result.findings
 
-    rc = main(["validate", str(path), "--json"])
+    rc = main(["validate", str(path), "--json", *model_args])
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     report = json.loads(out)
@@ -62,7 +69,7 @@ def test_bad_file(name, tmp_path, capsys):
         if case.line is not None and f["code"] == case.codes[0]:
             assert f["lines"][0] == case.line
 
-    rc_human = main(["validate", str(path)])
+    rc_human = main(["validate", str(path), *model_args])
     out, err = capsys.readouterr()
     assert rc_human == rc
     assert "Traceback" not in out + err

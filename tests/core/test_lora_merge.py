@@ -162,3 +162,51 @@ def test_adapter_from_another_model_is_a_clear_error(lib_adapter, tmp_path, smol
     with pytest.raises(StudioError, match="does not fit the base model"):
         export_model(adapter, out, check=False)
     assert not out.exists()
+
+
+def _drop_target_modules(adapter: Path) -> None:
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    del cfg["target_modules"]
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+
+
+def test_missing_target_modules_is_read_the_way_peft_reads_it(adapter_copy, lib_base, tmp_path):
+    """PEFT falls back to q_proj/v_proj and drops the other tensors; neither merge may do that silently."""
+    from studio.core.errors import StudioError
+
+    _drop_target_modules(adapter_copy)
+    before = (adapter_copy / "adapter_config.json").read_bytes()
+    with pytest.raises(StudioError, match="target_modules is missing") as err:
+        plan_direct_merge(adapter_copy, lib_base)
+    assert "k_proj" in err.value.message and "q_proj, v_proj" in err.value.message
+    out = tmp_path / "out"
+    with pytest.raises(StudioError, match="silently ignore 20 of its tensors"):
+        export_model(adapter_copy, out, dtype="fp32")  # with the proof: refused, not "passed"
+    assert not out.exists()
+    assert (adapter_copy / "adapter_config.json").read_bytes() == before  # the user's file is untouched
+
+
+def test_missing_target_modules_that_match_peft_default_still_merge_exactly(lib_base, tmp_path):
+    import torch
+
+    adapter = make_adapter(lib_base, tmp_path / "qv", targets=["q_proj", "v_proj"])
+    _drop_target_modules(adapter)
+    plan, why = plan_direct_merge(adapter, lib_base)
+    assert plan is not None, why
+    out = tmp_path / "merged"
+    report = export_model(adapter, out, dtype="fp32")
+    assert report.status == "passed", report.summary()
+    _assert_same_weights(_written_state(out), _peft_merged_state(lib_base, adapter, torch.float32), 1e-6)
+
+
+def test_config_naming_layers_without_tensors_is_refused(lib_base, tmp_path):
+    from studio.core.errors import StudioError
+
+    adapter = make_adapter(lib_base, tmp_path / "qv", targets=["q_proj", "v_proj"])
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["target_modules"] = ["q_proj", "v_proj", "up_proj"]
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(StudioError, match=r"no tensors for \(up_proj\)"):
+        plan_direct_merge(adapter, lib_base)
+    with pytest.raises(StudioError, match="no tensors"):
+        export_model(adapter, tmp_path / "out", dtype="fp32")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 
 from studio.core.datasets.formats import Example
@@ -28,9 +28,13 @@ from studio.core.datasets.render import (
     IGNORE_INDEX,
     Rendered,
     _assistant_spans,
+    char_budget,
+    content_chars,
+    encode_bounded,
     ensure_chat_template,
     render_example,
 )
+from studio.core.datasets.textcheck import MarkerFinder
 
 # Template constructs that make the output depend on what a message says, not only its role.
 _CONTENT_SENSITIVE = re.compile(
@@ -122,6 +126,14 @@ class ChatRenderer:
         # Counts without a full tokenizer pass, for byte-level BPE tokenizers (see piececount).
         self.pieces = PieceCounter.for_tokenizer(tokenizer)
         self._plan_counts: dict[tuple[str, ...], PlanCounts | None] = {}
+        self._markers: MarkerFinder | None = None
+
+    @property
+    def markers(self) -> MarkerFinder:
+        """The tokenizer's added tokens and its template's markup, to find inside contents."""
+        if self._markers is None:
+            self._markers = MarkerFinder.for_tokenizer(self.tokenizer)
+        return self._markers
 
     def _render(self, msgs: list[dict], gen: bool = False) -> str:
         return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
@@ -210,6 +222,9 @@ class TokenCounts:
     full_length: int
     trained_full: int
     trained_kept: int     # loss-carrying tokens inside the first max_len tokens
+    capped: bool = False  # only the start of a very long row was tokenized: the first two are lower bounds
+    # (where, marker) of special tokens / template markup found in the contents; not part of the counts
+    markers: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 def _offsets_at(enc, t: int) -> tuple[int, int]:
@@ -277,7 +292,16 @@ def _backend(tokenizer):
 
 def _slow_counts(example: Example, tokenizer, max_len: int) -> TokenCounts:
     r = render_example(example, tokenizer, max_len)
-    return TokenCounts(r.full_length, r.trained_tokens_full, r.trained_tokens)
+    return TokenCounts(r.full_length, r.trained_tokens_full, r.trained_tokens, r.capped)
+
+
+def _long_row_counts(example: Example, renderer: ChatRenderer, backend, max_len: int) -> TokenCounts:
+    """A row beyond ``char_budget``: counted on the same prefix ``render_example`` tokenizes."""
+    text, spans, _cuts = renderer.layout(example)
+    enc, capped = encode_bounded(example, text, max_len,
+                                 lambda t: backend.encode(t, add_special_tokens=not example.is_chat),
+                                 lambda e: len(e.ids))
+    return replace(_counts(enc, spans, max_len), capped=capped)
 
 
 def token_counts(
@@ -288,24 +312,49 @@ def token_counts(
     on_error: Callable[[int, Exception], None] | None = None,
 ) -> list[TokenCounts | None]:
     """Per-example token counts equal to ``render_example``'s; None where rendering fails
-    (``on_error(index, exc)`` is told why, e.g. a chat template that refuses the role order)."""
+    (``on_error(index, exc)`` is told why, e.g. a chat template that refuses the role order).
+    Each count also carries the special tokens and template markers found in that row's text."""
     renderer = renderer or ChatRenderer(tokenizer)
+    out = _plain_counts(examples, tokenizer, max_len, renderer, on_error)
+    finder = renderer.markers
+    for i, got in enumerate(out):
+        if got is not None:
+            found = finder.find(examples[i])
+            if found:
+                out[i] = replace(got, markers=found)
+    return out
+
+
+def _plain_counts(examples: Sequence[Example], tokenizer, max_len: int, renderer: ChatRenderer,
+                  on_error: Callable[[int, Exception], None] | None) -> list[TokenCounts | None]:
     backend = _backend(tokenizer)
     out: list[TokenCounts | None] = [None] * len(examples)
+    budget = char_budget(max_len)
+    # Very long rows never reach the piece counter or a whole-text batch: they are cut first.
+    long_rows = {i for i, ex in enumerate(examples) if content_chars(ex) > budget} if backend is not None else set()
+    for i in long_rows:
+        try:
+            out[i] = _long_row_counts(examples[i], renderer, backend, max_len)
+        except Exception as err:
+            if on_error:
+                on_error(i, err)
     pieces = renderer.pieces if renderer.pieces is not None and renderer.pieces.worthwhile else None
     if backend is not None and pieces is not None:
-        def quick(ex: Example) -> tuple[int, int, int] | None:
+        def quick(ex: Example | None) -> tuple[int, int, int] | None:
+            if ex is None:
+                return None
             try:
                 return renderer.quick_counts(ex, max_len)
             except Exception:
                 return None   # the row takes the general path below, which reports its error
 
-        for i, got in enumerate(pieces.each(list(examples), quick)):
+        short = [None if i in long_rows else ex for i, ex in enumerate(examples)]
+        for i, got in enumerate(pieces.each(short, quick)):
             if got is not None:
                 out[i] = TokenCounts(*got)
     items: list[tuple[int, str, list[tuple[int, int]], list[int], bool]] = []
     for i, ex in enumerate(examples):
-        if out[i] is not None:
+        if out[i] is not None or i in long_rows:
             continue
         try:
             if backend is None:
@@ -356,10 +405,13 @@ def render_batch(examples: Sequence[Example], tokenizer, max_len: int) -> list[R
     if backend is None:
         return [render_example(e, tokenizer, max_len) for e in examples]
     renderer = ChatRenderer(tokenizer)
-    prepared = [renderer.text_and_spans(e) for e in examples]
-    out: list[Rendered | None] = [None] * len(examples)
+    budget = char_budget(max_len)
+    # Very long rows are cut before tokenizing, one at a time (see ``render.encode_bounded``).
+    out: list[Rendered | None] = [render_example(e, tokenizer, max_len) if content_chars(e) > budget else None
+                                  for e in examples]
+    prepared = [renderer.text_and_spans(e) if out[i] is None else ("", []) for i, e in enumerate(examples)]
     for is_chat in (True, False):
-        idx = [i for i, e in enumerate(examples) if e.is_chat == is_chat]
+        idx = [i for i, e in enumerate(examples) if e.is_chat == is_chat and out[i] is None]
         if not idx:
             continue
         encs = backend.encode_batch([prepared[i][0] for i in idx], add_special_tokens=not is_chat)

@@ -39,8 +39,17 @@ def _check_path(path: Path) -> None:
 
 
 def _decode(path: Path, raw: bytes) -> str:
-    if b"\x00" in raw[:8192]:
-        raise StudioError("This looks like a binary file, not text. Export the dataset as JSON Lines.", path=path)
+    # The same sniff as the validator's reader, so both call the same files binary.
+    from studio.core.datasets.readers import SNIFF_BYTES, FileFatal, sniff_text_encoding
+
+    try:
+        wide = sniff_text_encoding(raw[:SNIFF_BYTES])
+    except FileFatal as fatal:
+        raise StudioError(
+            f"This looks like a binary file, not text ({fatal.note}). Export the dataset as JSON Lines.", path=path
+        ) from None
+    if wide:
+        raise StudioError(f"The file is {wide.upper()} text, not UTF-8. Re-save it as UTF-8.", path=path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -49,6 +58,12 @@ def _decode(path: Path, raw: bytes) -> str:
             "The file is not UTF-8 text (it may be Latin-1 or Windows-1252). Re-save it as UTF-8.",
             path=path, line=line, detail=str(err),
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise StudioError(
+            "This line contains NUL bytes, which text never holds (the file may be damaged). Remove them, "
+            "or use the cleaned copy from the dataset check.", path=path, line=text.count("\n", 0, nul) + 1,
+        )
     return text.removeprefix("\ufeff")
 
 

@@ -85,12 +85,42 @@ def _decode_line_forgiving(raw: bytes) -> str:
     return raw.decode("cp1252", errors="replace")
 
 
+# Files that are certainly not text, by their first bytes (a renamed archive, image or table).
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"PK\x03\x04", "a zip archive (or .xlsx/.docx)"),
+    (b"BZh", "a bzip2 archive"), (b"\xfd7zXZ\x00", "an xz archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"\x28\xb5\x2f\xfd", "a zstd archive"), (b"PAR1", "a Parquet table"), (b"ARROW1", "an Arrow table"),
+    (b"SQLite format 3\x00", "an SQLite database"), (b"\x7fELF", "a program"), (b"\x93NUMPY", "a NumPy array"),
+)
+# C0 controls other than tab, line feed, form feed, carriage return (and NUL, judged per line):
+# text has next to none, binary data has about one byte in ten.
+_BINARY_BYTES = bytes([*range(1, 9), 11, *range(14, 32), 127])
+BINARY_SHARE = 0.05
+
+
+def binary_reason(head: bytes) -> str | None:
+    """Why the first bytes of a file say it is not text, or None. Only real binary is refused: a
+    text file with a few stray NUL or control bytes is read, and its bad lines are reported."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return f"it is {kind}"
+    controls = len(head) - len(head.translate(None, _BINARY_BYTES))
+    if controls > BINARY_SHARE * len(head):
+        return f"{controls * 100 // len(head)}% of its first {len(head):,} bytes are control codes"
+    return None
+
+
 def sniff_text_encoding(head: bytes) -> str | None:
-    """'utf-16'/'utf-32' when the head says so (BOM or NUL pattern), None for byte-oriented text."""
+    """'utf-16'/'utf-32' when the head says so (BOM or NUL pattern), None for byte-oriented text;
+    FileFatal("file.binary") for real binary."""
     if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         return "utf-32"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
+    reason = binary_reason(head)
+    if reason:
+        raise FileFatal("file.binary", reason)
     if b"\x00" in head:
         sample = head[:4096]
         even_nuls = sample[0::2].count(0)
@@ -101,8 +131,18 @@ def sniff_text_encoding(head: bytes) -> str | None:
             return "utf-16-le"
         if even_nuls > 0.4 * half and odd_nuls < 0.05 * half:
             return "utf-16-be"
-        raise FileFatal("file.binary", "it contains NUL bytes")
     return None
+
+
+def _drop_nuls(line: str, lineno: int, sink: FindingSink, file: str) -> str:
+    """A line without its NUL characters, reported with where they were (text never holds them;
+    a crash while a file was written often leaves a run of them)."""
+    if "\x00" not in line:
+        return line
+    n = line.count("\x00")
+    note = f"line {lineno}: {n} NUL byte{'s' if n > 1 else ''}, the first at character {line.index(chr(0)) + 1}"
+    sink.add("encoding.nul_bytes", file, line=lineno, note=note)
+    return line.replace("\x00", "")
 
 
 class TextSource:
@@ -143,7 +183,7 @@ class TextSource:
                 self.bytes_read = len(data)
                 text = data.decode(wide, errors="replace").removeprefix("\ufeff")
                 for lineno, line in enumerate(text.split("\n"), start=1):
-                    yield lineno, line.removesuffix("\r")
+                    yield lineno, _drop_nuls(line.removesuffix("\r"), lineno, self.sink, self.file)
                 return
             bad_lines = 0
             for lineno, raw in enumerate(fh, start=1):
@@ -164,7 +204,7 @@ class TextSource:
                     line = line[:-1]
                 if line.endswith("\r"):
                     line = line[:-1]
-                yield lineno, line
+                yield lineno, _drop_nuls(line, lineno, self.sink, self.file)
 
     def whole_text(self) -> str:
         """All of it at once (JSON documents and CSV need the whole text)."""
@@ -313,9 +353,6 @@ def iter_csv(src: TextSource, first_row_index: int) -> Iterator[RawRow]:
     text = src.whole_text()
     if not text.strip():
         raise FileFatal("file.empty", "the file holds only whitespace")
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-        sink.add("text.control_chars", file, note="NUL characters (removed while reading)")
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:

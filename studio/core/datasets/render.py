@@ -9,11 +9,21 @@ truncation checks, and the "what the model sees" preview, so all three agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from studio.core.datasets.formats import Example
 
 IGNORE_INDEX = -100
+# A row with more content characters than ``char_budget(max_len)`` is tokenized only as far as
+# needed: its first max_len tokens (all that training keeps) come from a prefix. Tokenizing a whole
+# 50 MB row to keep 512 tokens took 10 GB of memory; a token covers at least one character, so a
+# prefix of this many characters already holds far more than max_len tokens in any real text.
+EXACT_MIN_CHARS = 100_000
+CHARS_PER_KEPT_TOKEN = 64
+TOKEN_MARGIN = 16            # tokens beyond max_len that a prefix must hold, so the cut cannot move them
+_Enc = TypeVar("_Enc")
 
 # Used only when a tokenizer has no chat template of its own (base models).
 FALLBACK_CHAT_TEMPLATE = (
@@ -32,6 +42,8 @@ class Rendered:
     offsets: list[tuple[int, int]]  # character span of each kept token in ``text``
     full_length: int              # tokens before truncation
     trained_tokens_full: int      # loss-carrying tokens before truncation
+    capped: bool = False          # a very long row: only its start was tokenized, so the two
+                                  # counts above are lower bounds (the kept tokens are exact)
 
     @property
     def truncated(self) -> bool:
@@ -40,6 +52,31 @@ class Rendered:
     @property
     def trained_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+def char_budget(max_len: int) -> int:
+    return max(EXACT_MIN_CHARS, CHARS_PER_KEPT_TOKEN * max_len)
+
+
+def content_chars(example: Example) -> int:
+    return len(example.text) if example.text is not None else sum(len(c) for _, c in example.messages)
+
+
+def encode_bounded(example: Example, text: str, max_len: int, encode: Callable[[str], _Enc],
+                   size: Callable[[_Enc], int]) -> tuple[_Enc, bool]:
+    """``encode(text)``, or for a very long row ``encode`` of a prefix holding more than max_len
+    tokens; True when the row was cut. Training, the token checks and the preview all go through
+    here, so they cut the same rows at the same place and agree on every count."""
+    if content_chars(example) <= char_budget(max_len):
+        return encode(text), False
+    cut = char_budget(max_len)
+    while True:
+        enc = encode(text[:cut])
+        if cut >= len(text):
+            return enc, False
+        if size(enc) >= max_len + TOKEN_MARGIN:
+            return enc, True
+        cut *= 2   # tokens longer than the budget assumed (long runs of one character): take more
 
 
 def ensure_chat_template(tokenizer) -> None:
@@ -84,7 +121,11 @@ def render_example(example: Example, tokenizer, max_len: int) -> Rendered:
         eos = tokenizer.eos_token or ""
         text = (example.text or "") + eos
         spans = [(0, len(text))]
-    enc = tokenizer(text, add_special_tokens=not example.is_chat, return_offsets_mapping=True)
+    enc, capped = encode_bounded(
+        example, text, max_len,
+        lambda t: tokenizer(t, add_special_tokens=not example.is_chat, return_offsets_mapping=True),
+        lambda e: len(e["input_ids"]),
+    )
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
     labels = [IGNORE_INDEX] * len(ids)
@@ -102,4 +143,5 @@ def render_example(example: Example, tokenizer, max_len: int) -> Rendered:
         offsets=offsets[:max_len],
         full_length=len(ids),
         trained_tokens_full=trained_full,
+        capped=capped,
     )

@@ -16,10 +16,13 @@ from typing import Any, NamedTuple
 
 from studio.core.datasets.findings import CATALOGUE
 from studio.core.datasets.formats import FORMATS, Example, RowShapeError, detect_row_format, to_example
+from studio.core.datasets.textcheck import lone_surrogate
 
 ERROR_CODES = frozenset(c for c, (sev, _, _) in CATALOGUE.items() if sev == "error")
 FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters or surrogates: one search per text finds either; the rare hit is then told apart.
+_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _ENDING_PUNCT = frozenset(".!?…。！？")
 _CLOSERS = "\"')]}”’»*_`"
 
@@ -93,14 +96,28 @@ def check_row(data: Any, column_map: Mapping[str, str] | None = None) -> RowChec
     if example.text is not None:
         if not example.text.strip():
             problems.append(("answer.empty", "'text' is empty"))
-        elif _CONTROL.search(example.text):
-            problems.append(("text.control_chars", None))
+        elif _SUSPECT.search(example.text):
+            return _suspect_row(fmt, example, problems)
         return RowCheck(fmt, example, problems)
-    _chat_problems(data, fmt, example, problems, column_map)
+    if _chat_problems(data, fmt, example, problems, column_map):
+        return _suspect_row(fmt, example, problems)
     return RowCheck(fmt, example, problems)
 
 
-def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, column_map) -> None:
+def _suspect_row(fmt: str, example: Example, problems: list[tuple[str, str | None]]) -> RowCheck:
+    """A row holding control characters or surrogates. A lone surrogate makes the row unusable: it
+    keeps no Example, so nothing downstream (token checks, preview) ever hands it to a tokenizer."""
+    where = lone_surrogate(example)
+    if where is not None:
+        return RowCheck(fmt, None, [("text.invalid_unicode", where)])
+    texts = [example.text] if example.text is not None else [c for _, c in example.messages]
+    if any(_CONTROL.search(t) for t in texts):
+        problems.append(("text.control_chars", None))
+    return RowCheck(fmt, example, problems)
+
+
+def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, column_map) -> bool:
+    """Appends the row's chat problems; True when a turn holds a control character or surrogate."""
     msgs = example.messages
     roles = [r for r, _ in msgs]
     is_conversation = fmt in ("messages", "sharegpt") or (
@@ -120,7 +137,7 @@ def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, co
             any_blank = True
         elif role == "assistant":
             answered = True
-        if not control and _CONTROL.search(content):
+        if not control and _SUSPECT.search(content):
             control = True
     if "assistant" not in roles:
         problems.append(("chat.no_assistant", f"roles: {', '.join(roles) or 'none'}"))
@@ -140,8 +157,7 @@ def _chat_problems(data: Mapping, fmt: str, example: Example, problems: list, co
             problems.append(("chat.consecutive_role", f"roles: {', '.join(roles)}"))
         if "assistant" in roles and roles[-1] != "assistant":
             problems.append(("chat.last_not_assistant", f"ends with {roles[-1]}"))
-    if control:
-        problems.append(("text.control_chars", None))
+    return control
 
 
 def normalise(text: str) -> str:

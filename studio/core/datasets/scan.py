@@ -26,6 +26,7 @@ from studio.core.datasets.formats import FORMATS, Example, to_example
 from studio.core.datasets.load import SUPPORTED_SUFFIXES, Row
 from studio.core.datasets.rowcheck import FORMAT_CODES, check_row, row_feature
 from studio.core.datasets.store import RowStore
+from studio.core.datasets.textcheck import has_surrogate
 
 OnRows = Callable[[list[Row]], None]
 OnExamples = Callable[[list[tuple[int, Example]]], None]
@@ -334,7 +335,9 @@ def _dump(data: Any) -> str:
     import json
 
     try:
-        return json.dumps(data, ensure_ascii=False, default=str)
+        text = json.dumps(data, ensure_ascii=False, default=str)
+        # A lone surrogate (from a "\ud800" escape) cannot be stored as UTF-8: keep it escaped.
+        return json.dumps(data, default=str) if has_surrogate(text) else text
     except (ValueError, RecursionError, TypeError):
         return json.dumps(repr(data)[:10000])
 

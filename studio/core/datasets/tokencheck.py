@@ -88,7 +88,8 @@ def _worker_count(payload: bytes) -> bytes:
     if todo:
         got = _outcomes(list(todo.values()), _WORKER["tokenizer"], _WORKER["max_len"], renderer)
         by_key.update(zip(todo, got, strict=True))
-    plain = [o if isinstance(o, str) else (o.full_length, o.trained_full, o.trained_kept) for o in map(by_key.get, keys)]
+    plain = [o if isinstance(o, str) else (o.full_length, o.trained_full, o.trained_kept, o.capped, o.markers)
+             for o in map(by_key.get, keys)]
     # Whether a shortcut was caught disagreeing with render_example in this process (then every
     # count must be redone the exact way, those of earlier chunks too).
     disagreed = (renderer.shortcut, renderer.pieces is not None) != _WORKER["start"]

@@ -242,11 +242,17 @@ def _token_findings(checks: _Checks, outcomes: Mapping, max_len: int) -> tuple[d
         full[i] = got.full_length
         trained[i] = got.trained_full
         if got.full_length > max_len:
-            checks.add("tokens.truncated", i, f"{checks.label(i)}: {got.full_length} tokens")
+            # A capped row was tokenized only as far as training reads it: its count is a lower bound.
+            size = f"over {got.full_length} tokens (a very long row; only its start was counted)" if got.capped \
+                else f"{got.full_length} tokens"
+            checks.add("tokens.truncated", i, f"{checks.label(i)}: {size}")
         if got.trained_kept == 0:
             checks.add("tokens.no_trained_tokens", i,
-                       f"{checks.label(i)}: the answer starts after token {max_len}" if got.trained_full
+                       f"{checks.label(i)}: the answer starts after token {max_len}" if got.trained_full or got.capped
                        else f"{checks.label(i)}: no token is trained")
+        if got.markers:
+            found = ", ".join(f"{marker} in {where}" for where, marker in got.markers[:4])
+            checks.add("text.special_tokens", i, f"{checks.label(i)}: {found}")
     return full, trained
 
 

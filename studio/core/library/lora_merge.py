@@ -28,6 +28,7 @@ from typing import Any
 from studio.core.datasets.tokenizer import TOKENIZER_FILES
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
+from studio.core.models.identity import weight_files
 
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 _INDEX = "model.safetensors.index.json"
@@ -73,12 +74,27 @@ def _keeps_fp32(config) -> bool:
     return bool(getattr(cls, "_keep_in_fp32_modules", None) or getattr(cls, "_keep_in_fp32_modules_strict", None))
 
 
-def plan_direct_merge(adapter_dir: Path, base: Path) -> tuple[DirectMergePlan | None, str]:
-    """A plan for merging without building the model, or (None, why not)."""
+def plan_direct_merge(
+    adapter_dir: Path, base: Path, *, trust_remote_code: bool = False,
+) -> tuple[DirectMergePlan | None, str]:
+    """A plan for merging without building the model, or (None, why not).
+
+    Before planning, PEFT itself says which tensors it loads (``check_peft_loads_all``): the plan
+    merges every LoRA tensor in the file, which is only what PEFT computes when PEFT loads all of
+    them and no more. An adapter whose config disagrees with its weights is refused, never merged.
+    Adapters handed back to PEFT (None) are checked by the caller before PEFT loads them.
+    """
     adapter_dir, base = Path(adapter_dir), Path(base)
+    from studio.core.library.adapter_keys import check_peft_loads_all
     from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
-    cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    try:
+        cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except ValueError:
+        cfg = None
+    if not isinstance(cfg, dict):  # PEFT cannot read it either; let the check say so in full
+        check_peft_loads_all(adapter_dir, base, trust_remote_code=trust_remote_code)
+        return None, "an unreadable adapter config"
     if cfg.get("peft_type") != "LORA":
         return None, f"{cfg.get('peft_type')} adapters"
     for option, what in _UNSUPPORTED_OPTIONS.items():
@@ -86,11 +102,13 @@ def plan_direct_merge(adapter_dir: Path, base: Path) -> tuple[DirectMergePlan | 
             return None, what
     if cfg.get("bias", "none") != "none":
         return None, "adapters that train biases"
-    if (base / _INDEX).is_file():
-        index = json.loads((base / _INDEX).read_text(encoding="utf-8"))
-        shards = sorted(set(index.get("weight_map", {}).values()))
-    elif (base / _SINGLE).is_file():
+    check_peft_loads_all(adapter_dir, base, trust_remote_code=trust_remote_code)
+    files = weight_files(base)  # what transformers loads, in its order; a clear error for missing shards
+    if files[0].name == _SINGLE:
         index, shards = None, [_SINGLE]
+    elif files[0].name == _INDEX:
+        index = json.loads(files[0].read_text(encoding="utf-8"))
+        shards = [f.name for f in files[1:]]
     else:
         return None, "base weights not in model.safetensors"
     base_shapes: dict[str, list[int]] = {}

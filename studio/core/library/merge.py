@@ -12,12 +12,10 @@ a crash, a kill or a full disk leaves no half-written export.
 
 from __future__ import annotations
 
-import errno
 import functools
 import gc
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -28,14 +26,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from studio.core import paths
 from studio.core.datasets.tokenizer import has_tokenizer_files
-from studio.core.errors import StudioError
-from studio.core.fsutil import TMP_PREFIX, atomic_dir
+from studio.core.destinations import check_destination
+from studio.core.errors import StudioError, is_disk_full
+from studio.core.fsutil import atomic_dir, atomic_file, sweep_partials
 from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_keys import check_peft_loads_all
 from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS, EquivalenceReport
 from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
 from studio.core.library.lora_merge import copy_tokenizer_files, plan_direct_merge, write_merged
-from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, _check_peft_files, resolve_base
+from studio.core.library.registry import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    _check_peft_files,
+    adapter_payload,
+    recorded_base_identity,
+    resolve_base,
+)
+from studio.core.models.identity import require_unchanged
 
 Progress = Callable[[float, str], None]
 EXPORT_RECORD = "studio_export.json"
@@ -222,12 +231,16 @@ def _write_record(folder: Path, report: ExportReport, extra: dict) -> None:
     (folder / EXPORT_RECORD).write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
-def _disk_error(err: OSError, out_dir: Path) -> StudioError:
-    if err.errno == errno.ENOSPC:
+def _disk_error(err: BaseException, out_dir: Path) -> StudioError:
+    """A failed write, in words. A full disk shows up as OSError, as safetensors' SafetensorError or as
+    a wrapped RuntimeError depending on the writer, so ``is_disk_full`` decides, not the type."""
+    if is_disk_full(err):
         return StudioError(
-            "The disk is full, so the export was abandoned and its partial files removed. Free some space "
-            "(a merged model needs about twice the base model's size) and try again.", path=out_dir, detail=str(err))
-    return StudioError(f"Could not write the export: {err.strerror or err}.", path=out_dir, detail=str(err))
+            "The disk is full, so the export was abandoned and its partial files removed: nothing was written "
+            "to this folder. Free some space (a merged model needs about twice the base model's size) and try "
+            "again.", path=out_dir, detail=str(err))
+    return StudioError(f"Could not write the export: {getattr(err, 'strerror', None) or err}.", path=out_dir,
+                       detail=str(err))
 
 
 def export_model(
@@ -250,27 +263,31 @@ def export_model(
     ``check`` runs the equivalence proof; a failed proof does not hide the export but marks it
     ``failed`` in the report and in ``studio_export.json`` so nobody ships it by mistake.
     """
-    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    adapter_dir = Path(adapter_dir)
     report_progress = progress or _noop
     _check_peft_files(adapter_dir)
-    if out_dir.exists() and not overwrite:
-        raise StudioError("The export destination already exists. Choose a new folder or allow overwriting.",
-                          path=out_dir)
+    files = adapter_payload(adapter_dir)  # refuses links before anything is read through them
+    # Only an earlier export (marked by its record) is ever replaced; see studio.core.destinations.
+    out_dir = check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[adapter_dir])
+    sweep_partials(paths.exports_dir())  # what killed exports left in the default export folder
     if gguf is not None and gguf not in GGUF_TYPES:
         raise StudioError(f"Unknown GGUF type '{gguf}'; choose one of {', '.join(GGUF_TYPES)}.")
     if not merge:
         if gguf:
             raise StudioError("GGUF needs a merged model; export with merge turned on.")
-        return _export_adapter(adapter_dir, out_dir, report_progress, check=check, overwrite=overwrite)
+        return _export_adapter(adapter_dir, files, out_dir, report_progress, check=check, overwrite=overwrite)
     target = normalise_dtype(dtype)
     base = resolve_base(adapter_dir)
+    require_unchanged(recorded_base_identity(adapter_dir), base, since="this adapter was trained",
+                      remedy="restore the original model files, or retrain the adapter on the model as it is now.")
+    check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[base])
     safetensors = _check_base(base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     try:
         return _export_merged(adapter_dir, out_dir, base, target, gguf, report_progress, check=check,
                               overwrite=overwrite, use_safetensors=safetensors, trust_remote_code=trust_remote_code,
                               prompts=prompts, new_tokens=new_tokens)
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
+    except Exception as err:
+        if is_disk_full(err):
             raise _disk_error(err, out_dir) from None
         raise
 
@@ -295,7 +312,10 @@ def _export_merged(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    plan, why_not = plan_direct_merge(adapter_dir, base) if use_safetensors else (None, "pickle weights")
+    plan, why_not = (plan_direct_merge(adapter_dir, base, trust_remote_code=trust_remote_code) if use_safetensors
+                     else (None, "pickle weights"))
+    if plan is None:  # PEFT merges; the same check refuses an adapter PEFT would load only in part
+        check_peft_loads_all(adapter_dir, base, trust_remote_code=trust_remote_code)
     # fp32 only pays off when the proof runs (see _compute_dtype); otherwise merge in the target dtype.
     compute = _compute_dtype(target, base) if check else target
     # Loaded only if something needs it (the proof, GGUF, a missing eos in the generation config).
@@ -412,10 +432,9 @@ def _load_peft_model(adapter_dir: Path, base: Path, compute: str, use_safetensor
     return peft_model
 
 
-def _export_adapter(adapter_dir: Path, out: Path, progress: Progress, *, check: bool, overwrite: bool) -> ExportReport:
-    """The adapter alone (standard PEFT files), as a folder or a .zip; verified by checksum."""
-    files = sorted(f for f in adapter_dir.iterdir() if f.is_file() and not f.name.startswith(TMP_PREFIX)
-                   and f.suffix not in (".bin", ".pt", ".pth", ".pkl"))
+def _export_adapter(adapter_dir: Path, files: list[Path], out: Path, progress: Progress, *, check: bool,
+                    overwrite: bool) -> ExportReport:
+    """The adapter alone (``files``, its standard PEFT files), as a folder or a .zip; verified by checksum."""
     base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path", "")
     report = ExportReport(out_dir=out, kind="adapter", dtype=None, adapter_dir=str(adapter_dir.resolve()),
                           base_model=str(base), status="unchecked", created=_now(),
@@ -423,9 +442,7 @@ def _export_adapter(adapter_dir: Path, out: Path, progress: Progress, *, check: 
     sums = {f.name: _sha256(f) for f in files} if check else {}
     try:
         if out.suffix.lower() == ".zip":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp_zip = out.with_name(f"{TMP_PREFIX}{out.name}.{os.getpid()}")
-            try:
+            with atomic_file(out, overwrite=overwrite) as tmp_zip:
                 progress(0.1, "Writing adapter archive")
                 with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                     for i, f in enumerate(files):
@@ -438,11 +455,6 @@ def _export_adapter(adapter_dir: Path, out: Path, progress: Progress, *, check: 
                     report.size_bytes = sum(f.stat().st_size for f in files)
                     zf.writestr(EXPORT_RECORD, json.dumps({"studio_export": 1, **report.to_dict(), "sha256": sums},
                                                           indent=2, default=str))
-                if out.exists() and not overwrite:
-                    raise StudioError("The export destination already exists.", path=out)
-                os.replace(tmp_zip, out)
-            finally:
-                tmp_zip.unlink(missing_ok=True)
         else:
             with atomic_dir(out, overwrite=overwrite) as tmp:
                 for i, f in enumerate(files):

@@ -28,6 +28,7 @@ from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_keys import check_peft_loads_all
 from studio.core.library.registry import (
     ADAPTER_CONFIG,
     LibraryEntry,
@@ -35,8 +36,10 @@ from studio.core.library.registry import (
     _check_peft_files,
     base_model_hash,
     check_adapter_shapes,
+    recorded_base_identity,
     resolve_base,
 )
+from studio.core.models.identity import identity_change, is_recorded
 
 Messages = Sequence[tuple[str, str]]
 OnToken = Callable[[str], None]
@@ -124,7 +127,7 @@ def adapter_ref(source: LibraryEntry | AdapterRef | Path | str) -> AdapterRef:
         if not (folder / ADAPTER_CONFIG).is_file() and (folder / "adapter" / ADAPTER_CONFIG).is_file():
             folder = folder / "adapter"
         label = folder.parent.name if folder.name == "adapter" else folder.name
-        base, base_hash = _adapter_base(folder), ""
+        base, base_hash = _adapter_base(folder), recorded_base_identity(folder)
     _check_peft_files(folder)
     digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
     return AdapterRef(key=f"a{digest}", label=label, adapter_dir=folder.resolve(), base_model=base, base_hash=base_hash)
@@ -277,23 +280,39 @@ class Playground:
         """What generates: the PeftModel once an adapter was loaded, else the plain base."""
         return self._peft if self._peft is not None else self.base_model
 
+    def _base_change(self, ref: AdapterRef) -> str | None:
+        """What differs between the base ``ref`` was trained on and the loaded one (None: the same).
+        Compared with the identity taken when this base was loaded: that is what generates."""
+        try:
+            return identity_change(ref.base_hash, self.base_path, current=self.base_hash)
+        except StudioError as err:
+            return err.message
+
     def fits(self, source: LibraryEntry | AdapterRef | Path | str) -> bool:
-        """Whether an adapter was trained on this base (same recorded hash, or the same folder)."""
+        """Whether an adapter was trained on this base (same recorded identity, or the same folder)."""
         ref = adapter_ref(source)
-        if ref.base_hash:
-            return ref.base_hash == self.base_hash
+        if is_recorded(ref.base_hash):
+            return self._base_change(ref) is None
         try:
             return resolve_base(ref.adapter_dir) == self.base_path
         except StudioError:
             return False
 
     def _check_fits(self, ref: AdapterRef) -> None:
-        if ref.base_hash and ref.base_hash != self.base_hash:
+        change = self._base_change(ref) if is_recorded(ref.base_hash) else None
+        if change is not None:
+            same_folder = bool(ref.base_model) and Path(ref.base_model).expanduser().resolve() == self.base_path
+            if same_folder:
+                raise StudioError(
+                    f"The base model in {self.base_path} changed since '{ref.label}' was trained ({change}); restore "
+                    "the original model files, or retrain the adapter on the model as it is now.")
             raise StudioError(
                 f"'{ref.label}' was trained on {Path(ref.base_model).name or 'another model'}, not on the loaded base "
                 f"{self.base_path.name}. Pick the base it was trained on to compare it.", path=ref.adapter_dir)
-        if not ref.base_hash:
+        if not is_recorded(ref.base_hash):
             check_adapter_shapes(ref.adapter_dir, self.base_path)  # reads headers only; clear message on mismatch
+        # PEFT's load would silently drop tensors a wrong config does not name: refuse instead.
+        check_peft_loads_all(ref.adapter_dir, self.base_path)
 
     def ensure_adapter(self, source: LibraryEntry | AdapterRef | Path | str) -> AdapterRef:
         """Make an adapter available for generation without reloading the base; cheap when already loaded."""

@@ -1,23 +1,19 @@
 """The adapter library: every trained adapter kept with what it needs to be trusted later.
 
 Each entry is ``library_dir()/<safe-name>/`` holding ``adapter/`` (standard PEFT files, so any
-PEFT user can load it without the studio) and ``meta.json`` (base model path and hash, dataset
-fingerprint, config, metrics). The base hash covers config.json and the safetensors headers —
-names, shapes, dtypes — which changes whenever the architecture or a weight file is swapped, at the
-cost of reading a few KiB instead of gigabytes. Deleting moves an entry to ``.trash/`` so a
-mis-click is recoverable.
+PEFT user can load it without the studio) and ``meta.json`` (base model path and identity, dataset
+fingerprint, config, metrics). The identity (``studio.core.models.identity``) covers config.json and
+the weights' bytes, so a base swapped for other weights of the same shapes is caught; it is cached
+per file, so a big base is read once. Deleting moves an entry to ``.trash/`` so a mis-click is
+recoverable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
-import struct
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +22,10 @@ from typing import Any
 
 from studio.core import paths
 from studio.core.errors import StudioError
-from studio.core.fsutil import TMP_PREFIX, atomic_dir, atomic_write_text
+from studio.core.fsutil import TMP_PREFIX, atomic_dir, atomic_write_text, sweep_partials
 from studio.core.heavy_imports import ensure
+from studio.core.models.identity import base_identity
+from studio.core.models.identity import safetensors_header as _safetensors_header
 
 META_FILE = "meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -47,6 +45,7 @@ class AdapterMeta:
     metrics: dict = field(default_factory=dict)
     run_dir: str = ""
     method: str = ""
+    base_model_hash: str = ""  # the identity taken when training started; computed at registration if empty
 
 
 @dataclass
@@ -101,33 +100,30 @@ def _unique_folder(root: Path, name: str, *, ignore: Path | None = None) -> Path
     return out
 
 
-def _safetensors_header(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) != 8:
-            raise StudioError("This safetensors file is truncated.", path=path)
-        (n,) = struct.unpack("<Q", raw)
-        if n > 100 * 2**20:
-            raise StudioError("This safetensors file has an implausible header; it may be corrupt.", path=path)
-        try:
-            return json.loads(fh.read(n))
-        except ValueError:
-            raise StudioError("This safetensors file has an unreadable header; it may be corrupt.", path=path) from None
-
-
 def base_model_hash(base: Path) -> str:
-    """Hash of config.json, the shard index and every safetensors header: cheap, and it changes when
-    the architecture, the tensor set or any shard is replaced."""
-    base = Path(base)
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors.index.json"):
-        f = base / name
-        if f.is_file():
-            h.update(name.encode() + b"\0" + f.read_bytes())
-    for f in sorted(base.glob("*.safetensors")):
-        header = _safetensors_header(f)
-        h.update(f.name.encode() + b"\0" + json.dumps(header, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+    """The base's identity as the library records it; one scheme for every check (see identity.py)."""
+    return base_identity(Path(base))
+
+
+def recorded_base_identity(adapter_dir: Path) -> str:
+    """The base identity recorded when ``adapter_dir`` was made, or "" when nothing recorded one.
+
+    A library entry keeps it in ``meta.json`` beside ``adapter/``; a run folder in the journal's
+    RunStarted event. An adapter folder from elsewhere has none (the shape checks still apply).
+    """
+    folder = Path(adapter_dir).parent
+    try:
+        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and Path(adapter_dir).name == ADAPTER_SUBDIR:
+        return str(data.get("base_model_hash") or "")
+    from studio.core.training import runs
+
+    for ev in runs.read_events(folder):
+        if ev.kind == "run_started" and getattr(ev, "base_identity", ""):
+            return str(ev.base_identity)
+    return ""
 
 
 def _folder_size(path: Path) -> int:
@@ -156,28 +152,12 @@ def _entry_from_folder(folder: Path) -> LibraryEntry | None:
     )
 
 
-STALE_PARTIAL_S = 3600
-
-
-def _sweep_stale(root: Path) -> None:
-    """Remove temp folders a crash left behind, but only old ones: a young one may be a registration
-    in progress on another thread (training finishing while the GUI refreshes the list)."""
-    now = time.time()
-    for child in root.iterdir():
-        if child.name.startswith(TMP_PREFIX):
-            with contextlib.suppress(OSError):
-                if now - child.stat().st_mtime <= STALE_PARTIAL_S:
-                    continue
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-
-
 def _scan(root: Path) -> list[LibraryEntry]:
     if not root.is_dir():
         return []
-    _sweep_stale(root)
+    # The shared rule keeps a young or live temp: a registration may be in progress on another
+    # thread (training finishing while the GUI refreshes the list).
+    sweep_partials(root)
     out = []
     for child in sorted(root.iterdir()):
         if child.is_dir() and not child.name.startswith("."):
@@ -227,15 +207,38 @@ def _adapter_base(adapter_dir: Path) -> str:
         cfg = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ""
-    return str(cfg.get("base_model_name_or_path") or "")
+    return str(cfg.get("base_model_name_or_path") or "") if isinstance(cfg, dict) else ""
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
+
+
+def adapter_payload(src: Path) -> list[Path]:
+    """The files that travel with an adapter (into the library, into an export): its top-level regular
+    files, less pickles and temp leftovers.
+
+    A link in the folder is refused rather than followed: its target could be any file on the
+    machine (a key, a document) and would otherwise be copied into the library and shipped in every
+    export of the adapter.
+    """
+    src = Path(src)
+    links = sorted(f for f in src.iterdir() if f.is_symlink() and not f.name.startswith(TMP_PREFIX))
+    if links:
+        shown = ", ".join(f"{f.name} -> {os.readlink(f)}" for f in links[:3])
+        more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+        raise StudioError(
+            f"The adapter folder contains links ({shown}{more}). The studio copies only real files and will not "
+            "follow links, whose targets may be anything on this machine. Replace each link with the file it "
+            "points to (for example copy the folder with `cp -rL`) or remove it, then try again.", path=src)
+    return sorted(f for f in src.iterdir()
+                  if f.is_file() and not f.name.startswith(TMP_PREFIX) and f.suffix not in _PICKLE_SUFFIXES)
 
 
 def _copy_adapter_files(src: Path, dest: Path) -> None:
     """Top-level files only: the PEFT pair plus the tokenizer/README the trainer saved beside them."""
     dest.mkdir(parents=True, exist_ok=True)
-    for f in Path(src).iterdir():
-        if f.is_file() and not f.name.startswith(TMP_PREFIX) and f.suffix not in (".bin", ".pt", ".pth", ".pkl"):
-            shutil.copy2(f, dest / f.name)
+    for f in adapter_payload(src):
+        shutil.copy2(f, dest / f.name)
 
 
 def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | None = None) -> LibraryEntry:
@@ -244,8 +247,8 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
     _check_peft_files(adapter_dir)
     m = asdict(meta) if isinstance(meta, AdapterMeta) else dict(meta)
     base = str(m.get("base_model") or _adapter_base(adapter_dir))
-    base_hash = ""
-    if base and Path(base).is_dir():
+    base_hash = str(m.get("base_model_hash") or "")
+    if not base_hash and base and Path(base).is_dir():
         base_hash = base_model_hash(Path(base))
     method = str(m.get("method") or "")
     if not method:
@@ -371,9 +374,12 @@ def _check_peft_files(folder: Path) -> None:
             )
         raise StudioError(f"This folder has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}.", path=folder)
     try:
-        json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except ValueError as err:
         raise StudioError(f"{ADAPTER_CONFIG} is not valid JSON.", path=folder / ADAPTER_CONFIG, detail=str(err)) from None
+    if not isinstance(cfg, dict):
+        raise StudioError(f"{ADAPTER_CONFIG} must hold a JSON object of settings; it may be damaged.",
+                          path=folder / ADAPTER_CONFIG)
 
 
 def resolve_base(adapter_dir: Path, base_override: str | Path | None = None) -> Path:
@@ -471,6 +477,9 @@ def import_adapter(folder: Path, name: str | None = None, *, base_model: str | P
     _check_peft_files(folder)
     base = resolve_base(folder, base_model)
     check_adapter_shapes(folder, base)
+    from studio.core.library.adapter_keys import check_peft_loads_all
+
+    check_peft_loads_all(folder, base)  # a config that disagrees with the weights would load only in part
     cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     meta: dict[str, Any] = {
         "base_model": str(base),

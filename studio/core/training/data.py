@@ -15,6 +15,7 @@ from studio.core.config import RunConfig
 from studio.core.datasets.formats import RowShapeError, to_example
 from studio.core.datasets.load import Row, read_rows
 from studio.core.datasets.render import IGNORE_INDEX, render_example
+from studio.core.datasets.textcheck import invalid_unicode_message, lone_surrogate
 from studio.core.errors import StudioError
 
 
@@ -66,6 +67,14 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
                     f"{err}. Run the dataset check (Dataset pane or `studio validate`) to see every problem.",
                     path=row.source, line=row.line,
                 ) from None
+            # Refused like a malformed row (the trainer stops at the first bad row; the dataset
+            # check lists them all): the tokenizer could not encode it and would fail with a TypeError.
+            where = lone_surrogate(example)
+            if where is not None:
+                raise StudioError(
+                    f"{invalid_unicode_message(where).capitalize()}. Run the dataset check (Dataset pane or "
+                    "`studio validate`) to see every problem.", path=row.source, line=row.line,
+                )
             rendered = render_example(example, tokenizer, max_len)
             truncated += rendered.truncated
             if rendered.trained_tokens == 0:

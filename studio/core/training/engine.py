@@ -8,7 +8,6 @@ step boundaries, so they work from any thread without a queued call that a busy 
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import threading
@@ -17,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.core.config import RunConfig
-from studio.core.errors import StudioError
+from studio.core.config import RunConfig, with_absolute_paths
+from studio.core.errors import StudioError, describe_exception, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_write_text
 from studio.core.heavy_imports import ensure
-from studio.core.training import memory_watch, runs, trackers
+from studio.core.training import checkpoints, memory_watch, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
     Evaluation,
@@ -238,13 +237,32 @@ def train(
     """Train per ``cfg``; journal to ``run_dir`` (new if None). ``resume`` continues ``run_dir``'s last checkpoint."""
     control = control or Control()
     is_main = _rank() == 0
+    cfg = with_absolute_paths(cfg)  # the run's config.yaml must mean the same files from any folder
     if resume:
         if run_dir is None:
             raise StudioError("Resuming needs the run folder.")
-        run_dir = Path(run_dir)
+        run_dir = Path(run_dir).absolute()
+        if not (run_dir / runs.EVENTS_FILE).is_file():
+            raise StudioError("This folder holds no run to resume (it has no events.jsonl). Pick a run folder.",
+                              path=run_dir)
     else:
-        run_dir = Path(run_dir) if run_dir else _default_run_dir(cfg)
+        run_dir = (Path(run_dir) if run_dir else _default_run_dir(cfg)).absolute()
         run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        runs.claim(run_dir)  # before anything is written: a folder a live run is writing is refused
+    try:
+        done = _check_run_folder(run_dir, resume, is_main)
+        resume_from, notes = _resume_checkpoint(run_dir) if resume and done is None else (None, [])
+    except BaseException:
+        if is_main:
+            runs.release(run_dir)
+        raise
+    if done is not None:  # nothing to train; the journal of a finished run stays as it was
+        if is_main:
+            runs.release(run_dir)
+            if emit is not None:
+                emit(Log(level="info", message=done.reason))
+        return done
     journal = runs.Journal(run_dir) if is_main else None
     started = time.time()
 
@@ -254,40 +272,126 @@ def train(
         if emit is not None and is_main:
             emit(ev)
 
-    if is_main:
-        runs.claim(run_dir)
-        if not resume:
-            atomic_write_text(run_dir / runs.CONFIG_FILE, cfg.to_yaml())
-    step = 0
-    last_loss: float | None = None
-    last_eval: float | None = None
-    peak = 0
-    try:
-        result = _train(cfg, run_dir, send, control, resume, started)
-        return result
-    except StudioError as err:
-        send(RunFinished(status="failed", reason=err.user_text(), step=step, train_loss=last_loss,
-                         eval_loss=last_eval, duration_s=time.time() - started, peak_memory_bytes=peak))
-        raise
-    except BaseException as err:
-        from studio.core.errors import describe_exception
+    # How far the run got; _train keeps it current so a failure reports the real step, loss and peak.
+    progress: dict = {"step": 0, "loss": None, "eval": None, "peak": 0}
 
-        msg, _detail = describe_exception(err)
-        send(RunFinished(status="failed", reason=msg, step=step, duration_s=time.time() - started))
+    def send_failure(reason: str) -> None:
+        ev = RunFinished(status="failed", reason=reason, step=progress["step"], train_loss=progress["loss"],
+                         eval_loss=progress["eval"], duration_s=time.time() - started,
+                         peak_memory_bytes=progress["peak"])
+        try:
+            send(ev)
+        except OSError:  # a journal the full disk refuses: the caller must still hear why the run ended
+            if emit is not None and is_main:
+                emit(ev)
+
+    try:
+        if is_main:
+            if not resume:
+                atomic_write_text(run_dir / runs.CONFIG_FILE, cfg.to_yaml())
+            for note in notes:
+                send(Log(level="warning", message=note))
+        return _train(cfg, run_dir, send, control, resume, started, resume_from=resume_from, progress=progress)
+    except StudioError as err:
+        send_failure(err.user_text())
+        raise
+    except Exception as err:
+        if not is_disk_full(err, run_dir):
+            send_failure(describe_exception(err)[0])
+            raise
+        full = _disk_full_error(run_dir, progress["step"], err)
+        send_failure(full.user_text())
+        raise full from None
+    except BaseException as err:
+        send_failure(describe_exception(err)[0])
         raise
     finally:
-        if journal is not None:
-            journal.close()
-        if is_main:
-            runs.release(run_dir)
+        try:
+            if journal is not None:
+                journal.close()
+        finally:
+            if is_main:
+                runs.release(run_dir)
 
 
-def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float) -> TrainResult:
+def _disk_full_error(run_dir: Path, step: int, err: BaseException) -> StudioError:
+    """The run's disk filled up: drop the checkpoint that was being written when it did (it cannot be
+    resumed from and holds space the user needs back) and say what is left to resume from."""
+    import shutil
+
+    ckpt_root = run_dir / runs.CHECKPOINTS_DIR
+    partial = ckpt_root / f"{checkpoints.PREFIX}{step}"
+    if partial.is_dir() and checkpoints.problem(partial) is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+    last = runs.last_checkpoint(run_dir)
+    keep = (f"The last complete checkpoint ({last.name}) is intact: free some space, then resume the run."
+            if last else "No checkpoint was complete yet: free some space, then start the run again.")
+    return StudioError(f"The disk is full: the run stopped at step {step}. {keep}", path=run_dir, detail=str(err))
+
+
+def _check_run_folder(run_dir: Path, resume: bool, is_main: bool) -> TrainResult | None:
+    """Refuse a new run into a folder that already holds one (two histories in one journal, the old
+    checkpoints taken for the new run's); for a resume of a completed run, the result it already has:
+    resuming it would train past its last step and add the adapter to the library a second time."""
+    if not resume:
+        if is_main and (run_dir / runs.EVENTS_FILE).exists():
+            raise StudioError(
+                "This folder already holds a training run. Resume it (studio train --resume FOLDER, or Resume "
+                "in the Runs list), or train into a new folder.",
+                path=run_dir,
+            )
+        return None
+    events = runs.read_events(run_dir)
+    summary = runs.summarize(run_dir, events)
+    if summary.status != "completed":
+        return None
+    library_id = next((ev.library_id for ev in reversed(events) if ev.kind == "run_finished"), "")
+    return TrainResult(
+        "completed", f"This run already completed at step {summary.step}; there is nothing to resume. "
+        "Start a new run to train further.", run_dir, Path(summary.adapter_path) if summary.adapter_path else None,
+        summary.step, summary.train_loss, summary.eval_loss, library_id,
+    )
+
+
+def _resume_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
+    """The newest intact checkpoint, and what to tell the user about newer damaged ones, which are
+    renamed out of the way (kept, not deleted) so the Trainer does not count or trip over them."""
+    ckpt, skipped = checkpoints.newest_intact(run_dir / runs.CHECKPOINTS_DIR)
+    if ckpt is None:
+        if skipped:
+            listed = "; ".join(f"{p.name}: {why}" for p, why in skipped)
+            raise StudioError(f"No checkpoint of this run can be resumed from ({listed}). Start the run again instead.",
+                              path=run_dir)
+        raise StudioError("This run has no finished checkpoint to resume from; start it again instead.", path=run_dir)
+    notes = []
+    for path, why in skipped:
+        moved = checkpoints.set_aside(path) if _rank() == 0 else path
+        notes.append(f"{path.name} cannot be resumed from ({why}); kept it as {moved.name} and resuming from "
+                     f"{ckpt.name}, the newest intact checkpoint.")
+    return ckpt, notes
+
+
+def _finish_without_training(trainer, ckpt: Path, keep_best: bool) -> None:
+    """Load a checkpoint that already reached the planned last step (a run killed while saving its
+    adapter) instead of training from it: the Trainer would run one more step past the end."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(str(ckpt))
+    trainer.state = TrainerState.load_from_json(str(ckpt / checkpoints.STATE_FILE))
+    best = trainer.state.best_model_checkpoint
+    if keep_best and best and Path(best).is_dir() and Path(best) != ckpt:
+        trainer._load_from_checkpoint(best)
+
+
+def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float,
+           *, resume_from: Path | None = None, progress: dict | None = None) -> TrainResult:
     send(StateChanged(state="loading", detail="Loading model and tokenizer"))
     quiet_libraries()
     ensure("training")
     import torch
-    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
+
+    from studio.core.training.hf_trainer import StudioTrainer
 
     set_seed(cfg.training.seed)
     device, dtype_name = pick_device(cfg)
@@ -298,6 +402,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     use_trackers, note = trackers.resolve(list(cfg.training.report_to))
     if note:
         send(Log(level="warning", message=note))
+    base_id = _base_identity(cfg, run_dir, resume) if _rank() == 0 else ""
     model, tokenizer = _load_model(cfg, device, dtype_name)
 
     from studio.core.training.data import PadCollator, build_features
@@ -360,8 +465,13 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         ddp_find_unused_parameters=False,
     )
 
-    state: dict = {"t_last": time.time(), "tok_last": 0, "peak": 0, "loss": None, "eval": None, "nan": None,
-                   "eval_step": -1}
+    # Shared with train() (``progress``): step, loss, eval and peak are what a failure reports.
+    state: dict = progress if progress is not None else {}
+    state.update({"t_last": time.time(), "tok_last": 0, "step": 0, "peak": 0, "loss": None, "eval": None,
+                  "nan": None, "bad_grad": None, "eval_step": -1, "base_identity": base_id})
+
+    def bad_grad_norm(step: int, norm: float) -> None:
+        state["bad_grad"] = (step, norm)
 
     class Bridge(TrainerCallback):
         def on_train_begin(self, args, tstate, tcontrol, **kw):
@@ -373,6 +483,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
                 memory_budget_bytes=run_est.budget_bytes if run_est else 0,
                 precision=precision_label(device, dtype_name, cfg.method), trackers=list(use_trackers),
+                base_identity=base_id,
             ))
             send(StateChanged(state="training"))
             state["t_last"] = time.time()
@@ -388,17 +499,14 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             mem = memory_watch.measured_bytes(device)
             state["peak"] = max(state["peak"], mem)
             loss = float(logs["loss"])
-            state["loss"] = loss
+            state["loss"], state["step"] = loss, tstate.global_step
             gn = logs.get("grad_norm")
             send(Step(step=tstate.global_step, total_steps=tstate.max_steps, epoch=float(tstate.epoch or 0.0),
                       loss=loss, lr=float(logs.get("learning_rate", 0.0)),
                       grad_norm=None if gn is None else float(gn), tokens_per_s=rate, tokens_seen=toks, memory_bytes=mem))
-            if not math.isfinite(loss):
-                cause = ("fp16 overflow: switch to bf16 or fp32" if fp16 else
-                         f"the learning rate ({t.lr:g}) is probably too high: try 10x lower")
-                state["nan"] = f"Loss became {loss} at step {tstate.global_step}; {cause}."
-                tcontrol.should_training_stop = True
-                tcontrol.should_save = False
+            if not math.isfinite(loss) or state["bad_grad"]:
+                state["nan"] = _divergence_message(loss, state["bad_grad"], tstate.global_step, cfg, fp16, run_dir)
+                _halt_without_saving(tcontrol)
                 return
             if control.paused and not control.stop_requested:
                 # Hold here, after this step's loss is out and before its eval/save, so the curve
@@ -424,6 +532,13 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             send(Checkpoint(step=tstate.global_step, path=str(path)))
 
         def on_step_end(self, args, tstate, tcontrol, **kw):
+            state["step"] = tstate.global_step
+            if state["bad_grad"]:
+                # The step changed nothing (its gradients were dropped); log it so on_log names it,
+                # then end here, before an eval or a checkpoint of a run that has diverged.
+                _halt_without_saving(tcontrol)
+                tcontrol.should_log = True
+                return
             if control.paused:
                 tcontrol.should_log = True  # the pause waits in on_log, which must run this step
             if control.stop_requested:
@@ -440,38 +555,33 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         callbacks.append(early)
     callbacks += trackers.callbacks(use_trackers, run_dir)
     device_label = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    trainer = Trainer(
+    trainer = StudioTrainer(
         model=model, args=args, data_collator=collator, train_dataset=feats.train,
         eval_dataset=feats.eval if has_eval else None, processing_class=tokenizer, callbacks=callbacks,
+        on_bad_grad_norm=None if fp16 else bad_grad_norm,  # fp16's scaler skips overflowing steps itself
     )
     # Our events are the only progress output; the Trainer's own dict printer would duplicate them.
     trainer.remove_callback(PrinterCallback)
-    resume_from = None
-    if resume:
-        ckpt = runs.last_checkpoint(run_dir)
-        if ckpt is None:
-            raise StudioError("This run has no finished checkpoint to resume from; start it again instead.", path=run_dir)
-        resume_from = str(ckpt)
-        send(Log(level="info", message=f"Resuming from {ckpt.name}"))
+    at_end = False
+    if resume_from is not None:
+        send(Log(level="info", message=f"Resuming from {resume_from.name}"))
+        done_steps, planned = checkpoints.saved_step(resume_from)
+        at_end = planned > 0 and done_steps >= planned
+        if at_end:
+            history = runs.summarize(run_dir)
+            state["loss"], state["eval"] = history.train_loss, history.eval_loss
 
     try:
         if not resume and has_eval:
             # The base model's eval loss is the baseline every later point is judged against.
             send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
             trainer.evaluate()  # the Bridge journals it as the step-0 point
-        trainer.train(resume_from_checkpoint=resume_from)
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
-        ckpt = runs.last_checkpoint(run_dir)
-        keep = f"The last complete checkpoint ({ckpt.name}) is intact; " if ckpt else "No checkpoint was complete yet; "
-        raise StudioError(
-            f"The disk is full: writing at step {trainer.state.global_step} failed. {keep}"
-            "free some space, then resume the run.",
-            path=run_dir, detail=str(err),
-        ) from None
+        if at_end:
+            _finish_without_training(trainer, resume_from, keep_best)
+        else:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, MemoryError) as err:
-        measured = max(state["peak"], memory_watch.measured_bytes(device))
+        state["peak"] = measured = max(state["peak"], memory_watch.measured_bytes(device))
         raise StudioError(
             memory_watch.oom_message(cfg, device, run_est, measured, trainer.state.global_step + 1),
             detail=str(err),
@@ -482,8 +592,10 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                          eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"]))
         return TrainResult("failed", state["nan"], run_dir, None, step, state["loss"], state["eval"])
 
-    if eval_on and not keep_best and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
-        trainer.evaluate()  # a final point so the eval curve ends where training ended
+    if has_eval and not keep_best and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
+        # A final point so the eval curve ends where training ended; with eval_steps 0 it is the only
+        # one after the baseline ("only at start and end").
+        trainer.evaluate()
     stopped = control.stop_requested
     early_stopped = bool(early and early.early_stopping_patience_counter >= early.early_stopping_patience)
     best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
@@ -519,6 +631,50 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
 
 
+def _halt_without_saving(tcontrol) -> None:
+    """End training at this step with no eval and no checkpoint: the last checkpoint stays the last good one."""
+    tcontrol.should_training_stop = True
+    tcontrol.should_save = False
+    tcontrol.should_evaluate = False
+
+
+def _divergence_message(loss: float, bad_grad: tuple[int, float] | None, step: int, cfg: RunConfig, fp16: bool,
+                        run_dir: Path) -> str:
+    """Why a diverged run failed, at which step, what to change, and what it leaves to resume from."""
+    if not math.isfinite(loss):
+        what = f"Loss became {loss} at step {step}"
+    else:
+        bad_step, norm = bad_grad if bad_grad else (step, float("nan"))
+        what = f"The gradients became non-finite (norm {norm}) at step {bad_step}, so that step was not applied"
+    if fp16:
+        cause = "fp16 overflow: switch to bf16 or fp32"
+    else:
+        t = cfg.training
+        alpha = f" or LoRA alpha ({cfg.lora.alpha:g})" if cfg.method != "full" else ""
+        cause = (f"the learning rate ({t.lr:g}){alpha} is probably too high: try 10x lower"
+                 + ("" if t.max_grad_norm > 0 else ", or turn gradient clipping on (max_grad_norm 1.0)"))
+    last = runs.last_checkpoint(run_dir)
+    kept = (f" The last good checkpoint, {last.name}, is kept; nothing was added to the library."
+            if last else " No checkpoint was saved; nothing was added to the library.")
+    return f"{what}; {cause}.{kept}"
+
+
+def _base_identity(cfg: RunConfig, run_dir: Path, resume: bool) -> str:
+    """The base's identity, journaled with RunStarted; a resume refuses a base that changed since the
+    run started, because its checkpoints are deltas for the weights it started on."""
+    from studio.core.models.identity import base_identity, require_unchanged
+
+    path = Path(cfg.model.path)
+    if not (path / "config.json").is_file():
+        return ""  # _load_model says what is wrong with the folder
+    if resume:
+        recorded = next((ev.base_identity for ev in runs.read_events(run_dir)
+                         if ev.kind == "run_started" and getattr(ev, "base_identity", "")), "")
+        require_unchanged(recorded, path, since="this run started",
+                          remedy="restore it or start a new run.")
+    return base_identity(path)
+
+
 def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, step: int, send: Emit) -> str:
     """Put the finished adapter in the library with its lineage; a library problem never loses the run."""
     from studio.core.library.registry import AdapterMeta, register_adapter
@@ -528,7 +684,7 @@ def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, ste
     meta = AdapterMeta(
         base_model=str(Path(cfg.model.path).resolve()), dataset_fingerprint=file_fingerprint(cfg.dataset.train),
         config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
-        run_dir=str(run_dir), method=cfg.method,
+        run_dir=str(run_dir), method=cfg.method, base_model_hash=state.get("base_identity", ""),
     )
     try:
         entry = register_adapter(adapter_dir, meta, name=cfg.name or run_dir.name)

@@ -43,6 +43,7 @@ class RunStarted(Event):
     memory_budget_bytes: int = 0  # the device's memory (GPU total, or system RAM on CPU)
     precision: str = ""  # weights dtype and mixed-precision mode the run trains in, e.g. "bfloat16 + bf16 autocast"
     trackers: list[str] = field(default_factory=list)  # external trackers fed alongside the journal
+    base_identity: str = ""  # the base model's identity (studio.core.models.identity); resume checks it
 
 
 @dataclass(frozen=True)

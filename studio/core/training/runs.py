@@ -7,6 +7,7 @@ event and no live owner process is *interrupted* and can be resumed from its las
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core import paths
+from studio.core.errors import StudioError
+from studio.core.training import checkpoints
 from studio.core.training.events import Event, RunFinished, event_from_dict
 
 EVENTS_FILE = "events.jsonl"
@@ -43,15 +46,64 @@ class Journal:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / EVENTS_FILE
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+        _mend_torn_tail(self.path)
+        # Unbuffered: a write that fails must not stay in a buffer that a later flush or close
+        # would put on disk after the cut below.
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the run
 
     def append(self, event: Event) -> None:
-        self._fh.write(json.dumps(event.to_dict(), allow_nan=True) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Add one whole line or nothing: a write the disk refuses part-way (full, quota) is cut
+        back off, so the next event does not glue onto a fragment and the journal stays readable."""
+        data = (json.dumps(event.to_dict(), allow_nan=True) + "\n").encode("utf-8")
+        fd = self._fh.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _mend_torn_tail(path: Path) -> None:
+    """A kill mid-append leaves a last line without its newline; appending to it would glue the next
+    event on and leave a bad line in the middle of the journal for good. A tail that is a whole event
+    only gets its newline; a fragment (it never parsed, nothing is lost) is cut off."""
+    try:
+        fh = open(path, "rb+")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        fh.seek(end - 1)
+        if fh.read(1) == b"\n":
+            return
+        cut, pos = 0, end
+        while pos > 0:  # back to the last newline, a block at a time: journals grow long
+            start = max(0, pos - 65536)
+            fh.seek(start)
+            i = fh.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                cut = start + i + 1
+                break
+            pos = start
+        fh.seek(cut)
+        try:
+            event_from_dict(json.loads(fh.read(end - cut)))
+            fh.seek(end)
+            fh.write(b"\n")
+        except (ValueError, KeyError, TypeError):
+            fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_events(run_dir: Path) -> list[Event]:
@@ -81,39 +133,149 @@ def effective_events(events: list[Event]) -> list[Event]:
     return out
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The process that holds a run folder. A pid alone is not enough, since the system hands pids
+    out again; pid and process start time together name one process for good."""
+
+    pid: int
+    started: float | None = None  # None in locks written before start times were recorded
+
+    def to_text(self) -> str:
+        return f"{self.pid} {self.started!r}\n"
+
+    @staticmethod
+    def parse(text: str) -> Owner | None:
+        parts = text.split()
+        try:
+            pid = int(parts[0])
+            started = float(parts[1]) if len(parts) > 1 else None
+        except (IndexError, ValueError):
+            return None
+        return Owner(pid, started) if pid > 0 else None
+
+    def alive(self) -> bool:
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            created = proc.create_time()
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:  # another user's process we cannot inspect: assume it is the owner
+            return True
+        # A live pid that started at another time is a recycled pid, not the owner.
+        return self.started is None or _same_start(created, self.started)
+
+
+def _same_start(a: float, b: float) -> bool:
+    return abs(a - b) < 1.0  # start times are read back from text and from clock ticks
+
+
+def _this_process() -> Owner:
+    import psutil
+
+    return Owner(os.getpid(), psutil.Process().create_time())
+
+
+def read_owner(run_dir: Path) -> Owner | None:
+    try:
+        return Owner.parse((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+def _create_lock(lock: Path, text: str) -> bool:
+    """Create ``lock`` holding ``text`` unless it exists. The lock appears whole in one step (a hard link
+    to a written temp file), so a rival never reads it half-written and takes it for stale."""
+    import tempfile
+
+    from studio.core.fsutil import TMP_PREFIX
+
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + LOCK_FILE + ".", dir=lock.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # readable by whoever lists the runs, like the journal beside it
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: an exclusive create instead
+            try:
+                lock_fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(lock_fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return True
+    finally:
+        os.unlink(tmp)
+
+
+def _discard_stale(lock: Path, stale: Owner | None) -> None:
+    """Move a dead owner's lock away. Two claimers may both judge it stale; the move is atomic, and a
+    claimer that finds it moved a fresh lock (a rival already took over) puts that one back."""
+    from studio.core.fsutil import TMP_PREFIX
+
+    aside = lock.with_name(f"{TMP_PREFIX}{lock.name}.stale-{os.getpid()}")  # a crash here leaves only a sweepable temp
+    try:
+        os.replace(lock, aside)
+    except FileNotFoundError:
+        return
+    try:
+        moved = Owner.parse(aside.read_text(encoding="utf-8", errors="replace"))
+        if moved != stale:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 def claim(run_dir: Path) -> None:
-    (Path(run_dir) / LOCK_FILE).write_text(str(os.getpid()))
+    """Make this process the one writer of ``run_dir``, or refuse, naming the process that holds it.
+
+    Two runs writing one folder would interleave one journal and overwrite each other's checkpoints.
+    A lock left by a dead process, or whose pid now belongs to another program, is taken over.
+    """
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK_FILE
+    me = _this_process()
+    for _attempt in range(5):
+        if _create_lock(lock, me.to_text()):
+            return
+        holder = read_owner(run_dir)
+        if holder is not None and holder.alive():
+            who = "this program" if holder.pid == me.pid else f"process {holder.pid}"
+            raise StudioError(
+                f"This run folder is in use by another training run ({who}). Wait for it to finish or stop it, "
+                "or train into another folder.",
+                path=run_dir,
+            )
+        _discard_stale(lock, holder)
+    raise StudioError("Another process keeps claiming this run folder; try again in a moment.", path=run_dir)
 
 
 def release(run_dir: Path) -> None:
-    (Path(run_dir) / LOCK_FILE).unlink(missing_ok=True)
+    """Drop the claim, but only our own: a refused or late caller must not free another run's folder."""
+    holder = read_owner(run_dir)
+    me = _this_process()
+    if holder is not None and holder.pid == me.pid and holder.started is not None and _same_start(holder.started, me.started):
+        (Path(run_dir) / LOCK_FILE).unlink(missing_ok=True)
 
 
 def _owner_alive(run_dir: Path) -> bool:
-    lock = Path(run_dir) / LOCK_FILE
-    try:
-        pid = int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    holder = read_owner(run_dir)
+    return holder is not None and holder.alive()
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    ckpt_root = Path(run_dir) / CHECKPOINTS_DIR
-    if not ckpt_root.is_dir():
-        return None
-    done = [p for p in ckpt_root.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    if not done:
-        return None
-    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    """The newest checkpoint a resume can start from; damaged or unfinished ones are passed over."""
+    return checkpoints.newest_intact(Path(run_dir) / CHECKPOINTS_DIR)[0]
 
 
 @dataclass

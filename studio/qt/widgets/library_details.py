@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from studio.core.errors import StudioError
 from studio.core.library.registry import LibraryEntry, base_model_hash
+from studio.core.models.identity import identity_change
 from studio.qt.widgets.library_table import human_bytes
 
 _OK, _WARN, _MUTED = "#15803d", "#b45309", "#64748b"
@@ -33,9 +34,13 @@ def base_status(entry: LibraryEntry, cache: dict[str, str] | None = None) -> tup
         return _WARN, "base model files could not be read"
     if cache is not None:
         cache[key] = current
-    if current == entry.base_model_hash:
+    try:
+        change = identity_change(entry.base_model_hash, base, current=current)
+    except (OSError, StudioError):
+        return _WARN, "base model files could not be read"
+    if change is None:
         return _OK, "✓ unchanged since training"
-    return _WARN, f"⚠ changed since training (now {current}); outputs may differ"
+    return _WARN, f"⚠ changed since training ({change}); outputs may differ"
 
 
 def _fmt_metric(value: object) -> str:
