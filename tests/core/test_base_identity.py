@@ -108,6 +108,22 @@ def test_second_identity_reads_no_weight_bytes(base, other_weights, monkeypatch)
     assert base_identity(base) != first and reads == ["model.safetensors"] * 2
 
 
+def test_cached_identity_reads_no_weights_and_answers_only_from_the_cache(base, other_weights, monkeypatch):
+    """What the GUI thread asks: it must never hash a 16 GB model, so it gets None until a worker has."""
+    def no_reading(path: Path) -> str:
+        raise AssertionError(f"read {path}")
+
+    real = identity._file_digest
+    monkeypatch.setattr(identity, "_file_digest", no_reading)
+    assert identity.cached_identity(base) is None
+    monkeypatch.setattr(identity, "_file_digest", real)
+    want = base_identity(base)
+    monkeypatch.setattr(identity, "_file_digest", no_reading)
+    assert identity.cached_identity(base) == want
+    _swap_weights(base, other_weights)
+    assert identity.cached_identity(base) is None  # stale entries are not answers
+
+
 def test_corrupt_cache_is_ignored_and_rebuilt(base):
     want = base_identity(base)
     cache = paths.data_home() / "cache" / identity.CACHE_FILE

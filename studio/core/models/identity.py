@@ -177,34 +177,63 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _combine(files: list[Path], digests: list[str]) -> str:
+    h = hashlib.sha256()
+    for f, digest in zip(files, digests, strict=True):
+        h.update(f.name.encode() + b"\0" + digest.encode() + b"\n")
+    return h.hexdigest()[:40]
+
+
+def _cached_digest(cache: dict, f: Path) -> str | None:
+    hit = cache.get(str(f.resolve()))
+    if isinstance(hit, dict) and hit.get("stamp") == _stamp(f.stat()) and isinstance(hit.get("sha256"), str):
+        return hit["sha256"]
+    return None
+
+
+def cached_identity(folder: Path) -> str | None:
+    """The identity if every weight file's digest is already cached and current, else None.
+
+    For the GUI thread: it reads a few stats and one small JSON file, never a weight byte, so showing
+    "unchanged since training" can never freeze the window on a 16 GB model. The identity itself is
+    taken in workers (training start, the playground's load, export), which fills the cache.
+    """
+    try:
+        files = weight_files(folder)
+        cache = _load_cache()
+        digests = [_cached_digest(cache, f) for f in files]
+        if any(d is None for d in digests):
+            return None
+        return str(BaseIdentity(_config_digest(folder), _combine(files, digests)))  # type: ignore[arg-type]
+    except (OSError, StudioError):
+        return None
+
+
 def _weights_digest(files: list[Path]) -> str:
     with _cache_lock:
         cache = _load_cache()
         dirty = False
-        h = hashlib.sha256()
+        digests = []
         for f in files:
             try:
-                key = str(f.resolve())
-                stamp = _stamp(f.stat())
-                hit = cache.get(key)
-                if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
-                    digest = hit["sha256"]
-                else:
+                digest = _cached_digest(cache, f)
+                if digest is None:
+                    stamp = _stamp(f.stat())
                     digest = _file_digest(f)
                     if _stamp(f.stat()) == stamp:  # not rewritten while it was read
-                        cache[key] = {"stamp": stamp, "sha256": digest}
+                        cache[str(f.resolve())] = {"stamp": stamp, "sha256": digest}
                         dirty = True
             except OSError as err:
                 raise StudioError(f"Could not read this weights file: {err.strerror or err}.", path=f,
                                   detail=str(err)) from None
-            h.update(f.name.encode() + b"\0" + digest.encode() + b"\n")
+            digests.append(digest)
         if dirty:
             for key in [k for k in cache if not Path(k).exists()]:
                 del cache[key]  # models that were deleted or moved
             # Only a cache: the identity is right either way, a failed write just costs a re-read.
             with contextlib.suppress(OSError):
                 atomic_write_text(_cache_path(), json.dumps(cache, indent=1, sort_keys=True))
-    return h.hexdigest()[:40]
+    return _combine(files, digests)
 
 
 def identity_of(folder: Path) -> BaseIdentity:

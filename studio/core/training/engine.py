@@ -13,14 +13,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.config import RunConfig, with_absolute_paths
 from studio.core.errors import StudioError, describe_exception, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_write_text
 from studio.core.heavy_imports import ensure
-from studio.core.training import checkpoints, memory_watch, runs, trackers
+from studio.core.training import checkpoints, memory_watch, run_folder, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
     Evaluation,
@@ -31,6 +30,15 @@ from studio.core.training.events import (
     StateChanged,
     Step,
 )
+from studio.core.training.model_setup import (
+    apply_peft,
+    count_params,
+    load_model,
+    mixed_precision,
+    pick_device,
+    precision_label,
+)
+from studio.core.training.run_folder import TrainResult
 
 Emit = Callable[[Event], None]
 
@@ -66,18 +74,6 @@ class Control:
             pass
 
 
-@dataclass
-class TrainResult:
-    status: str
-    reason: str
-    run_dir: Path
-    adapter_dir: Path | None
-    step: int
-    train_loss: float | None
-    eval_loss: float | None
-    library_id: str = ""
-
-
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -105,22 +101,6 @@ def _default_run_dir(cfg: RunConfig) -> Path:
     return runs.new_run_dir(name)
 
 
-def pick_device(cfg: RunConfig) -> tuple[str, str]:
-    """(device, dtype name). CPU trains in fp32 (bf16 matmuls are slower there); CUDA in bf16 or fp16."""
-    import torch
-
-    want = cfg.training.device
-    use_cuda = torch.cuda.is_available() and want in ("auto", "cuda")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise StudioError("CUDA was requested but no CUDA GPU is visible. Set device to auto or cpu.")
-    if not use_cuda:
-        dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
-        return "cpu", dtype
-    if cfg.model.dtype != "auto":
-        return "cuda", cfg.model.dtype
-    return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-
-
 def file_fingerprint(files: list[str]) -> str:
     import hashlib
 
@@ -130,100 +110,6 @@ def file_fingerprint(files: list[str]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-def _qlora_compute_dtype(cfg: RunConfig, device: str) -> str:
-    """bf16 compute on a GPU without bf16 (pre-Ampere) would be emulated or refused: use fp16 there."""
-    import torch
-
-    want = cfg.quant.compute_dtype
-    if device == "cuda" and want == "bfloat16" and not torch.cuda.is_bf16_supported():
-        return "float16"
-    return want
-
-
-def precision_label(device: str, dtype_name: str, method: str) -> str:
-    """How the run computes, in words for the log: weights dtype and any autocast on top."""
-    amp = _mixed_precision(device, dtype_name, method)
-    return f"{dtype_name} weights" + (f" + {amp} autocast" if amp else "")
-
-
-def _mixed_precision(device: str, dtype_name: str, method: str) -> str:
-    """Trainer autocast for adapter methods on a 16-bit CUDA base; full fine-tuning trains the 16-bit
-    weights directly (what the memory estimator assumes), and CPU trains in fp32."""
-    if device != "cuda" or method == "full":
-        return ""
-    return {"bfloat16": "bf16", "float16": "fp16"}.get(dtype_name, "")
-
-
-def _load_model(cfg: RunConfig, device: str, dtype_name: str):
-    ensure()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(cfg.model.path)
-    if not (path / "config.json").is_file():
-        raise StudioError("The base model folder has no config.json. Pick a Hugging Face model folder.", path=path)
-    has_safetensors = any(path.glob("*.safetensors"))
-    if not has_safetensors and not cfg.model.allow_pickle:
-        raise StudioError(
-            "This model has only pickle (.bin) weights, which can run arbitrary code when loaded. "
-            "Convert it to safetensors, or allow pickle weights in the model settings if you trust it.",
-            path=path,
-        )
-    dtype = getattr(torch, dtype_name)
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code, "use_safetensors": has_safetensors}
-    if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=cfg.quant.quant_type,
-            bnb_4bit_use_double_quant=cfg.quant.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, _qlora_compute_dtype(cfg, device)),
-        )
-        if device == "cuda":
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    model.config.use_cache = False
-    return model, tokenizer
-
-
-def _apply_peft(cfg: RunConfig, model):
-    if cfg.method == "full":
-        return model
-    ensure("peft")
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if cfg.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.grad_checkpointing)
-    targets = cfg.lora.target_modules
-    target_arg: str | list[str] = "all-linear" if targets == ["all-linear"] else list(targets)
-    lora = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=target_arg,
-        use_dora=cfg.lora.use_dora,
-        use_rslora=cfg.lora.use_rslora,
-        task_type="CAUSAL_LM",
-    )
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as err:
-        raise StudioError(
-            f"LoRA cannot target these modules: {err}. Pick target modules the model has (Configure pane lists them).",
-            detail=str(err),
-        ) from None
-
-
-def _count_params(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
 
 
 def train(
@@ -251,8 +137,8 @@ def train(
     if is_main:
         runs.claim(run_dir)  # before anything is written: a folder a live run is writing is refused
     try:
-        done = _check_run_folder(run_dir, resume, is_main)
-        resume_from, notes = _resume_checkpoint(run_dir) if resume and done is None else (None, [])
+        done = run_folder.check_run_folder(run_dir, resume, is_main)
+        resume_from, notes = run_folder.resume_checkpoint(run_dir) if resume and done is None else (None, [])
     except BaseException:
         if is_main:
             runs.release(run_dir)
@@ -299,7 +185,7 @@ def train(
         if not is_disk_full(err, run_dir):
             send_failure(describe_exception(err)[0])
             raise
-        full = _disk_full_error(run_dir, progress["step"], err)
+        full = run_folder.disk_full_error(run_dir, progress["step"], err)
         send_failure(full.user_text())
         raise full from None
     except BaseException as err:
@@ -314,75 +200,6 @@ def train(
                 runs.release(run_dir)
 
 
-def _disk_full_error(run_dir: Path, step: int, err: BaseException) -> StudioError:
-    """The run's disk filled up: drop the checkpoint that was being written when it did (it cannot be
-    resumed from and holds space the user needs back) and say what is left to resume from."""
-    import shutil
-
-    ckpt_root = run_dir / runs.CHECKPOINTS_DIR
-    partial = ckpt_root / f"{checkpoints.PREFIX}{step}"
-    if partial.is_dir() and checkpoints.problem(partial) is not None:
-        shutil.rmtree(partial, ignore_errors=True)
-    last = runs.last_checkpoint(run_dir)
-    keep = (f"The last complete checkpoint ({last.name}) is intact: free some space, then resume the run."
-            if last else "No checkpoint was complete yet: free some space, then start the run again.")
-    return StudioError(f"The disk is full: the run stopped at step {step}. {keep}", path=run_dir, detail=str(err))
-
-
-def _check_run_folder(run_dir: Path, resume: bool, is_main: bool) -> TrainResult | None:
-    """Refuse a new run into a folder that already holds one (two histories in one journal, the old
-    checkpoints taken for the new run's); for a resume of a completed run, the result it already has:
-    resuming it would train past its last step and add the adapter to the library a second time."""
-    if not resume:
-        if is_main and (run_dir / runs.EVENTS_FILE).exists():
-            raise StudioError(
-                "This folder already holds a training run. Resume it (studio train --resume FOLDER, or Resume "
-                "in the Runs list), or train into a new folder.",
-                path=run_dir,
-            )
-        return None
-    events = runs.read_events(run_dir)
-    summary = runs.summarize(run_dir, events)
-    if summary.status != "completed":
-        return None
-    library_id = next((ev.library_id for ev in reversed(events) if ev.kind == "run_finished"), "")
-    return TrainResult(
-        "completed", f"This run already completed at step {summary.step}; there is nothing to resume. "
-        "Start a new run to train further.", run_dir, Path(summary.adapter_path) if summary.adapter_path else None,
-        summary.step, summary.train_loss, summary.eval_loss, library_id,
-    )
-
-
-def _resume_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
-    """The newest intact checkpoint, and what to tell the user about newer damaged ones, which are
-    renamed out of the way (kept, not deleted) so the Trainer does not count or trip over them."""
-    ckpt, skipped = checkpoints.newest_intact(run_dir / runs.CHECKPOINTS_DIR)
-    if ckpt is None:
-        if skipped:
-            listed = "; ".join(f"{p.name}: {why}" for p, why in skipped)
-            raise StudioError(f"No checkpoint of this run can be resumed from ({listed}). Start the run again instead.",
-                              path=run_dir)
-        raise StudioError("This run has no finished checkpoint to resume from; start it again instead.", path=run_dir)
-    notes = []
-    for path, why in skipped:
-        moved = checkpoints.set_aside(path) if _rank() == 0 else path
-        notes.append(f"{path.name} cannot be resumed from ({why}); kept it as {moved.name} and resuming from "
-                     f"{ckpt.name}, the newest intact checkpoint.")
-    return ckpt, notes
-
-
-def _finish_without_training(trainer, ckpt: Path, keep_best: bool) -> None:
-    """Load a checkpoint that already reached the planned last step (a run killed while saving its
-    adapter) instead of training from it: the Trainer would run one more step past the end."""
-    from transformers import TrainerState
-
-    trainer._load_from_checkpoint(str(ckpt))
-    trainer.state = TrainerState.load_from_json(str(ckpt / checkpoints.STATE_FILE))
-    best = trainer.state.best_model_checkpoint
-    if keep_best and best and Path(best).is_dir() and Path(best) != ckpt:
-        trainer._load_from_checkpoint(best)
-
-
 def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: bool, started: float,
            *, resume_from: Path | None = None, progress: dict | None = None) -> TrainResult:
     send(StateChanged(state="loading", detail="Loading model and tokenizer"))
@@ -391,7 +208,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     import torch
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
-    from studio.core.training.hf_trainer import StudioTrainer
+    from studio.core.training.hf_trainer import StudioTrainer, halt_without_saving
 
     set_seed(cfg.training.seed)
     device, dtype_name = pick_device(cfg)
@@ -402,15 +219,15 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     use_trackers, note = trackers.resolve(list(cfg.training.report_to))
     if note:
         send(Log(level="warning", message=note))
-    base_id = _base_identity(cfg, run_dir, resume) if _rank() == 0 else ""
-    model, tokenizer = _load_model(cfg, device, dtype_name)
+    base_id = run_folder.base_identity_for_run(cfg, run_dir, resume) if _rank() == 0 else ""
+    model, tokenizer = load_model(cfg, device, dtype_name)
 
     from studio.core.training.data import PadCollator, build_features
 
     send(StateChanged(state="loading", detail="Rendering dataset with the chat template"))
     feats = build_features(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
-    model = _apply_peft(cfg, model)
-    trainable, total = _count_params(model)
+    model = apply_peft(cfg, model)
+    trainable, total = count_params(model)
     collator = PadCollator(tokenizer.pad_token_id)
 
     t = cfg.training
@@ -423,7 +240,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         raise StudioError(
             "Early stopping needs an eval set, eval steps > 0, and save steps a multiple of eval steps."
         )
-    amp = _mixed_precision(device, dtype_name, cfg.method)
+    amp = mixed_precision(device, dtype_name, cfg.method)
     bf16, fp16 = amp == "bf16", amp == "fp16"
     optim = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}[t.optimizer]
     args = TrainingArguments(
@@ -505,8 +322,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                       loss=loss, lr=float(logs.get("learning_rate", 0.0)),
                       grad_norm=None if gn is None else float(gn), tokens_per_s=rate, tokens_seen=toks, memory_bytes=mem))
             if not math.isfinite(loss) or state["bad_grad"]:
-                state["nan"] = _divergence_message(loss, state["bad_grad"], tstate.global_step, cfg, fp16, run_dir)
-                _halt_without_saving(tcontrol)
+                state["nan"] = run_folder.divergence_message(loss, state["bad_grad"], tstate.global_step, cfg, fp16, run_dir)
+                halt_without_saving(tcontrol)
                 return
             if control.paused and not control.stop_requested:
                 # Hold here, after this step's loss is out and before its eval/save, so the curve
@@ -536,7 +353,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             if state["bad_grad"]:
                 # The step changed nothing (its gradients were dropped); log it so on_log names it,
                 # then end here, before an eval or a checkpoint of a run that has diverged.
-                _halt_without_saving(tcontrol)
+                halt_without_saving(tcontrol)
                 tcontrol.should_log = True
                 return
             if control.paused:
@@ -577,7 +394,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
             trainer.evaluate()  # the Bridge journals it as the step-0 point
         if at_end:
-            _finish_without_training(trainer, resume_from, keep_best)
+            run_folder.finish_without_training(trainer, resume_from, keep_best)
         else:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, MemoryError) as err:
@@ -629,50 +446,6 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                      library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
                      early_stopped=early_stopped))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
-
-
-def _halt_without_saving(tcontrol) -> None:
-    """End training at this step with no eval and no checkpoint: the last checkpoint stays the last good one."""
-    tcontrol.should_training_stop = True
-    tcontrol.should_save = False
-    tcontrol.should_evaluate = False
-
-
-def _divergence_message(loss: float, bad_grad: tuple[int, float] | None, step: int, cfg: RunConfig, fp16: bool,
-                        run_dir: Path) -> str:
-    """Why a diverged run failed, at which step, what to change, and what it leaves to resume from."""
-    if not math.isfinite(loss):
-        what = f"Loss became {loss} at step {step}"
-    else:
-        bad_step, norm = bad_grad if bad_grad else (step, float("nan"))
-        what = f"The gradients became non-finite (norm {norm}) at step {bad_step}, so that step was not applied"
-    if fp16:
-        cause = "fp16 overflow: switch to bf16 or fp32"
-    else:
-        t = cfg.training
-        alpha = f" or LoRA alpha ({cfg.lora.alpha:g})" if cfg.method != "full" else ""
-        cause = (f"the learning rate ({t.lr:g}){alpha} is probably too high: try 10x lower"
-                 + ("" if t.max_grad_norm > 0 else ", or turn gradient clipping on (max_grad_norm 1.0)"))
-    last = runs.last_checkpoint(run_dir)
-    kept = (f" The last good checkpoint, {last.name}, is kept; nothing was added to the library."
-            if last else " No checkpoint was saved; nothing was added to the library.")
-    return f"{what}; {cause}.{kept}"
-
-
-def _base_identity(cfg: RunConfig, run_dir: Path, resume: bool) -> str:
-    """The base's identity, journaled with RunStarted; a resume refuses a base that changed since the
-    run started, because its checkpoints are deltas for the weights it started on."""
-    from studio.core.models.identity import base_identity, require_unchanged
-
-    path = Path(cfg.model.path)
-    if not (path / "config.json").is_file():
-        return ""  # _load_model says what is wrong with the folder
-    if resume:
-        recorded = next((ev.base_identity for ev in runs.read_events(run_dir)
-                         if ev.kind == "run_started" and getattr(ev, "base_identity", "")), "")
-        require_unchanged(recorded, path, since="this run started",
-                          remedy="restore it or start a new run.")
-    return base_identity(path)
 
 
 def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, step: int, send: Emit) -> str:

@@ -75,3 +75,10 @@ class StudioTrainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             seed=seed, dataset=dataset, model_input_name=model_input_name,
         )
+
+
+def halt_without_saving(tcontrol) -> None:
+    """End training at this step with no eval and no checkpoint: the last checkpoint stays the last good one."""
+    tcontrol.should_training_stop = True
+    tcontrol.should_save = False
+    tcontrol.should_evaluate = False

@@ -41,7 +41,8 @@ from studio.core.library.prompt_set import (
     load_prompt_set,
     run_columns,
 )
-from studio.core.library.registry import LibraryEntry, base_model_hash
+from studio.core.library.registry import LibraryEntry
+from studio.core.models.identity import cached_identity
 from studio.qt.errors import show_error
 from studio.qt.state import AppState
 from studio.qt.widgets.playground_column import ColumnView
@@ -192,11 +193,10 @@ class PlaygroundPane(QWidget):
 
     def _base_hash(self, base: Path) -> str:
         key = str(base)
-        if key not in self._hashes:
-            try:
-                self._hashes[key] = base_model_hash(base)
-            except (OSError, StudioError):
-                self._hashes[key] = ""
+        if not self._hashes.get(key):
+            # From the cache only: hashing a base's weights here would freeze the window. Until a
+            # worker has taken the identity, adapters match by their base folder alone.
+            self._hashes[key] = cached_identity(base) or ""
         return self._hashes[key]
 
     def _update_bases(self) -> None:

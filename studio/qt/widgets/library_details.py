@@ -13,8 +13,8 @@ from pathlib import Path
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from studio.core.errors import StudioError
-from studio.core.library.registry import LibraryEntry, base_model_hash
-from studio.core.models.identity import identity_change
+from studio.core.library.registry import LibraryEntry
+from studio.core.models.identity import BaseIdentity, cached_identity, identity_change
 from studio.qt.widgets.library_table import human_bytes
 
 _OK, _WARN, _MUTED = "#15803d", "#b45309", "#64748b"
@@ -28,11 +28,12 @@ def base_status(entry: LibraryEntry, cache: dict[str, str] | None = None) -> tup
     if not entry.base_model_hash:
         return _MUTED, "no hash recorded (imported without one)"
     key = str(base)
-    try:
-        current = cache[key] if cache is not None and key in cache else base_model_hash(base)
-    except (OSError, StudioError):
-        return _WARN, "base model files could not be read"
-    if cache is not None:
+    current = cache.get(key) if cache is not None else None
+    if current is None:
+        current = cached_identity(base)  # never reads weights on the GUI thread
+    if current is None and BaseIdentity.parse(entry.base_model_hash) is not None:
+        return _MUTED, "not checked yet (export, playground and resume check it)"
+    if cache is not None and current is not None:
         cache[key] = current
     try:
         change = identity_change(entry.base_model_hash, base, current=current)

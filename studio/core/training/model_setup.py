@@ -1,0 +1,126 @@
+"""What the engine trains: the device and dtype it picks, the base it loads (4-bit for QLoRA) and the
+adapter it wraps around it.
+
+Separate from the loop (engine.py) so the choice of device, precision and model can be read, tested
+and reused on its own; the memory estimator and the Train pane describe runs with the same words
+(``precision_label``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from studio.core.config import RunConfig
+from studio.core.errors import StudioError
+from studio.core.heavy_imports import ensure
+
+
+def pick_device(cfg: RunConfig) -> tuple[str, str]:
+    """(device, dtype name). CPU trains in fp32 (bf16 matmuls are slower there); CUDA in bf16 or fp16."""
+    import torch
+
+    want = cfg.training.device
+    use_cuda = torch.cuda.is_available() and want in ("auto", "cuda")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise StudioError("CUDA was requested but no CUDA GPU is visible. Set device to auto or cpu.")
+    if not use_cuda:
+        dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
+        return "cpu", dtype
+    if cfg.model.dtype != "auto":
+        return "cuda", cfg.model.dtype
+    return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def qlora_compute_dtype(cfg: RunConfig, device: str) -> str:
+    """bf16 compute on a GPU without bf16 (pre-Ampere) would be emulated or refused: use fp16 there."""
+    import torch
+
+    want = cfg.quant.compute_dtype
+    if device == "cuda" and want == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return want
+
+
+def precision_label(device: str, dtype_name: str, method: str) -> str:
+    """How the run computes, in words for the log: weights dtype and any autocast on top."""
+    amp = mixed_precision(device, dtype_name, method)
+    return f"{dtype_name} weights" + (f" + {amp} autocast" if amp else "")
+
+
+def mixed_precision(device: str, dtype_name: str, method: str) -> str:
+    """Trainer autocast for adapter methods on a 16-bit CUDA base; full fine-tuning trains the 16-bit
+    weights directly (what the memory estimator assumes), and CPU trains in fp32."""
+    if device != "cuda" or method == "full":
+        return ""
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(dtype_name, "")
+
+
+def load_model(cfg: RunConfig, device: str, dtype_name: str):
+    ensure()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(cfg.model.path)
+    if not (path / "config.json").is_file():
+        raise StudioError("The base model folder has no config.json. Pick a Hugging Face model folder.", path=path)
+    has_safetensors = any(path.glob("*.safetensors"))
+    if not has_safetensors and not cfg.model.allow_pickle:
+        raise StudioError(
+            "This model has only pickle (.bin) weights, which can run arbitrary code when loaded. "
+            "Convert it to safetensors, or allow pickle weights in the model settings if you trust it.",
+            path=path,
+        )
+    dtype = getattr(torch, dtype_name)
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code, "use_safetensors": has_safetensors}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant.quant_type,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, qlora_compute_dtype(cfg, device)),
+        )
+        if device == "cuda":
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def apply_peft(cfg: RunConfig, model):
+    if cfg.method == "full":
+        return model
+    ensure("peft")
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.grad_checkpointing)
+    targets = cfg.lora.target_modules
+    target_arg: str | list[str] = "all-linear" if targets == ["all-linear"] else list(targets)
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=target_arg,
+        use_dora=cfg.lora.use_dora,
+        use_rslora=cfg.lora.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:
+        raise StudioError(
+            f"LoRA cannot target these modules: {err}. Pick target modules the model has (Configure pane lists them).",
+            detail=str(err),
+        ) from None
+
+
+def count_params(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
