@@ -1,8 +1,12 @@
 """``studio estimate``: peak training memory of a run, before loading any weight.
 
 Either from a run config (``studio estimate run.yaml``) or from flags (``--model DIR --method qlora
---rank 16 ...``); flags override the file's fields. Exit code 0 when the run fits the device,
-1 when it does not (so scripts can branch on it), 2 for unusable input.
+--rank 16 ...``); flags override the file's fields. The verdict is for "this dataset": the config's
+training files (or ``--dataset FILE``) are token-counted like the dataset check does, and the
+estimate is for the widest batch the trainer will form on them; "worst case" is every row at
+max_seq_len. ``--no-dataset`` skips the counting. Runs finished on this machine correct the figure
+(see studio.core.memory.calibration). Exit code 0 when the run fits the device, 1 when it does not
+(so scripts can branch on it), 2 for unusable input.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cuda", "cpu"],
                    help="estimate for this device kind (default: this machine's)")
     p.add_argument("--budget-gib", type=number(float, above=0), help="memory budget in GiB (default: this machine's GPU or RAM)")
+    p.add_argument("--dataset", action="append", metavar="FILE",
+                   help="training file whose token lengths the estimate uses (repeat for several; default: the config's)")
+    p.add_argument("--no-dataset", action="store_true", help="ignore any dataset: every row at max_seq_len")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
@@ -54,7 +61,15 @@ def _run(args: argparse.Namespace) -> int:
     from studio.cli import print_json
     from studio.core.config import RunConfig, apply_overrides, load_config
     from studio.core.errors import StudioError
-    from studio.core.memory import GiB, device_memory, estimate, suggestions
+    from studio.core.memory import (
+        GiB,
+        count_lengths,
+        device_memory,
+        estimate,
+        machine_calibration,
+        suggestions,
+        verdict,
+    )
     from studio.core.models.introspect import inspect_model
 
     if not args.config and not args.model:
@@ -71,24 +86,35 @@ def _run(args: argparse.Namespace) -> int:
         kind, name = args.device, f"{args.device} (not this machine)"
     if args.budget_gib:
         total = int(args.budget_gib * GiB)
-    est = estimate(info, cfg, device_kind=kind)
-    sugg = suggestions(info, cfg, total, device_kind=kind)
-    fits = est.fits(total)
+    lengths = None
+    if not args.no_dataset and (args.dataset or cfg.dataset.train):
+        lengths = count_lengths(cfg, files=args.dataset)
+    raw = estimate(info, cfg, device_kind=kind, lengths=lengths)
+    worst = estimate(info, cfg, device_kind=kind) if lengths is not None else raw
+    calib = machine_calibration(kind)
+    est, worst = raw.scaled(calib.factor), worst.scaled(calib.factor)
+    sugg = suggestions(info, cfg, total, device_kind=kind, lengths=lengths, factor=calib.factor)
+    judged = verdict(est.total_bytes, total)
+    fits = judged != "red"
     if args.json:
         print_json({
             **est.to_dict(),
+            "uncorrected_total_bytes": raw.total_bytes,
+            "worst_case_total_bytes": worst.total_bytes,
             "model": info.path,
             "architecture": info.architecture,
             "fits": fits,
+            "verdict": judged,
+            "calibration": {"runs": calib.runs, "factor": calib.factor, "mean_abs_error_pct": calib.mean_abs_error_pct},
             "device": {"kind": kind, "name": name, "bytes": total},
             "suggestions": [s.to_dict() for s in sugg],
         })
     else:
-        print(_table(info, est, kind, name, total, fits, sugg))
+        print(_table(info, est, kind, name, total, judged, sugg, worst=worst, calib=calib))
     return EXIT_OK if fits else EXIT_FINDINGS
 
 
-def _table(info, est, kind: str, name: str, budget: int, fits: bool, sugg) -> str:
+def _table(info, est, kind: str, name: str, budget: int, judged: str, sugg, *, worst, calib) -> str:
     from studio.core.memory import format_bytes
 
     lines = [
@@ -104,8 +130,15 @@ def _table(info, est, kind: str, name: str, budget: int, fits: bool, sugg) -> st
     lines.append(f"  {'total':<{width}}  {format_bytes(est.total_bytes):>12}")
     phases = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in est.phases.items())
     lines += [f"phases: {phases}", ""]
-    verdict = "fits" if fits else "does NOT fit"
-    lines.append(f"{verdict} in {format_bytes(budget)} ({name})")
+    if est.basis == "dataset":
+        lines.append(f"this dataset: {format_bytes(est.total_bytes)} (widest batch {est.batch_rows} rows × "
+                     f"{est.batch_tokens} tokens)")
+    lines.append(f"worst case, every row at max length: {format_bytes(worst.total_bytes)} "
+                 f"({worst.batch_rows} rows × {worst.batch_tokens} tokens)")
+    lines.append(calib.describe())
+    share = 100 * est.total_bytes / budget if budget else 0
+    words = {"green": "fits", "amber": "fits with little headroom (over 90 %)", "red": "does NOT fit"}
+    lines.append(f"{words[judged]}: {share:.0f} % of {format_bytes(budget)} ({name})")
     if sugg:
         lines.append("suggestions:")
         for s in sugg:

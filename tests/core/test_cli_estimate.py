@@ -67,11 +67,37 @@ def test_flags_only(model_dir, capsys):
 
 def test_does_not_fit_exits_1_with_suggestions(model_dir, capsys):
     code, data = run_json(capsys, ["estimate", "--model", str(model_dir), "--batch", "64", "--seq", "256",
-                                   "--device", "cuda", "--budget-gib", "0.45", "--json"])
+                                   "--device", "cuda", "--budget-gib", "0.5", "--json"])
     assert code == 1 and data["fits"] is False
     kinds = {s["kind"] for s in data["suggestions"]}
     assert "grad_checkpointing" in kinds
     assert any(s["fits"] for s in data["suggestions"])
+    # a suggestion that "fits" lands in the green zone: at most 90 % of the budget
+    assert all(s["total_bytes"] <= 0.9 * 0.5 * 2**30 for s in data["suggestions"] if s["fits"])
+
+
+def test_config_estimate_uses_its_dataset_and_shows_the_worst_case(model_dir, capsys, tmp_path, smol_tokenizer_dir):
+    import shutil
+
+    for f in smol_tokenizer_dir.iterdir():  # the dataset is counted with the model's tokenizer
+        shutil.copy(f, model_dir / f.name)
+    rows = tmp_path / "short.jsonl"
+    rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}?"},
+                                                       {"role": "assistant", "content": "a " * (i + 1)}]}) + "\n"
+                            for i in range(12)), encoding="utf-8")
+    cfg = tmp_path / "run.yaml"
+    apply_overrides(RunConfig(), {"model.path": str(model_dir), "dataset.train": [str(rows)],
+                                  "training.max_seq_len": 512, "training.batch_size": 4}).save(cfg)
+    code, data = run_json(capsys, ["estimate", str(cfg), "--device", "cpu", "--budget-gib", "64", "--json"])
+    assert code == 0 and data["basis"] == "dataset" and data["verdict"] == "green"
+    assert data["batch_rows"] == 4 and data["batch_tokens"] < 512
+    assert data["total_bytes"] < data["worst_case_total_bytes"]
+    code, flags = run_json(capsys, ["estimate", "--model", str(model_dir), "--dataset", str(rows), "--seq", "512",
+                                    "--device", "cpu", "--budget-gib", "64", "--json"])
+    assert flags["batch_tokens"] == data["batch_tokens"] and flags["total_bytes"] == data["total_bytes"]
+    main(["estimate", str(cfg), "--device", "cpu", "--budget-gib", "64"])
+    out = capsys.readouterr().out
+    assert "this dataset:" in out and "worst case, every row at max length:" in out
 
 
 def test_human_table(model_dir, capsys):
@@ -80,7 +106,7 @@ def test_human_table(model_dir, capsys):
     assert code == 0
     for word in ("weights", "adapter", "gradients", "optimizer", "activations", "logits", "overhead", "total"):
         assert word in out
-    assert "MiB" in out and "fits in 64.00 GiB" in out
+    assert "MiB" in out and "fits: " in out and "of 64.00 GiB" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("  ") and ln.strip().split()[0] in ("weights", "total")]
     assert len({len(r) for r in rows}) == 1  # aligned columns
 

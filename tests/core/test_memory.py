@@ -14,13 +14,20 @@ from _arch_fixtures import TINY, write_config
 from studio.core.config import RunConfig, apply_overrides
 from studio.core.errors import StudioError
 from studio.core.memory import (
+    GREEN_SHARE,
+    DatasetLengths,
     GiB,
     adam8_bytes,
+    calibrate,
     device_memory,
     estimate,
     format_bytes,
+    green_limit,
     nf4_bytes,
     suggestions,
+    verdict,
+    versus_full,
+    widest_batch,
 )
 from studio.core.models.introspect import inspect_model
 
@@ -299,19 +306,25 @@ def test_70b_on_24gb_does_not_fit_and_says_what_helps(llama70b):
 
 
 def test_largest_batch_and_seq_fit_and_one_more_does_not(tiny_dirs):
+    # "Fits" is the green zone: a suggestion lands at or under 90 % of the budget, never above.
     folder = tiny_dirs["llama"]
     info = inspect_model(folder)
     cfg = cfg_for(folder, **{"training.batch_size": 1, "training.max_seq_len": 64})
-    budget = estimate(info, cfg, device_kind="cuda").total_bytes + 30 * 2**20
+    budget = int((estimate(info, cfg, device_kind="cuda").total_bytes + 30 * 2**20) / GREEN_SHARE)
+    green = green_limit(budget)
     found = {s.kind: s for s in suggestions(info, cfg, budget, device_kind="cuda")}
+
+    def total(**over) -> int:
+        return estimate(info, apply_overrides(cfg, over), device_kind="cuda").total_bytes
+
     b = found["batch_size"].overrides["training.batch_size"]
     assert found["batch_size"].fits and b > 1
-    assert estimate(info, apply_overrides(cfg, {"training.batch_size": b}), device_kind="cuda").fits(budget)
-    assert not estimate(info, apply_overrides(cfg, {"training.batch_size": b + 1}), device_kind="cuda").fits(budget)
+    assert total(**{"training.batch_size": b}) <= green < total(**{"training.batch_size": b + 1})
+    assert verdict(found["batch_size"].estimate.total_bytes, budget) == "green"
     s = found["max_seq_len"].overrides["training.max_seq_len"]
     assert s > 64 and found["max_seq_len"].fits
     if s < info.context_length:  # the search stops at the model's context length
-        assert not estimate(info, apply_overrides(cfg, {"training.max_seq_len": s + 1}), device_kind="cuda").fits(budget)
+        assert total(**{"training.max_seq_len": s + 1}) > green
 
 
 def test_levers_move_memory_the_right_way(tiny_dirs):
@@ -364,3 +377,129 @@ def test_format_bytes():
     assert format_bytes(3 * GiB) == "3.00 GiB"
     assert format_bytes(1536 * 1024) == "1.50 MiB"
     assert format_bytes(12) == "12 B"
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset's widest batch, verdicts, the LoRA-above-full explanation, calibration
+
+
+def _mixed_rows(path: Path, lengths: list[int]) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for i, n in enumerate(lengths):
+            answer = " ".join(["word"] * n)
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"question {i}?"},
+                                              {"role": "assistant", "content": answer}]}) + "\n")
+    return path
+
+
+def _trainer_batches(cfg: RunConfig, tokenizer) -> list[tuple[int, int]]:
+    """(rows, width) of every batch the real sampler and collator form for one epoch."""
+    from studio.core.training.data import PadCollator, build_features
+    from studio.core.training.hf_trainer import EpochSeededLengthSampler
+
+    feats = build_features(cfg, tokenizer)
+    sampler = EpochSeededLengthSampler(cfg.training.batch_size, seed=cfg.training.seed, dataset=feats.train)
+    order = list(sampler)
+    collate = PadCollator(tokenizer.pad_token_id or 0)
+    out = []
+    for start in range(0, len(order), cfg.training.batch_size):
+        batch = collate([feats.train[i] for i in order[start:start + cfg.training.batch_size]])
+        out.append(tuple(batch["input_ids"].shape))
+    return out
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_widest_batch_is_the_one_the_trainer_forms(tmp_path, smol_tokenizer_dir, packing):
+    from studio.core.datasets.tokenizer import load_tokenizer
+    from studio.core.memory import count_lengths
+
+    data = _mixed_rows(tmp_path / "mixed.jsonl", [3, 5, 8, 13, 21, 34, 55, 89, 140, 230, 2, 4, 6, 9, 12, 300])
+    cfg = cfg_for(smol_tokenizer_dir, **{"dataset.train": [str(data)], "dataset.eval_ratio": 0.2,
+                                         "training.max_seq_len": 128, "training.batch_size": 3,
+                                         "training.packing": packing})
+    tok = load_tokenizer(smol_tokenizer_dir)
+    lengths = count_lengths(cfg, tok)
+    batches = _trainer_batches(cfg, tok)
+    widest = max(batches, key=lambda b: b[0] * b[1])
+    assert widest_batch(lengths, cfg) == widest
+    assert batches[0] == widest  # the sampler puts it first: the peak comes at step 1
+    if not packing:
+        assert widest[1] == 128  # the 300-word answer is truncated to max_seq_len
+        # a max length above every row: the widest row, not max_seq_len, sets the width
+        roomy = apply_overrides(cfg, {"training.max_seq_len": 1024})
+        assert widest_batch(lengths, roomy) == max(_trainer_batches(roomy, tok), key=lambda b: b[0] * b[1])
+
+
+def test_dataset_estimate_is_below_the_worst_case_for_short_rows(tiny_dirs):
+    folder = tiny_dirs["llama"]
+    info = inspect_model(folder)
+    cfg = cfg_for(folder, **{"training.max_seq_len": 512, "training.batch_size": 4})
+    short = DatasetLengths((40, 55, 60, 61, 58), final=False)
+    est = estimate(info, cfg, device_kind="cpu", lengths=short)
+    worst = estimate(info, cfg, device_kind="cpu")
+    assert (est.batch_rows, est.batch_tokens, est.basis) == (4, 61, "dataset")
+    assert (worst.batch_rows, worst.batch_tokens, worst.basis) == (4, 512, "max_len")
+    assert est.bytes["activations"] < worst.bytes["activations"]
+    assert est.bytes["logits"] * 512 == pytest.approx(worst.bytes["logits"] * 61, rel=1e-6)
+    # rows at max length: the dataset estimate is the worst case
+    full_rows = DatasetLengths((900, 700, 30, 20), final=False)
+    assert estimate(info, cfg, device_kind="cpu", lengths=full_rows).total_bytes == worst.total_bytes
+
+
+def test_verdict_zones():
+    budget = 1000 * 2**20
+    assert verdict(int(budget * GREEN_SHARE), budget) == "green"
+    assert verdict(int(budget * GREEN_SHARE) + 1, budget) == "amber"
+    assert verdict(budget, budget) == "amber"
+    assert verdict(budget + 1, budget) == "red"
+
+
+def test_suggestions_never_land_beyond_green(tiny_dirs):
+    folder = tiny_dirs["qwen2"]
+    info = inspect_model(folder)
+    cfg = cfg_for(folder, **{"training.batch_size": 2, "training.max_seq_len": 128})
+    budget = estimate(info, cfg, device_kind="cpu").total_bytes * 3
+    for s in suggestions(info, cfg, budget, device_kind="cpu"):
+        assert s.fits == (verdict(s.estimate.total_bytes, budget) == "green"), s.text
+
+
+def test_lora_above_full_names_the_term(tiny_dirs):
+    folder = tiny_dirs["llama"]
+    info = inspect_model(folder)
+    cfg = cfg_for(folder, **{"training.batch_size": 8, "training.max_seq_len": 256, "lora.dropout": 0.1})
+    lora = estimate(info, cfg, device_kind="cpu")
+    full = estimate(info, apply_overrides(cfg, {"method": "full"}), device_kind="cpu")
+    assert lora.total_bytes > full.total_bytes  # a tiny model: activations dominate, not weights
+    text = versus_full(lora, full)
+    assert text is not None and "activations" in text and "LoRA" in text
+    assert versus_full(full, full) is None
+
+
+def test_calibration_from_past_runs():
+    assert calibrate([]).runs == 0 and calibrate([]).factor == 1.0
+    one = calibrate([(100, 110)])
+    assert one.runs == 1 and one.factor == 1.0 and one.mean_abs_error_pct == pytest.approx(10.0)
+    c = calibrate([(100, 110), (200, 180), (100, 105), (0, 50), (100, 0), (100, 1000)])
+    assert c.runs == 3  # zeros and an implausible ratio are left out
+    assert c.factor == pytest.approx(1.05)  # the median of 1.10, 0.90, 1.05
+    assert c.mean_abs_error_pct == pytest.approx((10 + 10 + 5) / 3)
+    assert "±8 % over 3 runs" in c.describe() and "×1.05" in c.describe()
+
+
+def test_machine_calibration_reads_the_runs_store(tmp_path):
+    from studio.core.memory import machine_calibration
+    from studio.core.training.events import RunFinished, RunStarted
+    from studio.core.training.runs import Journal
+
+    for i, (est, peak, device) in enumerate([(1000, 1100, "cpu"), (1000, 1000, "cpu"), (1000, 3000, "NVIDIA H200")]):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        journal = Journal(run)
+        journal.append(RunStarted(run_id=run.name, run_dir=str(run), model="m", dataset=["d"], dataset_fingerprint="",
+                                  method="lora", device=device, total_steps=2, train_rows=4, eval_rows=0,
+                                  trainable_params=1, total_params=2, estimated_peak_bytes=est))
+        journal.append(RunFinished(status="completed", reason="", step=2, peak_memory_bytes=peak))
+        journal.close()
+    cpu = machine_calibration("cpu", tmp_path)
+    assert cpu.runs == 2 and cpu.factor == pytest.approx(1.05)
+    assert machine_calibration("cuda", tmp_path).runs == 1

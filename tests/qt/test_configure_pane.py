@@ -38,13 +38,18 @@ def pane(qtbot, tiny_model_dir):
 
 
 def ready(qtbot, pane) -> None:
-    """Wait until the model is inspected, the machine probed and an estimate shown."""
-    qtbot.waitUntil(lambda: pane.info is not None and pane.estimate is not None, timeout=WAIT)
+    """Wait until the model is inspected, the machine probed and an estimate shown — the one from the
+    dataset's token lengths when the config has a dataset (they are counted in a worker, after the
+    first, worst-case estimate)."""
+    has_data = bool(pane.state.config.dataset.train)
+    qtbot.waitUntil(lambda: pane.info is not None and pane.estimate is not None
+                    and (not has_data or pane.estimate.basis == "dataset"), timeout=WAIT)
 
 
 def expected_total(pane) -> int:
     kind, _budget, _name = pane.budget(pane.state.config)
-    return estimate(inspect_model(Path(pane.state.config.model.path)), pane.state.config, device_kind=kind).total_bytes
+    return estimate(inspect_model(Path(pane.state.config.model.path)), pane.state.config, device_kind=kind,
+                    lengths=pane.lengths).total_bytes
 
 
 def test_model_info_appears(qtbot, pane, tiny_model_dir):
@@ -97,7 +102,7 @@ def test_batch_size_moves_the_bar_to_the_estimators_total(qtbot, pane):
     assert bar.total_bytes == expected_total(pane)
     before = bar.total_bytes
     pane.batch.setValue(pane.batch.value() * 4)
-    qtbot.waitUntil(lambda: bar.total_bytes != before, timeout=2000)
+    qtbot.waitUntil(lambda: bar.total_bytes != before and pane.estimate.basis == "dataset", timeout=WAIT)
     assert bar.total_bytes == expected_total(pane)
     assert bar.total_bytes > before
     for key in BREAKDOWN_KEYS:  # the legend shows every term
@@ -112,10 +117,10 @@ def test_a_run_that_does_not_fit_offers_suggestions_that_make_it_fit(qtbot, pane
     info = inspect_model(Path(pane.state.config.model.path))
     batch = pane.state.config.training.batch_size
     while estimate(info, apply_overrides(pane.state.config, {"training.batch_size": batch}),
-                   device_kind="cuda").total_bytes <= budget:
+                   device_kind="cuda", lengths=pane.lengths).total_bytes <= budget:
         batch *= 2
     pane.batch.setValue(batch)
-    qtbot.waitUntil(lambda: panel.fits is False, timeout=2000)
+    qtbot.waitUntil(lambda: panel.fits is False, timeout=WAIT)
     assert "not fit" in panel.badge.text()
     assert panel.suggestion_cards and panel.suggestion_buttons
     fitting = [c for c in panel.suggestion_cards if c.suggestion.fits]
@@ -136,6 +141,7 @@ def test_a_run_that_does_not_fit_offers_suggestions_that_make_it_fit(qtbot, pane
 
 def test_method_switch_resets_only_untouched_knobs(qtbot, pane):
     ready(qtbot, pane)
+    pane.state.update(**{"training.lr": default_lr("lora")})  # the recipe's rate: nobody chose it
     method = pane.method
     method.setCurrentIndex(method.findData("full"))
     assert pane.state.config.method == "full"
@@ -147,6 +153,50 @@ def test_method_switch_resets_only_untouched_knobs(qtbot, pane):
     cfg = pane.state.config
     assert cfg.method == "qlora" and cfg.training.lr == 5e-5 and cfg.lora.r == 32
     assert pane.quant_box.isEnabled()
+
+
+def test_method_round_trip_keeps_the_demos_learning_rate(qtbot, pane):
+    """The demo's 5e-4 is a choice, not the LoRA recipe: LoRA -> QLoRA -> LoRA must keep it."""
+    ready(qtbot, pane)
+    assert pane.state.config.method == "lora" and pane.state.config.training.lr == 5e-4 != default_lr("lora")
+    method = pane.method
+    method.setCurrentIndex(method.findData("qlora"))
+    assert pane.state.config.method == "qlora" and pane.state.config.training.lr == 5e-4
+    method.setCurrentIndex(method.findData("lora"))
+    assert pane.state.config.method == "lora" and pane.state.config.training.lr == 5e-4
+    assert pane.lr.value() == pytest.approx(5e-4)
+
+
+def _wheel(widget, dy: int = -120) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, dy),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                        False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_wheel_over_an_unfocused_field_scrolls_the_form(qtbot, pane):
+    ready(qtbot, pane)
+    pane.resize(1130, 420)  # short enough that the form scrolls
+    qtbot.waitUntil(lambda: pane.form_scroll.verticalScrollBar().maximum() > 0)
+    bar = pane.form_scroll.verticalScrollBar()
+    bar.setValue(0)
+    rank, method = pane.rank, pane.method
+    pane.form_scroll.ensureWidgetVisible(rank)
+    before_scroll, before_rank, before_method = bar.value(), rank.value(), method.currentIndex()
+    _wheel(rank)  # scrolling down the form with the pointer over Rank
+    _wheel(method)
+    assert rank.value() == before_rank and method.currentIndex() == before_method
+    assert pane.state.config.lora.r == before_rank
+    assert bar.value() > before_scroll, "the wheel should have scrolled the form"
+    rank.setFocus()
+    qtbot.waitUntil(rank.hasFocus)
+    _wheel(rank, dy=120)  # once the user is in the field, the wheel steps it
+    assert rank.value() != before_rank
 
 
 def test_save_then_load_round_trips(qtbot, pane, tmp_path):
@@ -258,3 +308,22 @@ def test_model_from_the_store_can_be_picked(qtbot, pane, tiny_model_dir):
     combo.activated.emit(index)
     assert pane.state.config.model.path == str(stored)
     qtbot.waitUntil(lambda: pane.info is not None and pane.info.path == str(stored), timeout=WAIT)
+
+
+def test_estimate_uses_the_datasets_lengths_and_shows_the_worst_case(qtbot, pane):
+    from studio.core.memory import DatasetLengths, count_lengths
+
+    ready(qtbot, pane)
+    qtbot.waitUntil(lambda: pane.estimate is not None and pane.estimate.basis == "dataset", timeout=WAIT)
+    cfg = pane.state.config
+    lengths = count_lengths(cfg)
+    assert isinstance(pane.lengths, DatasetLengths) and pane.lengths.lengths == lengths.lengths
+    assert pane.estimate.batch_tokens == min(lengths.longest, cfg.training.max_seq_len) < cfg.training.max_seq_len
+    text = pane.panel.dataset_line.text()
+    assert f"× {pane.estimate.batch_tokens} tokens" in text
+    assert f"× {cfg.training.max_seq_len} tokens" in pane.panel.worst_line.text()
+    assert "run" in pane.panel.calibration.text()  # "No runs on this machine yet ..." in a fresh STUDIO_HOME
+    # a new max length is counted again and the estimate follows it
+    pane.seq.setValue(48)
+    qtbot.waitUntil(lambda: pane.estimate is not None and pane.estimate.basis == "dataset"
+                    and pane.estimate.batch_tokens == 48, timeout=WAIT)

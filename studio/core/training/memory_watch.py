@@ -24,16 +24,22 @@ class RunEstimate:
     info: object = field(repr=False, default=None)  # ModelInfo, kept for the OOM suggestions
 
 
-def estimate_run(cfg: RunConfig, device: str) -> tuple[RunEstimate | None, str]:
-    """(estimate, note). ``note`` says why there is no estimate; it is empty when there is one."""
+def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = None) -> tuple[RunEstimate | None, str]:
+    """(estimate, note). ``note`` says why there is no estimate; it is empty when there is one.
+
+    ``row_lengths`` are the token lengths of the rows the trainer batches (truncated, packed):
+    the estimate is then for the widest batch of this run, not for rows at max_seq_len. The
+    journaled figure is uncorrected, so runs can calibrate the estimator (memory.calibration).
+    """
     try:
-        from studio.core.memory import device_memory, estimate
+        from studio.core.memory import DatasetLengths, device_memory, estimate
         from studio.core.models.introspect import inspect_model
 
         info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
                              allow_pickle=cfg.model.allow_pickle)
         kind = "cuda" if device == "cuda" else "cpu"
-        est = estimate(info, cfg, device_kind=kind)
+        lengths = DatasetLengths(tuple(row_lengths), final=True) if row_lengths else None
+        est = estimate(info, cfg, device_kind=kind, lengths=lengths)
         peak = est.total_bytes - est.overhead_parts.get("cuda_context", 0)
         _kind, _name, budget = device_memory()
         return RunEstimate(peak_bytes=int(peak), budget_bytes=int(budget), info=info), ""
@@ -42,22 +48,51 @@ def estimate_run(cfg: RunConfig, device: str) -> tuple[RunEstimate | None, str]:
 
 
 def reset_peak(device: str) -> None:
-    """Start the CUDA peak counter at this run, not at an earlier run in the same process."""
+    """Start the peak counter at this run, not at an earlier run in the same process.
+
+    On CPU the kernel's resident-set high-water mark (VmHWM) is reset by writing 5 to
+    /proc/self/clear_refs (Linux 4.0+); where that is not possible the mark covers the process's life.
+    """
     if device == "cuda":
         import torch
 
         torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def measured_bytes(device: str) -> int:
-    """Peak allocated CUDA memory since reset_peak, or the process's resident set on CPU."""
+    """Peak since reset_peak: allocated CUDA memory, or the process's resident set on CPU.
+
+    A peak, not a sample: the largest batch's backward lasts a fraction of a step, and a sample
+    taken when the step is logged would miss it (the estimate is a peak too).
+    """
     if device == "cuda":
         import torch
 
         return int(torch.cuda.max_memory_allocated())
+    peak = _status_bytes("VmHWM")
+    if peak:
+        return peak
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def _status_bytes(field_name: str) -> int:
+    """A ``kB`` field of /proc/self/status in bytes; 0 where there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _gib(n: int) -> str:

@@ -37,14 +37,25 @@ from PySide6.QtWidgets import (
 
 from studio.core.config import LoraSection, RunConfig, default_lr, load_config
 from studio.core.errors import StudioError, describe_exception
-from studio.core.memory import Estimate, GiB, Suggestion, estimate, format_bytes, suggestions
+from studio.core.memory import (
+    Calibration,
+    DatasetLengths,
+    Estimate,
+    GiB,
+    Suggestion,
+    estimate,
+    format_bytes,
+    suggestions,
+    verdict,
+)
 from studio.core.models.introspect import ModelInfo, inspect_model
 from studio.qt.errors import show_error
 from studio.qt.state import AppState
 from studio.qt.widgets.base_model_box import BaseModelBox
-from studio.qt.widgets.config_fields import LearningRateSpinBox, field_tip, get_value
+from studio.qt.widgets.config_fields import LearningRateSpinBox, field_tip, get_value, guard_wheel
 from studio.qt.widgets.estimate_panel import EstimatePanel
 from studio.qt.widgets.target_picker import TargetPicker
+from studio.qt.workers.estimate_inputs import calibration_job, lengths_job, lengths_key
 from studio.qt.workers.task import TaskRunner, TaskState
 
 # Coalesce edits this long before recomputing; with the sub-millisecond estimate the panel is
@@ -157,6 +168,11 @@ class ConfigurePane(QWidget):
         self._messages: dict[str, QLabel] = {}
         self._edit_errors: dict[str, str] = {}
         self._limit_errors: dict[str, str] = {}
+        # The estimate's inputs from files: the dataset's token lengths, this machine's calibration.
+        self.lengths: DatasetLengths | None = None
+        self._lengths_key: tuple | None = None
+        self._lengths_note = ""
+        self.calibrations: dict[str, Calibration] = {}
 
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
@@ -188,6 +204,7 @@ class ConfigurePane(QWidget):
         left.setWidgetResizable(True)
         left.setFrameShape(QFrame.Shape.NoFrame)
         left.setWidget(sections)
+        self.form_scroll = left
         right = QScrollArea()
         right.setWidgetResizable(True)
         right.setFrameShape(QFrame.Shape.NoFrame)
@@ -197,8 +214,10 @@ class ConfigurePane(QWidget):
         for area in (left, right):
             area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for area in (left, right):
+            # Only the viewport's page: "QScrollArea > QWidget > QWidget" also matched the scroll bar
+            # (inside its container widget), which then lost its native look to a black outline.
             area.setStyleSheet("QScrollArea { background: transparent; } "
-                               "QScrollArea > QWidget > QWidget { background: transparent; }")
+                               "QScrollArea > QWidget#qt_scrollarea_viewport > QWidget { background: transparent; }")
 
         title = QLabel("Configure")
         title.setObjectName("title")
@@ -233,8 +252,10 @@ class ConfigurePane(QWidget):
         state.config_changed.connect(self._on_config_changed)
         state.model_ready.connect(self._on_model_ready)
         self._refresh_store()
+        guard_wheel(sections)
         self._on_config_changed(state.config)
         self.tasks.run(probe_device, on_result=self._on_device, on_error=self._on_device_failed, owner=self)
+        self.tasks.run(calibration_job, on_result=self._on_calibration, on_error=lambda _m, _d: None, owner=self)
 
     # -- building ---------------------------------------------------------------------------------
     def _bind(self, grid: _FieldGrid, label: str, key: str, widget: QWidget,
@@ -418,6 +439,7 @@ class ConfigurePane(QWidget):
             self.targets.set_selection(cfg.lora.target_modules)
         self._check_limits(cfg)
         self._inspect_if_needed(cfg)
+        self._count_lengths_if_needed(cfg)
         self.schedule_estimate()
 
     def _check_limits(self, cfg: RunConfig) -> None:
@@ -476,13 +498,16 @@ class ConfigurePane(QWidget):
         cfg = self.state.config
         if method == cfg.method:
             return
+        # Beside the user's own edits, whatever differs from the current recipe was chosen by someone
+        # (a loaded file, the demo's defaults, another pane) and is kept too.
+        touched = self._touched | touched_in(cfg)
         overrides: dict[str, Any] = {"method": method}
-        if "training.lr" not in self._touched:
+        if "training.lr" not in touched:
             overrides["training.lr"] = default_lr(method)
         if method != "full":
-            r = cfg.lora.r if "lora.r" in self._touched else DEFAULT_RANK
+            r = cfg.lora.r if "lora.r" in touched else DEFAULT_RANK
             overrides["lora.r"] = r
-            if self.alpha_link.isChecked() or "lora.alpha" not in self._touched:
+            if self.alpha_link.isChecked() or "lora.alpha" not in touched:
                 overrides["lora.alpha"] = ALPHA_PER_RANK * r
         self._apply(overrides, "method")
 
@@ -665,15 +690,51 @@ class ConfigurePane(QWidget):
             return
         kind, budget, name = target
         try:
-            est = estimate(self.info, cfg, device_kind=kind)
+            calib = self.calibrations.get(kind)
+            factor = calib.factor if calib is not None else 1.0
+            worst = estimate(self.info, cfg, device_kind=kind).scaled(factor)
+            est = estimate(self.info, cfg, device_kind=kind, lengths=self.lengths).scaled(factor) \
+                if self.lengths is not None else worst
         except StudioError as err:
             self.panel.show_waiting(f"No estimate: {err.message}")
             return
-        full = estimate(self.info, cfg.model_copy(update={"method": "full"}), device_kind=kind)
-        if budget is not None and not est.fits(budget):
-            self.suggestions = suggestions(self.info, cfg, budget, device_kind=kind)
+        full = estimate(self.info, cfg.model_copy(update={"method": "full"}), device_kind=kind,
+                        lengths=self.lengths).scaled(factor)
+        if budget is not None and verdict(est.total_bytes, budget) != "green":
+            self.suggestions = suggestions(self.info, cfg, budget, device_kind=kind, lengths=self.lengths,
+                                           factor=factor)
         self.estimate = est
-        self.panel.show_estimate(est, full, budget, name, self.suggestions)
+        self.panel.show_estimate(est, full, budget, name, self.suggestions, worst=worst, calibration=calib,
+                                 dataset_note=self._lengths_note)
+
+    # -- the estimate's inputs from files ---------------------------------------------------------
+    def _count_lengths_if_needed(self, cfg: RunConfig) -> None:
+        """Count the training rows' tokens (in the background) when the dataset, model or max length changed."""
+        key = lengths_key(cfg)
+        if key == self._lengths_key:
+            return
+        self._lengths_key, self.lengths = key, None
+        if not cfg.dataset.train or not cfg.model.path:
+            self._lengths_note = ""
+            return
+        self._lengths_note = "; counting the dataset's tokens…"
+        self.tasks.run(lengths_job(cfg), on_result=self._on_lengths, on_error=self._on_lengths_failed, owner=self)
+
+    def _on_lengths(self, result: tuple) -> None:
+        key, lengths, problem = result
+        if key != self._lengths_key:
+            return  # the user moved on while this one was being counted
+        self.lengths = lengths if lengths is not None and lengths.lengths else None
+        self._lengths_note = f"; the dataset could not be counted: {problem}" if problem else ""
+        self.schedule_estimate()
+
+    def _on_lengths_failed(self, message: str, _detail: str) -> None:
+        self._lengths_note = f"; the dataset could not be counted: {message}"
+        self.schedule_estimate()
+
+    def _on_calibration(self, calibrations: dict) -> None:
+        self.calibrations = dict(calibrations)
+        self.schedule_estimate()
 
     # -- files ------------------------------------------------------------------------------------
     def save_to(self, path: Path) -> bool:

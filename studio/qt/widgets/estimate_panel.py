@@ -20,7 +20,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.memory import Estimate, Suggestion, format_bytes
+from studio.core.memory import (
+    GREEN_SHARE,
+    Calibration,
+    Estimate,
+    Suggestion,
+    format_bytes,
+    verdict,
+    versus_full,
+)
 from studio.qt.widgets.config_fields import format_count
 from studio.qt.widgets.memory_bar import MemoryBar, MemoryLegend
 
@@ -37,6 +45,7 @@ GPU_SIZES_GIB = (8, 12, 16, 24, 40, 48, 80, 141)
 
 _BADGE_STYLE = {
     "fits": "background: #dcfce7; color: #14532d; border: 1px solid #86efac;",
+    "tight": "background: #fef3c7; color: #78350f; border: 1px solid #fcd34d;",
     "nofit": "background: #fee2e2; color: #7f1d1d; border: 1px solid #fca5a5;",
     "neutral": "background: #f1f5f9; color: #334155; border: 1px solid #cbd5e1;",
 }
@@ -81,12 +90,22 @@ class EstimatePanel(QGroupBox):
         self.versus_full = QLabel("–")
         self.basis = QLabel("")
         self.basis.setObjectName("muted")
-        for lbl in (self.peak, self.phases, self.trainable, self.file_size, self.versus_full, self.basis):
+        # "this dataset" (the verdict) and "worst case, every row at max length", side by side
+        self.dataset_line = QLabel("")
+        self.worst_line = QLabel("")
+        self.calibration = QLabel("")
+        self.calibration.setObjectName("muted")
+        self.calibration.setToolTip("Each finished run journals the estimate it started with and the peak it "
+                                    "measured; their median ratio corrects later estimates on this machine.")
+        for lbl in (self.peak, self.phases, self.trainable, self.file_size, self.versus_full, self.basis,
+                    self.dataset_line, self.worst_line, self.calibration):
             lbl.setWordWrap(True)
             lbl.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         facts = QFormLayout()
         facts.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         facts.setHorizontalSpacing(10)
+        facts.addRow("This dataset", self.dataset_line)
+        facts.addRow("Worst case", self.worst_line)
         facts.addRow("Peak during", self.peak)
         facts.addRow("Step phases", self.phases)
         facts.addRow("Trainable", self.trainable)
@@ -115,6 +134,7 @@ class EstimatePanel(QGroupBox):
         layout.addLayout(facts)
         layout.addWidget(self.versus_full)
         layout.addWidget(self.basis)
+        layout.addWidget(self.calibration)
         layout.addStretch(1)
 
     # -- plan -------------------------------------------------------------------------------------
@@ -138,24 +158,32 @@ class EstimatePanel(QGroupBox):
         self._set_badge("neutral", text)
         self.bar.clear()
         self.legend.clear()
-        for lbl in (self.peak, self.phases, self.trainable, self.file_size):
+        for lbl in (self.peak, self.phases, self.trainable, self.file_size, self.dataset_line, self.worst_line):
             lbl.setText("–")
         self.versus_full.setText("")
         self.basis.setText("")
         self._set_suggestions([])
 
     def show_estimate(self, est: Estimate, full: Estimate, budget: int | None, budget_name: str,
-                      suggestions: list[Suggestion]) -> None:
+                      suggestions: list[Suggestion], *, worst: Estimate | None = None,
+                      calibration: Calibration | None = None, dataset_note: str = "") -> None:
+        """``est`` is for the chosen dataset when its lengths are known (``worst`` then has every row
+        at max length); both already carry this machine's correction (``calibration``)."""
         label = f"{budget_name} {format_bytes(budget)}" if budget else ""
         self.bar.set_parts(est.bytes, budget, label)
         self.legend.set_parts(est.bytes)
         if budget is None:
             self.fits = None
             self._set_badge("neutral", f"Peak {format_bytes(est.total_bytes)}: {budget_name}")
-        elif est.fits(budget):
+        elif verdict(est.total_bytes, budget) == "green":
             self.fits = True
             share = 100 * est.total_bytes / budget
             self._set_badge("fits", f"✓ Fits: {format_bytes(est.total_bytes)} of {format_bytes(budget)} ({share:.0f} %)")
+        elif verdict(est.total_bytes, budget) == "amber":
+            self.fits = True
+            share = 100 * est.total_bytes / budget
+            self._set_badge("tight", f"⚠ Tight: {format_bytes(est.total_bytes)} of {format_bytes(budget)} "
+                                     f"({share:.0f} %, over {GREEN_SHARE:.0%}): it may run out")
         else:
             self.fits = False
             self._set_badge("nofit", f"✗ Does not fit: needs {format_bytes(est.total_bytes)}, "
@@ -170,12 +198,23 @@ class EstimatePanel(QGroupBox):
             self.versus_full.setText("Full fine-tuning trains every parameter.")
         elif est.trainable_params:
             ratio = full.trainable_params / est.trainable_params
-            self.versus_full.setText(f"Trains {ratio:,.0f}× fewer parameters than full fine-tuning "
-                                     f"(which would peak at {format_bytes(full.total_bytes)}).")
+            text = (f"Trains {ratio:,.0f}× fewer parameters than full fine-tuning "
+                    f"(which would peak at {format_bytes(full.total_bytes)}).")
+            why = versus_full(est, full)
+            self.versus_full.setText(text + (" " + why if why else ""))
+        shape = f"widest batch {est.batch_rows} × {est.batch_tokens} tokens"
+        if est.basis == "dataset":
+            self.dataset_line.setText(f"{format_bytes(est.total_bytes)} ({shape}){dataset_note}")
+        else:
+            self.dataset_line.setText(dataset_note.strip(" ;") or "no dataset counted: the worst case is the verdict")
+        w = worst or est
+        self.worst_line.setText(f"{format_bytes(w.total_bytes)}, every row at max length "
+                                f"({w.batch_rows} × {w.batch_tokens} tokens)")
+        self.calibration.setText(calibration.describe() if calibration is not None else "")
         dev = "a CUDA GPU" if est.device_kind == "cuda" else "CPU"
         self.basis.setText(f"For {dev}, base weights in {est.dtype}. Estimated from the model's shapes; "
                            "no weights are loaded.")
-        self._set_suggestions(suggestions if self.fits is False else [])
+        self._set_suggestions(suggestions if self.fits is False or self._badge_kind == "tight" else [])
 
     def _set_suggestions(self, suggestions: list[Suggestion]) -> None:
         # Existing cards are reused and only their text changes: creating widgets is the costliest

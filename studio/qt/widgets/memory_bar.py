@@ -8,7 +8,7 @@ labels, so that sizes can be selected, read by screen readers and checked in tes
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QHelpEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QHelpEvent, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolTip, QWidget
 
 from studio.core.memory import BREAKDOWN_KEYS, format_bytes
@@ -57,6 +57,9 @@ class MemoryBar(QWidget):
         self.budget_label = ""
         self.setMinimumHeight(self.TOP + self.BAR_HEIGHT + 20)
         self.setMouseTracking(True)
+        self.setAccessibleName("Memory estimate bar")
+        self.setAccessibleDescription("Estimated memory by part (weights, optimizer, activations…) against the "
+                                      "device's budget; the same figures are listed beside it.")
 
     @property
     def total_bytes(self) -> int:
@@ -103,7 +106,8 @@ class MemoryBar(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         bar = self._bar_rect()
         p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor("#eef2f7"))
+        ink = self.palette().color(QPalette.ColorRole.WindowText)  # palette colours follow light/dark (qt/style.py)
+        p.setBrush(self.palette().color(QPalette.ColorRole.Midlight))
         p.drawRoundedRect(bar, 4, 4)
         for key, rect in self._segments():
             p.setBrush(QColor(TERM_COLORS[key]))
@@ -113,7 +117,7 @@ class MemoryBar(QWidget):
         p.setFont(small)
         if self.parts:
             end = bar.left() + bar.width() * self.total_bytes / self._scale()
-            p.setPen(QColor("#0f172a"))
+            p.setPen(ink)
             text = f"peak {format_bytes(self.total_bytes)}"
             fm = p.fontMetrics()
             tw = fm.horizontalAdvance(text)
@@ -122,14 +126,14 @@ class MemoryBar(QWidget):
         if self.budget:
             over = self.total_bytes > self.budget
             x = bar.left() + bar.width() * self.budget / self._scale()
-            pen = QPen(QColor("#dc2626" if over else "#0f172a"), 2, Qt.PenStyle.DashLine)
+            pen = QPen(QColor("#dc2626") if over else ink, 2, Qt.PenStyle.DashLine)
             p.setPen(pen)
             p.drawLine(QPointF(x, bar.top() - 4), QPointF(x, bar.bottom() + 2))
             label = self.budget_label or f"budget {format_bytes(self.budget)}"
             fm = p.fontMetrics()
             tw = fm.horizontalAdvance(label)
             tx = min(max(bar.left(), x - tw / 2), bar.right() - tw)
-            p.setPen(QColor("#dc2626" if over else "#334155"))
+            p.setPen(QColor("#dc2626") if over else ink)
             p.drawText(QPointF(tx, bar.top() - 6), label)
         p.end()
 

@@ -1,0 +1,39 @@
+"""Background jobs feeding the Configure pane's estimate: the dataset's token lengths and this
+machine's calibration. Both read files (and tokenize), so neither may run on the GUI thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from studio.core.config import RunConfig
+from studio.qt.workers.task import TaskState
+
+
+def lengths_key(cfg: RunConfig) -> tuple:
+    """What the dataset's lengths depend on; a new key means counting again."""
+    d = cfg.dataset
+    return (cfg.model.path, tuple(d.train), bool(d.eval), d.eval_ratio, d.split_seed,
+            tuple(sorted(d.column_map.items())), cfg.training.max_seq_len)
+
+
+def lengths_job(cfg: RunConfig) -> Callable[[TaskState], tuple]:
+    """(key, DatasetLengths or None, problem text): counted like the dataset check counts."""
+    key = lengths_key(cfg)
+
+    def job(state: TaskState) -> tuple:
+        from studio.core.errors import describe_exception
+        from studio.core.memory import count_lengths
+
+        try:
+            return key, count_lengths(cfg, should_stop=state.should_stop), ""
+        except Exception as exc:  # a dataset that cannot be counted leaves the worst case as the verdict
+            return key, None, describe_exception(exc)[0]
+
+    return job
+
+
+def calibration_job(_state: TaskState) -> dict:
+    """{device kind: Calibration} from the runs store."""
+    from studio.core.memory import machine_calibration
+
+    return {kind: machine_calibration(kind) for kind in ("cpu", "cuda")}
