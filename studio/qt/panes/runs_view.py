@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -27,8 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.errors import StudioError
 from studio.core.training import runs
 from studio.core.training.compare import ranked, recommend
+from studio.qt.errors import show_error
 from studio.qt.widgets.curves import LivePlot
 
 COLUMNS = ("Run", "Status", "Model", "Dataset", "Method", "Steps", "Train loss", "Eval loss", "Duration",
@@ -113,6 +116,11 @@ class RunsView(QWidget):
         self.resume_button.setToolTip("Continue the selected interrupted or stopped run from its last checkpoint")
         self.resume_button.setEnabled(False)
         self.resume_button.clicked.connect(self._on_resume)
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.setToolTip("Remove the selected runs' folders (a run still training cannot be deleted; "
+                                      "adapters already in the Library stay)")
+        self.delete_button.setEnabled(False)
+        self.delete_button.clicked.connect(self._on_delete)
         refresh = QPushButton("Refresh")
         refresh.setToolTip("Read the run folders again (runs from the command line appear too)")
         refresh.clicked.connect(self.refresh)
@@ -139,6 +147,7 @@ class RunsView(QWidget):
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.delete_button)
         buttons.addWidget(refresh)
         buttons.addWidget(self.hint, 1)
         top = QWidget()
@@ -241,6 +250,7 @@ class RunsView(QWidget):
                 if picked:
                     item.setFont(bold)
                     item.setBackground(QColor("#e6fffa"))
+                    item.setForeground(QColor("#0f172a"))  # dark ink on the light tint, in the dark scheme too
                 if j == 1:
                     item.setToolTip(str(s.run_dir))
                 if j in (0, 2, 3):
@@ -267,10 +277,11 @@ class RunsView(QWidget):
     def _on_selection(self) -> None:
         sel = self.selected()
         self.resume_button.setEnabled(len(sel) == 1 and sel[0].resumable)
+        self.delete_button.setEnabled(bool(sel) and all(s.status != "running" for s in sel))
         kind, attr, y_label, scale = METRICS[self.metric_box.currentText()]
         self.overlay.setLabel("left", y_label)
         self.overlay.setTitle(f"{self.metric_box.currentText()} of the selected runs" if sel
-                              else "Select runs above to compare their curves", color="#333", size="11pt")
+                              else "Select runs above to compare their curves", size="11pt")
         self.overlay.remove_curves()
         for k, s in enumerate(sel):
             name = short_name(s.name)
@@ -282,6 +293,30 @@ class RunsView(QWidget):
                 if ev.kind == kind:
                     self.overlay.add(name, ev.step, getattr(ev, attr) * scale)
         self.overlay.redraw_now()
+
+    def _on_delete(self) -> None:
+        sel = [s for s in self.selected() if s.status != "running"]
+        if not sel:
+            return
+        names = "\n".join(f"• {s.name} ({s.status})" for s in sel[:8]) + (f"\n… {len(sel) - 8} more" if len(sel) > 8 else "")
+        answer = QMessageBox.question(
+            self, "Delete runs", f"Delete {len(sel)} run folder(s) with their curves and checkpoints?\n\n{names}\n\n"
+            "Adapters already in the Library are kept.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete_runs(sel)
+
+    def delete_runs(self, chosen: list[runs.RunSummary]) -> None:
+        """Delete these runs' folders; a refusal (still training, not writable) is shown, the rest go."""
+        problems = []
+        for s in chosen:
+            try:
+                runs.delete_run(s.run_dir)
+            except StudioError as err:
+                problems.append(err.user_text())
+        self.table.clearSelection()
+        self.refresh()
+        if problems:
+            show_error(self, "\n".join(problems), title="Some runs were not deleted")
 
     def _on_resume(self) -> None:
         sel = self.selected()

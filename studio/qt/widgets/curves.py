@@ -37,8 +37,10 @@ class LivePlot(pg.PlotWidget):
 
     def __init__(self, title: str, y_label: str, x_label: str = "step", interval_ms: int = 150, parent=None,
                  legend: bool = True) -> None:
-        super().__init__(parent=parent, background="w")
-        self.setTitle(title, color="#333", size="11pt")
+        super().__init__(parent=parent)  # colours from pyqtgraph's defaults, which follow the scheme (qt/style.py)
+        self.setTitle(title, size="11pt")
+        self.setAccessibleName(f"{title} plot")
+        self.setAccessibleDescription(f"Chart of {y_label} against {x_label}, updated live.")
         self.setLabel("left", y_label)
         self.setLabel("bottom", x_label)
         self.showGrid(x=True, y=True, alpha=0.2)
@@ -125,3 +127,24 @@ class LivePlot(pg.PlotWidget):
                 lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
         for value, item in self._references.values():
             item.setData([lo, hi], [value, value])
+        self._frame_lone_points()
+
+    def _frame_lone_points(self) -> None:
+        """Auto-range frames a single point as value ± 0.5, so step 1 sits on an axis running from
+        -0.5 and 200 tokens/s on one from 199.5. Until some curve has two points, show the points
+        from 0 (step 0 and, for values that cannot be negative, 0 as well) instead."""
+        shown = [buf.data() for buf in self._buffers.values() if buf.n]
+        pi = self.getPlotItem()
+        if not shown or any(len(x) > 1 for x, _y in shown):
+            if not pi.getViewBox().autoRangeEnabled()[0]:
+                pi.enableAutoRange()
+            return
+        xs = [float(x[0]) for x, _y in shown]
+        ys = [float(y[0]) for _x, y in shown] + [v for v, _i in self._references.values()]
+        pi.setXRange(0.0, max(1.0, max(xs)) * 1.1, padding=0.0)
+        low, high = min(ys), max(ys)
+        if low >= 0:
+            pi.setYRange(0.0, high * 1.2 if high > 0 else 1.0, padding=0.0)
+        else:
+            span = max(abs(high - low), abs(high) * 0.2, 1e-6)
+            pi.setYRange(low - span / 2, high + span / 2, padding=0.0)

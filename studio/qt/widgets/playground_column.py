@@ -30,7 +30,7 @@ class ColumnView(QFrame):
         super().__init__(parent)
         self.setObjectName("playgroundColumn")
         self.setMinimumWidth(150)
-        self.setStyleSheet("QFrame#playgroundColumn { background: white; border: 1px solid #e2e8f0; border-radius: 6px; }")
+        self.setStyleSheet("QFrame#playgroundColumn { background: palette(base); border: 1px solid palette(midlight); border-radius: 6px; }")
         self.choice = QComboBox()
         self.choice.setMinimumContentsLength(8)
         self.choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -40,6 +40,7 @@ class ColumnView(QFrame):
         self.remove_button = QToolButton()
         self.remove_button.setText("✕")
         self.remove_button.setToolTip("Remove this column")
+        self.remove_button.setAccessibleName("Remove this column")  # a screen reader would say "multiplication x"
         self.remove_button.setAutoRaise(True)
         self.remove_button.clicked.connect(lambda: self.remove_requested.emit(self))
         self.output = QPlainTextEdit()
@@ -70,6 +71,7 @@ class ColumnView(QFrame):
     def set_entries(self, entries: list[LibraryEntry], select: str | None = "keep") -> None:
         """Offer the base and ``entries``; keep the current choice when it is still offered."""
         keep = self.entry_id() if select == "keep" else select
+        before = self._signature()
         self.choice.blockSignals(True)
         self.choice.clear()
         self.choice.addItem(BASE_LABEL, None)
@@ -83,8 +85,25 @@ class ColumnView(QFrame):
         index = self.choice.findData(keep) if keep else 0
         self.choice.setCurrentIndex(max(0, index))
         self.choice.blockSignals(False)
+        if self._signature() != before:
+            # Re-pointed (the chosen entry is gone, or the same run refreshed it with newer weights):
+            # the answer shown was written by another model and must not stand under this one.
+            self.clear_answer()
+
+    def _signature(self) -> tuple[str | None, str]:
+        """The model this column answers with: entry id plus what changes when its weights do."""
+        entry = getattr(self, "_entries", {}).get(self.entry_id()) if self.choice.count() else None
+        return self.choice.currentData(), repr(sorted(entry.metrics.items())) if entry else ""
+
+    def clear_answer(self) -> None:
+        self.output.clear()
+        self._text = ""
+        self.chunks = 0
+        self.stats.setText("")
+        self.show_score("")
 
     def _on_choice(self, _index: int) -> None:
+        self.clear_answer()
         self.touched = True
         self.choice_changed.emit()
 
