@@ -80,6 +80,13 @@ def find_adapter(arg: str):
             folder = path
         elif (path / ADAPTER_SUBDIR / ADAPTER_CONFIG).is_file():
             folder = path / ADAPTER_SUBDIR
+        else:
+            from studio.core.library.full_model import is_model_folder
+
+            for candidate in (path, path / "model"):  # a full fine-tune's model folder, or its run folder
+                if is_model_folder(candidate):
+                    folder = candidate
+                    break
     elif path.exists():
         raise StudioError("This is a file; give the adapter's folder (the one with adapter_config.json).", path=path)
     entry = None
@@ -88,7 +95,7 @@ def find_adapter(arg: str):
             entry = get_entry(arg)
         except StudioError:
             entry = None
-    if folder is not None and entry is not None and folder.resolve() != entry.adapter_dir.resolve():
+    if folder is not None and entry is not None and folder.resolve() != entry.files_dir.resolve():
         raise StudioError(
             f"'{arg}' is both a folder here ({path.resolve()}) and a library entry ('{entry.name}', id {entry.id}). "
             f"Write ./{arg} for the folder, or the entry's id {entry.id} for the library entry."

@@ -4,6 +4,7 @@
 # ruff: noqa: F811
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -26,8 +27,13 @@ def _home(tmp_path, monkeypatch, one_thread) -> Path:
 
 
 def _meta(**kw) -> AdapterMeta:
+    # A run folder per call: a second registration from the same run refreshes its entry.
+    run_dir = kw.pop("run_dir", f"/runs/demo-{next(_runs)}")
     return AdapterMeta(dataset_fingerprint="sha256:abc", config={"method": "lora", "lora": {"r": 4}},
-                       metrics={"eval_loss": 1.25}, run_dir="/runs/demo", **kw)
+                       metrics={"eval_loss": 1.25}, run_dir=run_dir, **kw)
+
+
+_runs = itertools.count()
 
 
 def test_register_list_get(lib_adapter, lib_base, _home):
@@ -105,10 +111,13 @@ def test_rename_delete_restore_empty_trash(lib_adapter):
 def test_restore_into_a_taken_name(lib_adapter):
     a = registry.register_adapter(lib_adapter, _meta(), name="same")
     registry.delete(a.id)
-    registry.register_adapter(lib_adapter, _meta(), name="same")
+    newer = registry.register_adapter(lib_adapter, _meta(), name="same")
+    assert newer.name == "same-2"  # the trash still holds "same"
+    registry.rename(newer.id, "other")
+    shutil.copytree(registry.get_entry("other").path, paths.library_dir() / "same")  # a folder put there by hand
     back = registry.restore(a.id)
-    assert back.name == "same-2"
-    assert json.loads((back.path / "meta.json").read_text())["name"] == "same-2"
+    assert back.name == "same-3"
+    assert json.loads((back.path / "meta.json").read_text())["name"] == "same-3"
 
 
 def test_import_valid_adapter_points_at_local_base(adapter_copy, lib_base):

@@ -10,6 +10,7 @@ recoverable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,9 @@ from studio.core.models.identity import safetensors_header as _safetensors_heade
 
 META_FILE = "meta.json"
 ADAPTER_SUBDIR = "adapter"
+MODEL_SUBDIR = "model"  # a full fine-tune's weights, config and tokenizer: a model in its own right
+KIND_ADAPTER = "adapter"
+KIND_FULL = "full model"
 TRASH = ".trash"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -62,15 +66,26 @@ class LibraryEntry:
     created: str
     size_bytes: int
     method: str
+    kind: str = KIND_ADAPTER
+
+    @property
+    def is_full_model(self) -> bool:
+        return self.kind == KIND_FULL
 
     @property
     def adapter_dir(self) -> Path:
         return self.path / ADAPTER_SUBDIR
 
+    @property
+    def files_dir(self) -> Path:
+        """What the entry holds: the PEFT adapter folder, or a full fine-tune's model folder."""
+        return self.path / (MODEL_SUBDIR if self.is_full_model else ADAPTER_SUBDIR)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
-        d["adapter_dir"] = str(self.adapter_dir)
+        d["adapter_dir"] = str(self.adapter_dir) if not self.is_full_model else ""
+        d["model_dir"] = str(self.files_dir) if self.is_full_model else ""
         return d
 
 
@@ -85,9 +100,34 @@ def safe_name(name: str) -> str:
     return cleaned[:80] or "adapter"
 
 
-def _unique_folder(root: Path, name: str, *, ignore: Path | None = None) -> Path:
+RETIRED_NAMES = ".retired-names.json"
+
+
+def _retired_names(root: Path) -> dict[str, str]:
+    """Names entries once had (lower-cased name -> that entry's id): renamed away or deleted."""
+    try:
+        data = json.loads((root / RETIRED_NAMES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _retire_name(root: Path, name: str, entry_id: str) -> None:
+    """Keep ``name`` from being handed to a newer entry: a name that once meant one adapter (in a
+    note, an export folder, a Modelfile) must never quietly come to mean another."""
+    retired = _retired_names(root)
+    retired.setdefault(name.lower(), entry_id)
+    with contextlib.suppress(OSError):  # a read-only library still renames; only the memory is lost
+        atomic_write_text(root / RETIRED_NAMES, json.dumps(retired, indent=1, sort_keys=True))
+
+
+def _unique_folder(root: Path, name: str, *, ignore: Path | None = None, owner_id: str = "") -> Path:
+    """A free folder for ``name``: not in use, not held by an entry in the trash and not a name some
+    other entry had before (``owner_id`` may take back its own old names)."""
     base = safe_name(name)
     taken = {p.name.lower() for p in root.iterdir()} if root.is_dir() else set()
+    taken |= {e.name.lower() for e in _scan(root / TRASH) if e.id != owner_id}
+    taken |= {n for n, who in _retired_names(root).items() if who != owner_id}
     if ignore is not None:
         taken.discard(ignore.name.lower())
     candidate, n = base, 2
@@ -149,6 +189,7 @@ def _entry_from_folder(folder: Path) -> LibraryEntry | None:
         metrics=dict(data.get("metrics") or {}), run_dir=str(data.get("run_dir", "")),
         created=str(data.get("created", "")), size_bytes=int(data.get("size_bytes", 0)),
         method=str(data.get("method", "lora")),
+        kind=KIND_FULL if data.get("kind") == KIND_FULL else KIND_ADAPTER,  # entries older than kinds: adapters
     )
 
 
@@ -257,8 +298,7 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
     root = paths.library_dir()
     root.mkdir(parents=True, exist_ok=True)
     default_name = name or m.get("name") or (Path(m["run_dir"]).name if m.get("run_dir") else adapter_dir.parent.name)
-    folder = _unique_folder(root, str(default_name))
-    entry_id = uuid.uuid4().hex[:12]
+    folder, entry_id, created = library_slot(root, str(default_name), str(m.get("run_dir") or ""))
     record = {
         "id": entry_id,
         "name": folder.name,
@@ -268,12 +308,13 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
         "config": m.get("config") or {},
         "metrics": m.get("metrics") or {},
         "run_dir": str(m.get("run_dir") or ""),
-        "created": _now(),
+        "created": created,
         "size_bytes": 0,
         "method": method,
+        "kind": KIND_ADAPTER,
     }
     try:
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, overwrite=True) as tmp:
             _copy_adapter_files(adapter_dir, tmp / ADAPTER_SUBDIR)
             record["size_bytes"] = _folder_size(tmp / ADAPTER_SUBDIR)
             _write_meta(tmp, record)
@@ -282,6 +323,17 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
     entry = _entry_from_folder(folder)
     assert entry is not None
     return entry
+
+
+def library_slot(root: Path, name: str, run_dir: str) -> tuple[Path, str, str]:
+    """(folder, id, created) for a run's result: the entry the same run made before (a stop, then a
+    resume and finish, refresh one entry rather than adding "-2", "-3"), else a new unique one."""
+    if run_dir:
+        same = Path(run_dir).resolve()
+        for e in _scan(root):
+            if e.run_dir and Path(e.run_dir).resolve() == same:
+                return e.path, e.id, e.created
+    return _unique_folder(root, name), uuid.uuid4().hex[:12], _now()
 
 
 def _os_error(err: OSError, what: str) -> StudioError:
@@ -297,10 +349,11 @@ def rename(id_or_name: str, new_name: str) -> LibraryEntry:
     if not str(new_name).strip():
         raise StudioError("A library name cannot be empty.")
     root = paths.library_dir()
-    folder = _unique_folder(root, new_name, ignore=entry.path)
+    folder = _unique_folder(root, new_name, ignore=entry.path, owner_id=entry.id)
     data = json.loads((entry.path / META_FILE).read_text(encoding="utf-8"))
     data["name"] = folder.name
     if folder != entry.path.resolve():
+        _retire_name(root, entry.name, entry.id)
         os.replace(entry.path, folder)
     _write_meta(folder, data)
     out = _entry_from_folder(folder)
@@ -316,6 +369,7 @@ def delete(id_or_name: str) -> LibraryEntry:
     dest = trash / f"{entry.path.name}-{entry.id}"
     if dest.exists():
         shutil.rmtree(dest)
+    _retire_name(paths.library_dir(), entry.name, entry.id)  # kept after the trash is emptied too
     os.replace(entry.path, dest)
     out = _entry_from_folder(dest)
     assert out is not None
@@ -327,7 +381,7 @@ def restore(id_or_name: str) -> LibraryEntry:
     if entry is None:
         raise StudioError(f"No adapter '{id_or_name}' in the trash.")
     root = paths.library_dir()
-    folder = _unique_folder(root, entry.name)
+    folder = _unique_folder(root, entry.name, owner_id=entry.id)
     os.replace(entry.path, folder)
     if folder.name != entry.name:
         data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))

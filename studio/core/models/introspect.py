@@ -361,6 +361,29 @@ def _expand(item: str) -> list[str]:
     return [key]
 
 
+# Projections some families fuse into one Linear (Phi-3's qkv_proj and gate_up_proj, Falcon's query_key_value): a
+# preset or config that names the parts means the fused layer on such a model, as the user intends.
+_FUSED_INTO = {
+    "q_proj": ("qkv_proj", "query_key_value", "Wqkv"),
+    "k_proj": ("qkv_proj", "query_key_value", "Wqkv"),
+    "v_proj": ("qkv_proj", "query_key_value", "Wqkv"),
+    "gate_proj": ("gate_up_proj",),
+    "up_proj": ("gate_up_proj",),
+}
+
+
+def map_fused(wanted: list[str], available: list[str] | set[str]) -> list[str]:
+    """``wanted`` with each name the model lacks replaced by the fused layer that holds it, if any."""
+    have = set(available)
+    out: list[str] = []
+    for name in wanted:
+        if name not in have:
+            name = next((f for f in _FUSED_INTO.get(name, ()) if f in have), name)
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def resolve_targets(info: ModelInfo, target_modules: list[str] | tuple[str, ...] | str) -> list[str]:
     """Leaf names LoRA will adapt, in model order. ``all-linear`` means what PEFT means by it:
     every Linear-like layer except the output head."""
@@ -372,6 +395,7 @@ def resolve_targets(info: ModelInfo, target_modules: list[str] | tuple[str, ...]
     available = info.target_names
     if ALL_LINEAR in wanted:
         return available
+    wanted = map_fused(wanted, available)
     unknown = [w for w in dict.fromkeys(wanted) if w not in available]
     if unknown:
         raise StudioError(

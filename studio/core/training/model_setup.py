@@ -102,6 +102,13 @@ def apply_peft(cfg: RunConfig, model):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.grad_checkpointing)
     targets = cfg.lora.target_modules
     target_arg: str | list[str] = "all-linear" if targets == ["all-linear"] else list(targets)
+    if isinstance(target_arg, list):  # "q_proj" on a model that fuses q/k/v means its qkv_proj
+        import torch
+
+        from studio.core.models.introspect import map_fused
+
+        leaves = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        target_arg = map_fused(target_arg, leaves)
     lora = LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,

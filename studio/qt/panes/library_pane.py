@@ -298,7 +298,7 @@ class LibraryPane(QWidget):
         self.progress.show()
         self.export_button.setEnabled(False)
         self.status.setText(f"Exporting '{entry.name}' to {choice.out}…")
-        adapter_dir = entry.adapter_dir
+        adapter_dir = entry.files_dir  # a full model's folder exports without a merge (merge.export_model)
         self.tasks.run(
             lambda s: export_model(adapter_dir, choice.out, progress=s.progress, **choice.export_kwargs()),
             on_progress=lambda f, m: (self.progress.setValue(int(f * 100)), self.progress.setFormat(f"{m} %p%")),

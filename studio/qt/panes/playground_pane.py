@@ -200,9 +200,12 @@ class PlaygroundPane(QWidget):
         return self._hashes[key]
 
     def _update_bases(self) -> None:
-        """Bases that are on this machine: those the adapters were trained on, then the configured model."""
+        """Bases that are on this machine: those the adapters were trained on, the configured model, then
+        the full fine-tunes in the library (each a model of its own, named as in the library)."""
         candidates = [Path(e.base_model) for e in self.entries if e.base_model]
         candidates.append(Path(self.state.config.model.path))
+        labels = {str(e.files_dir.resolve()): f"{e.name} (full model)" for e in self.entries if e.is_full_model}
+        candidates += [e.files_dir for e in self.entries if e.is_full_model]
         seen: list[Path] = []
         for c in candidates:
             if str(c) and _is_model(c) and c.resolve() not in seen:
@@ -211,7 +214,7 @@ class PlaygroundPane(QWidget):
         self.base_box.blockSignals(True)
         self.base_box.clear()
         for base in seen:
-            self.base_box.addItem(base.name, str(base))
+            self.base_box.addItem(labels.get(str(base), base.name), str(base))
             self.base_box.setItemData(self.base_box.count() - 1, str(base), Qt.ItemDataRole.ToolTipRole)
         if not seen:
             self.base_box.addItem("No base model on this machine", None)
@@ -228,6 +231,8 @@ class PlaygroundPane(QWidget):
         base_path = Path(base)
         out = []
         for e in self.entries:
+            if e.is_full_model:  # offered as a base, never as an adapter
+                continue
             same_folder = bool(e.base_model) and Path(e.base_model).resolve() == base_path
             if same_folder or (e.base_model_hash and e.base_model_hash == self._base_hash(base_path)):
                 out.append(e)
@@ -286,7 +291,15 @@ class PlaygroundPane(QWidget):
         self._update_buttons()
 
     def show_adapter(self, entry: LibraryEntry) -> None:
-        """Put ``entry`` in the second column (beside the base), choosing its base first."""
+        """Put ``entry`` in the second column (beside the base), choosing its base first. A full
+        fine-tune is a model of its own: it becomes the base, shown without an adapter."""
+        if entry.is_full_model:
+            index = self.base_box.findData(str(entry.files_dir.resolve()))
+            if index >= 0:
+                self.base_box.setCurrentIndex(index)
+            if self.columns:
+                self.columns[0].select(None)
+            return
         base = str(Path(entry.base_model).resolve()) if entry.base_model else None
         if base and self.base_box.findData(base) >= 0:
             self.base_box.setCurrentIndex(self.base_box.findData(base))
@@ -446,6 +459,7 @@ class PlaygroundPane(QWidget):
         item.setToolTip(text)
         if exact is not None:
             item.setBackground(QBrush(_MATCH if exact else _MISS))
+            item.setForeground(QBrush(QColor("#0f172a")))  # dark ink on the light tint, in the dark scheme too
         self.results.setItem(row, 2 + column, item)
 
     def result_text(self, row: int, column: int) -> str:

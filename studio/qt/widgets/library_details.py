@@ -62,7 +62,8 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
     colour, words = status
     rows = [
         _row("Name", f"<b>{esc(entry.name)}</b> <span style='color:{_MUTED}'>({esc(entry.id)})</span>"),
-        _row("Method", esc(entry.method.upper())),
+        _row("Method", esc(entry.method.upper()) + (" — a full model (no adapter; exports without a merge)"
+                                                     if entry.is_full_model else "")),
         _row("Created", esc(entry.created.replace("T", " "))),
         _row("Size", human_bytes(entry.size_bytes)),
         _row("Stored in", esc(str(entry.path))),

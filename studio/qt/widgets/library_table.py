@@ -34,6 +34,17 @@ def final_eval_loss(entry: LibraryEntry) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def eval_tip(entry: LibraryEntry) -> str:
+    """Which step the eval loss was measured at, or why there is none (a run stopped before its
+    first evaluation, a run without an eval set)."""
+    if final_eval_loss(entry) is None:
+        return str(entry.metrics.get("eval_note") or "No eval loss was recorded for this entry.")
+    step, steps = entry.metrics.get("eval_step"), entry.metrics.get("steps")
+    if isinstance(step, int) and isinstance(steps, int) and step != steps:
+        return f"Last eval loss, measured at step {step} of the {steps} this adapter was trained for."
+    return "Final eval loss of the training run (lower is better)."
+
+
 class _SortItem(QTableWidgetItem):
     """Sorts by the value stored under SORT_ROLE; missing values sort last in ascending order."""
 
@@ -49,7 +60,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
     return [
         (e.name, e.name.lower()),
         (Path(e.base_model).name or "—", (Path(e.base_model).name or "").lower()),
-        (e.method.upper(), e.method),
+        (f"{e.method.upper()} (full model)" if e.is_full_model else e.method.upper(), e.method),
         ("—" if loss is None else f"{loss:.4f}", loss),
         (e.created[:16].replace("T", " "), e.created),
         (human_bytes(e.size_bytes), e.size_bytes),
@@ -57,7 +68,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
 
 
 def _search_text(e: LibraryEntry) -> str:
-    return " ".join((e.name, e.base_model, e.method, e.dataset_fingerprint, e.run_dir, e.id)).lower()
+    return " ".join((e.name, e.base_model, e.method, e.kind, e.dataset_fingerprint, e.run_dir, e.id)).lower()
 
 
 class AdapterTable(QTableWidget):
@@ -71,6 +82,8 @@ class AdapterTable(QTableWidget):
         self.setAlternatingRowColors(True)
         self.setShowGrid(False)
         self.setWordWrap(False)
+        # "demo-json-answers-12" must stay tellable from "-11" when squeezed: cut the middle, keep the end.
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(COLUMNS)):
@@ -101,6 +114,8 @@ class AdapterTable(QTableWidget):
                     item.setToolTip(f"{e.name}\n{e.path}")
                 elif j == 1:
                     item.setToolTip(e.base_model)
+                elif j == 3:
+                    item.setToolTip(eval_tip(e))
                 if j >= 3:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(i, j, item)
