@@ -6,14 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.core.library.gguf_export import GGUF_TYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="merge an adapter into its base model and export it (optionally as GGUF)")
-    p.add_argument("adapter", metavar="ADAPTER", help="adapter folder, run folder, or library entry name/id")
+    p.add_argument("adapter", metavar="ADAPTER",
+                   help="adapter folder, run folder, or library entry name/id (a full fine-tune exports its model)")
     p.add_argument("--out", required=True, help="destination folder (or .zip for an adapter-only export)")
     p.add_argument("--merge", action="store_true", help="merge into the base model (default: adapter files only)")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights dtype of the merged model")
-    p.add_argument("--gguf", choices=["f16", "q8_0"], help="also write a GGUF (implies --merge) and an Ollama Modelfile")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
+                   help="weights dtype of the merged model (default bf16); a full model keeps its own unless given")
+    p.add_argument("--gguf", choices=list(GGUF_TYPES),
+                   help="also write a GGUF (implies --merge) and an Ollama Modelfile; q4_k_m needs the llamacpp extra")
     p.add_argument("--no-check", action="store_true", help="skip the equivalence proof (not recommended)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the destination if it is an earlier export (any other folder is refused)")
@@ -28,7 +33,7 @@ def resolve_adapter(arg: str) -> Path:
     from studio.cli._args import find_adapter
 
     found = find_adapter(arg)
-    return found if isinstance(found, Path) else found.adapter_dir
+    return found if isinstance(found, Path) else found.files_dir
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,8 +44,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[{frac * 100:3.0f}%] {msg}", file=sys.stderr)
 
     adapter = resolve_adapter(args.adapter)
+    from studio.core.library.full_model import is_model_folder
+
+    full = is_model_folder(adapter)  # a full fine-tune: written as it is (or in --dtype), no merge
     report = export_model(
-        adapter, Path(args.out), merge=args.merge or bool(args.gguf), dtype=args.dtype, gguf=args.gguf,
+        adapter, Path(args.out), merge=bool(args.dtype) if full else (args.merge or bool(args.gguf)),
+        dtype=args.dtype or "bf16", gguf=args.gguf,
         progress=progress, check=not args.no_check, overwrite=args.overwrite, allow_pickle=args.allow_pickle,
         trust_remote_code=args.trust_remote_code,
     )

@@ -7,7 +7,7 @@ import sys
 
 from studio.cli import safe_text
 from studio.cli._args import number
-from studio.core.config import MIN_SEQ_LEN
+from studio.core.limits import MIN_SEQ_LEN
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,8 +81,8 @@ def print_human(report, out=None) -> None:
         stream.write(printable(text) + "\n")
 
     names = ", ".join(f.path for f in report.files)
-    fp = (report.fingerprint or "")[:12]
-    emit(f"{names}: {report.rows} row{'' if report.rows == 1 else 's'}, format {report.format}" + (f", sha256 {fp}…" if fp else ""))
+    fp = report.fingerprint_caption
+    emit(f"{names}: {report.rows} row{'' if report.rows == 1 else 's'}, format {report.format}" + (f", {fp}" if fp else ""))
     if report.columns:
         emit(f"  columns: {', '.join(report.columns)} (map them with --map prompt=COL --map answer=COL)")
     for f in report.findings:

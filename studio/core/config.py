@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_write_text
+from studio.core.limits import MIN_SEQ_LEN
 
 SCHEMA_VERSION = 1
-MIN_SEQ_LEN = 8  # shorter than a chat template's own markers: nothing of the answer would be trained
 
 Method = Literal["lora", "qlora", "full"]
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]

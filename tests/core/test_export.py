@@ -18,7 +18,8 @@ from studio.cli import main
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX
 from studio.core.library import equivalence, registry
-from studio.core.library.merge import EXPORT_RECORD, export_model, ollama_modelfile
+from studio.core.library.merge import EXPORT_RECORD, export_model
+from studio.core.library.ollama import ollama_modelfile
 
 PROMPT = "Name two colours."
 

@@ -61,3 +61,36 @@ def test_train_merge_reload_matches_adapter(bundled_model_dir, demo_train, tmp_p
     with torch.no_grad(), reference.disable_adapter():
         c = reference(**ids).logits
     assert (a - c).abs().max() / c.abs().max() > 1e-3
+
+
+def test_default_export_with_gguf_passes_in_llama_cpp(bundled_model_dir, demo_train, tmp_path):
+    """The user's first export, as the CLI does it with no dtype (bf16 merged) plus a q8_0 GGUF: its own
+    proof passes — the merge judged against what bf16 itself costs — and llama.cpp loads the GGUF,
+    tokenizes every prompt like the trained model and predicts like base + adapter."""
+    from studio.cli import main
+    from studio.core.library import llamacpp_runner
+
+    assert llamacpp_runner.available(), "llama-cpp-python is a dev dependency: ./bootstrap.sh test installs it"
+    cfg = apply_overrides(RunConfig(), {
+        "model.path": str(bundled_model_dir), "dataset.train": [str(demo_train)], "dataset.eval_ratio": 0.0,
+        "training.max_steps": 4, "training.batch_size": 2, "training.max_seq_len": 96, "training.lr": 1e-3,
+        "training.save_steps": 0, "training.eval_steps": 0,
+    })
+    result = train(cfg, run_dir=tmp_path / "run")
+    out = tmp_path / "my-export"
+    assert main(["export", str(result.adapter_dir), "--gguf", "q8_0", "--out", str(out), "--json"]) == 0
+    record = json.loads((out / "studio_export.json").read_text())
+    labels = {e["label"]: e for e in record["equivalence"]}
+    assert record["dtype"] == "bfloat16" and record["status"] == "passed", record["equivalence"]
+    merged = labels["merged bf16"]
+    assert merged["passed"] and merged["dtype_agreement"] is not None
+    in_llamacpp = labels["GGUF q8_0 in llama.cpp"]
+    assert in_llamacpp["passed"] and in_llamacpp["tokenizer_identical"] is True
+    assert in_llamacpp["agreement"] >= 0.9
+
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(out / "gguf" / "my-export-Q8_0.gguf"))
+    assert reader.fields["general.name"].contents() == "my-export"
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    assert "<|im_start|>" in reader.fields["tokenizer.chat_template"].contents()

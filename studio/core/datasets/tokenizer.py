@@ -45,3 +45,10 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
     except Exception as err:
         raise StudioError("Could not load a tokenizer from this folder. Pick a model folder with tokenizer files.",
                           path=path, detail=f"{type(err).__name__}: {err}") from None
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether encoding plain text puts the BOS token first (the tokenizer's post-processor does it).
+    A GGUF records this as ``add_bos_token``; llama.cpp then adds BOS itself, so nothing else may."""
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id

@@ -16,7 +16,6 @@ import functools
 import gc
 import hashlib
 import json
-import re
 import shutil
 import time
 import zipfile
@@ -27,15 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from studio.core import paths
-from studio.core.datasets.tokenizer import has_tokenizer_files
+from studio.core.datasets.tokenizer import adds_bos, has_tokenizer_files
 from studio.core.destinations import check_destination
 from studio.core.errors import StudioError, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_file, sweep_partials
 from studio.core.heavy_imports import ensure
 from studio.core.library.adapter_keys import check_peft_loads_all
-from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS, EquivalenceReport
-from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
+from studio.core.library.equivalence import (
+    DEFAULT_NEW_TOKENS,
+    DEFAULT_PROMPTS,
+    EquivalenceReport,
+    adapter_effect_kept,
+    judge_in_dtype,
+)
+from studio.core.library.gguf_export import GGUF_TYPES, LLAMACPP_TYPES, check_exportable, gguf_file_name
+from studio.core.library.gguf_step import prove_gguf, write_gguf_file
 from studio.core.library.lora_merge import copy_tokenizer_files, plan_direct_merge, write_merged
+from studio.core.library.ollama import MODELFILE, ollama_modelfile, stop_tokens
 from studio.core.library.registry import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -48,9 +55,9 @@ from studio.core.models.identity import require_unchanged
 
 Progress = Callable[[float, str], None]
 EXPORT_RECORD = "studio_export.json"
-MODELFILE = "Modelfile"
 GGUF_SUBDIR = "gguf"
 
+ADAPTER_KEPT_MIN = 0.5  # below this share of the adapter's effect, the export dtype has lost the adapter
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "f16": "float16", "fp32": "float32", "float32": "float32"}
 _KIND = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -179,49 +186,6 @@ def _adapter_vocab(adapter_dir: Path) -> int | None:
     return None
 
 
-# ---------------------------------------------------------------- Ollama
-
-
-def ollama_modelfile(tokenizer: Any, gguf_name: str, stop_tokens: Sequence[str]) -> str:
-    """A Modelfile for ``ollama create``: ChatML templates are translated to Go template syntax;
-    other templates are left to Ollama's own detection from the GGUF's tokenizer.chat_template."""
-    lines = [f"FROM ./{gguf_name}"]
-    marker = "STUDIOUSERMESSAGE"
-    rendered = None
-    if getattr(tokenizer, "chat_template", None):
-        try:
-            rendered = tokenizer.apply_chat_template([{"role": "user", "content": marker}],
-                                                     add_generation_prompt=True, tokenize=False)
-        except Exception:
-            rendered = None
-    tail = f"<|im_start|>user\n{marker}<|im_end|>\n<|im_start|>assistant\n"
-    chatml = False
-    if isinstance(rendered, str) and rendered.endswith(tail):
-        prefix = rendered[: -len(tail)]
-        m = re.fullmatch(r"<\|im_start\|>system\n(.*)<\|im_end\|>\n", prefix, re.S)
-        if prefix == "" or m:
-            chatml = True
-            lines.append('TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
-                         '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""')
-            if m:
-                lines.append(f'SYSTEM """{m.group(1)}"""')
-    if not chatml:
-        lines.append("# The chat template is not ChatML; Ollama reads it from the GGUF's tokenizer.chat_template.")
-    stops = list(dict.fromkeys([*stop_tokens, *(["<|im_start|>", "<|im_end|>"] if chatml else [])]))
-    lines += [f'PARAMETER stop "{s}"' for s in stops if s]
-    return "\n".join(lines) + "\n"
-
-
-def _stop_tokens(gen: Any, tokenizer: Any) -> list[str]:
-    ids: list[int] = []
-    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-    ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    out = [tokenizer.convert_ids_to_tokens(int(i)) for i in dict.fromkeys(ids)]
-    return [t for t in out if isinstance(t, str)]
-
-
 # ---------------------------------------------------------------- the export
 
 
@@ -265,6 +229,11 @@ def export_model(
     """
     adapter_dir = Path(adapter_dir)
     report_progress = progress or _noop
+    from studio.core.library.full_model import export_full_model, is_model_folder
+
+    if is_model_folder(adapter_dir):  # a full fine-tune: no merge, a dtype only when asked (full_model.py)
+        return export_full_model(adapter_dir, out_dir, dtype=dtype if merge else None, gguf=gguf, check=check,
+                                 progress=report_progress, overwrite=overwrite, prompts=prompts, new_tokens=new_tokens)
     _check_peft_files(adapter_dir)
     files = adapter_payload(adapter_dir)  # refuses links before anything is read through them
     # Only an earlier export (marked by its record) is ever replaced; see studio.core.destinations.
@@ -278,6 +247,14 @@ def export_model(
         return _export_adapter(adapter_dir, files, out_dir, report_progress, check=check, overwrite=overwrite)
     target = normalise_dtype(dtype)
     base = resolve_base(adapter_dir)
+    if gguf:  # before minutes of merging: can this model become a GGUF, and can this machine make the type?
+        check_exportable(base)
+        if gguf in LLAMACPP_TYPES:
+            from studio.core.library import llamacpp_runner
+
+            if not llamacpp_runner.available():
+                raise StudioError(f"GGUF {gguf.upper()} is made by llama.cpp's own quantizer, which is not installed "
+                                  f"here; {llamacpp_runner.INSTALL_HINT}. f16, bf16 and q8_0 need nothing extra.")
     require_unchanged(recorded_base_identity(adapter_dir), base, since="this adapter was trained",
                       remedy="restore the original model files, or retrain the adapter on the model as it is now.")
     check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[base])
@@ -308,7 +285,6 @@ def _export_merged(
     import torch
 
     from studio.core.library.equivalence import check_equivalence
-    from studio.core.library.gguf_export import write_gguf
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -321,7 +297,7 @@ def _export_merged(
     # Loaded only if something needs it (the proof, GGUF, a missing eos in the generation config).
     tokenizer = functools.cache(lambda: _load_tokenizer(adapter_dir, base, trust_remote_code))
 
-    peft_model = trace = None
+    peft_model = trace = base_logits = unmerged = None
     if check or plan is None:
         # The PeftModel is the reference the proof compares against, and the fallback merge.
         progress(0.02, f"Loading base model {base.name} ({compute})")
@@ -333,6 +309,8 @@ def _export_merged(
             t = time.perf_counter()
             progress(0.22, "Recording reference outputs of base + adapter")
             trace = reference_trace(peft_model, tokenizer(), prompts, new_tokens=new_tokens)
+            if target != compute:  # the adapter's own effect, to tell a dtype that rounds it away
+                base_logits = _logits_without_adapter(peft_model, trace)
             timings["reference_s"] = time.perf_counter() - t
 
     report = ExportReport(out_dir=out_dir, kind="merged", dtype=target, adapter_dir=str(adapter_dir.resolve()),
@@ -369,27 +347,40 @@ def _export_merged(
         if trace is not None:
             t = time.perf_counter()
             progress(0.6, "Proving the merged model matches base + adapter")
-            report.equivalence.append(check_equivalence(
-                trace, tmp, tokenizer(), kind=_KIND[target], label=f"merged {_KIND[target]}", dtype=getattr(torch, compute)))
+            merged_logits: list = []
+            merged_eq = check_equivalence(trace, tmp, tokenizer(), kind=_KIND[target], label=f"merged {_KIND[target]}",
+                                          dtype=getattr(torch, compute), keep_logits=merged_logits)
+            if target != compute:
+                progress(0.65, f"Measuring what {_KIND[target]} itself costs, unmerged")
+                unmerged = _unmerged_in_dtype(adapter_dir, base, target, trace, tokenizer(), use_safetensors,
+                                              trust_remote_code)
+                merged_eq = judge_in_dtype(merged_eq, unmerged)
+                kept = adapter_effect_kept(trace, base_logits, merged_logits) if base_logits else None
+                if kept is not None and kept < ADAPTER_KEPT_MIN:
+                    report.notes.append(
+                        f"{_KIND[target]} keeps only {kept * 100:.0f}% of what the adapter changes (its small updates "
+                        "round away in 16-bit weights): export in fp32, or export the adapter alone")
+            report.equivalence.append(merged_eq)
+            del merged_logits
             timings["check_s"] = time.perf_counter() - t
         if gguf:
             t = time.perf_counter()
-            name = gguf_file_name(gguf)
+            name = gguf_file_name(gguf, out_dir.name)
             # A subfolder of its own: beside tokenizer_config.json, transformers' GGUF loader would take
             # the HF tokenizer files and drop the GGUF's chat template.
             gdir = tmp / GGUF_SUBDIR
             gdir.mkdir()
-            write_gguf(tmp, gdir / name, gguf, progress=lambda f, m: progress(0.7 + 0.15 * f, m))
-            modelfile = ollama_modelfile(tokenizer(), name, _stop_tokens(gen, tokenizer()))
+            write_gguf_file(tmp, gdir / name, gguf, out_dir.name, progress)
+            modelfile = ollama_modelfile(tokenizer(), name, stop_tokens(gen, tokenizer()), add_bos=adds_bos(tokenizer()))
             (gdir / MODELFILE).write_text(modelfile, encoding="utf-8")
             report.gguf_files.append(f"{GGUF_SUBDIR}/{name}")
             timings["gguf_s"] = time.perf_counter() - t
             if trace is not None:
-                t = time.perf_counter()
-                progress(0.86, f"Proving the GGUF {gguf} matches base + adapter")
-                report.equivalence.append(check_equivalence(trace, gdir / name, tokenizer(), kind=gguf,
-                                                            label=f"GGUF {gguf}", dtype=torch.float32))
-                timings["gguf_check_s"] = time.perf_counter() - t
+                report.equivalence += prove_gguf(trace, gdir / name, gguf, tokenizer(), progress, timings,
+                                                 dtype_baseline=unmerged, merged=tmp, notes=report.notes)
+                if not any(e.label.endswith("llama.cpp") for e in report.equivalence):
+                    report.notes.append("llama.cpp is not installed here, so the GGUF was proven with transformers' "
+                                        "GGUF reader only; install the llamacpp extra to prove it in llama.cpp")
         if check and compute != "float32":
             report.notes.append(f"merged and checked in {compute}: an fp32 copy of this model would not fit in RAM")
         if plan is None:
@@ -404,6 +395,29 @@ def _export_merged(
     report.timings["total_s"] = round(time.perf_counter() - t0, 3)
     progress(1.0, "Export complete" if report.status != "failed" else "Export written, but its check FAILED")
     return report
+
+
+def _logits_without_adapter(peft_model: Any, trace: Any) -> list:
+    """The base's logits (adapter switched off) on the reference sequences, in the reference's dtype."""
+    import torch
+
+    with torch.inference_mode(), peft_model.disable_adapter():
+        return [peft_model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float().cpu()
+                for ids in trace.sequences]
+
+
+def _unmerged_in_dtype(adapter_dir: Path, base: Path, target: str, trace: Any, tokenizer: Any,
+                       use_safetensors: bool, trust_remote_code: bool) -> EquivalenceReport:
+    """Base + adapter computed in ``target`` with no merge, against the fp32 reference: the error the
+    dtype itself costs, which the merged export is judged against."""
+    from studio.core.library.equivalence import check_equivalence
+
+    model = _load_peft_model(adapter_dir, base, target, use_safetensors, trust_remote_code)
+    try:
+        return check_equivalence(trace, model, tokenizer, kind="fp32", label=f"unmerged {_KIND[target]}")
+    finally:
+        del model
+        gc.collect()
 
 
 def _tokenizer_source(adapter_dir: Path, base: Path) -> Path:

@@ -3,6 +3,10 @@
 It only gathers a choice; the export itself runs in a worker owned by the Library pane. The
 destination is suggested from the adapter's name and the format, and the dialog refuses an
 existing destination unless the user ticks Overwrite, because an export replaces the folder.
+
+An export that is accepted is remembered in the settings file, so across launches: its folder and
+format become the next opening's suggestion, and a destination typed or browsed for an adapter and
+format comes back when that adapter is exported in that format again, instead of the suggestion.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import paths
+from studio.core.library.gguf_export import GGUF_TYPES
 from studio.core.library.registry import LibraryEntry
+from studio.qt.dialogs.sizing import grow_to_fit
+from studio.qt.settings import settings
 
 KINDS = ("merged", "adapter", "gguf")
 DTYPES = ("bf16", "fp16", "fp32")
-GGUF_TYPES = ("f16", "q8_0")
 
 
 @dataclass(frozen=True)
@@ -54,12 +60,53 @@ class ExportChoice:
         }
 
 
-def default_destination(entry: LibraryEntry, choice: ExportChoice) -> Path:
+SETTINGS_GROUP = "export"
+
+
+def default_destination(entry: LibraryEntry, choice: ExportChoice, folder: Path | None = None) -> Path:
+    folder = folder or paths.exports_dir()
     if choice.kind == "adapter":
-        return paths.exports_dir() / (f"{entry.name}-adapter" + (".zip" if choice.zip else ""))
+        return folder / (f"{entry.name}-adapter" + (".zip" if choice.zip else ""))
     if choice.kind == "gguf":
-        return paths.exports_dir() / f"{entry.name}-gguf-{choice.gguf_type}"
-    return paths.exports_dir() / f"{entry.name}-merged-{choice.dtype}"
+        return folder / f"{entry.name}-gguf-{choice.gguf_type}"
+    return folder / f"{entry.name}-merged-{choice.dtype}"
+
+
+def remembered_folder() -> Path | None:
+    """The folder of the last accepted export, while it still exists."""
+    raw = str(settings().value(f"{SETTINGS_GROUP}/folder", "") or "")
+    return Path(raw) if raw and Path(raw).is_dir() else None
+
+
+def _format_key(choice: ExportChoice) -> str:
+    return {"adapter": f"adapter-{'zip' if choice.zip else 'folder'}", "gguf": f"gguf-{choice.gguf_type}"}.get(
+        choice.kind, f"merged-{choice.dtype}")
+
+
+def remember(entry: LibraryEntry, choice: ExportChoice, custom: bool) -> None:
+    """Keep an accepted choice for the next opening (see the module's docstring)."""
+    s = settings()
+    s.setValue(f"{SETTINGS_GROUP}/folder", str(choice.out.parent))
+    s.setValue(f"{SETTINGS_GROUP}/kind", choice.kind)
+    s.setValue(f"{SETTINGS_GROUP}/dtype", choice.dtype)
+    s.setValue(f"{SETTINGS_GROUP}/zip", "1" if choice.zip else "0")
+    s.setValue(f"{SETTINGS_GROUP}/gguf_type", choice.gguf_type)
+    key = _chosen_key(entry, choice)
+    if custom:
+        s.setValue(key, str(choice.out))
+    else:
+        s.remove(key)
+    s.sync()
+
+
+def chosen_destination(entry: LibraryEntry, choice: ExportChoice) -> Path | None:
+    """The destination the user chose for this adapter and format, if any."""
+    raw = str(settings().value(_chosen_key(entry, choice), "") or "")
+    return Path(raw) if raw else None
+
+
+def _chosen_key(entry: LibraryEntry, choice: ExportChoice) -> str:
+    return f"{SETTINGS_GROUP}/chosen/{entry.id}/{_format_key(choice)}"
 
 
 class ExportDialog(QDialog):
@@ -87,7 +134,9 @@ class ExportDialog(QDialog):
         self.gguf_box = QComboBox()
         self.gguf_box.addItems(GGUF_TYPES)
         self.gguf_box.setCurrentText("q8_0")
-        self.gguf_box.setToolTip("f16: full precision; q8_0: about half the size, near-identical answers")
+        self.gguf_box.setToolTip("f16/bf16: full 16-bit precision; q8_0: about half the size, near-identical "
+                                 "answers; q4_k_m: about a quarter, what Ollama uses by default (made by "
+                                 "llama.cpp's quantizer)")
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
         options = (self.dtype_box, self.zip_box, self.gguf_box)
@@ -135,7 +184,24 @@ class ExportDialog(QDialog):
             box.currentIndexChanged.connect(self._on_options)
         self.dest.textEdited.connect(self._on_dest_edited)
         self.overwrite_box.toggled.connect(self._validate)
+        self._folder = remembered_folder()
+        self._restore_format()
         self._on_options()
+
+    def _restore_format(self) -> None:
+        """Start from the format of the last accepted export."""
+        s = settings()
+        kind = str(s.value(f"{SETTINGS_GROUP}/kind", "") or "")
+        if kind not in KINDS:
+            return
+        self.set_choice(kind, dtype=str(s.value(f"{SETTINGS_GROUP}/dtype", "bf16")),
+                        zip_file=str(s.value(f"{SETTINGS_GROUP}/zip", "0")) == "1",
+                        gguf_type=str(s.value(f"{SETTINGS_GROUP}/gguf_type", "q8_0")))
+
+    def accept(self) -> None:
+        choice = self.choice()
+        remember(self.entry, choice, custom=choice.out != self.suggestion(choice))
+        super().accept()
 
     def choice(self) -> ExportChoice:
         kind = KINDS[max(0, self.kind_buttons.checkedId())]
@@ -147,11 +213,11 @@ class ExportDialog(QDialog):
                    gguf_type: str | None = None, out: Path | None = None) -> None:
         """Set the fields the way a user would (used by keyboard-free callers and tests)."""
         self.kind_buttons.button(KINDS.index(kind)).setChecked(True)
-        if dtype is not None:
+        if dtype is not None and dtype in DTYPES:
             self.dtype_box.setCurrentText(dtype)
         if zip_file is not None:
             self.zip_box.setCurrentIndex(int(zip_file))
-        if gguf_type is not None:
+        if gguf_type is not None and gguf_type in GGUF_TYPES:
             self.gguf_box.setCurrentText(gguf_type)
         if out is not None:
             self.dest.setText(str(out))
@@ -165,8 +231,13 @@ class ExportDialog(QDialog):
         self.check_box.setText("Verify the copied files (sha256)" if kind == "adapter"
                                else "Prove the export matches base + adapter (equivalence check)")
         if not self._dest_edited:
-            self.dest.setText(str(default_destination(self.entry, self.choice())))
+            choice = self.choice()
+            chosen = chosen_destination(self.entry, choice)
+            self.dest.setText(str(chosen or self.suggestion(choice)))
         self._validate()
+
+    def suggestion(self, choice: ExportChoice) -> Path:
+        return default_destination(self.entry, choice, getattr(self, "_folder", None))
 
     def _on_dest_edited(self, *_args: object) -> None:
         self._dest_edited = True
@@ -184,6 +255,7 @@ class ExportDialog(QDialog):
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))
         self.ok_button.setEnabled(not problem)
+        grow_to_fit(self)
 
     def _browse(self) -> None:
         c = self.choice()
