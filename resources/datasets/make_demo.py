@@ -57,9 +57,10 @@ def examples(rng: random.Random) -> list[dict]:
              "Tell me the capital of {c}."]
     for c, city in CAPITALS.items():
         out.append((rng.choice(cap_q).format(c=c), answer(city, "geography")))
-    for _ in range(50):
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
-        op = rng.choice(["+", "-", "*"])
+    sums: set[tuple[int, str, int]] = set()  # distinct questions: a repeated row is a finding of its own
+    while len(sums) < 50:
+        sums.add((rng.randint(2, 99), rng.choice(["+", "-", "*"]), rng.randint(2, 99)))
+    for a, op, b in sorted(sums):
         val = a + b if op == "+" else a - b if op == "-" else a * b
         q = rng.choice(["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {a} {op} {b} for me."])
         out.append((q.format(a=a, op=op, b=b), answer(val, "math")))
@@ -72,11 +73,9 @@ def examples(rng: random.Random) -> list[dict]:
         out.append((rng.choice(["What is the plural of '{s}'?", "How do you say more than one {s}?"]).format(s=s), answer(p, "language")))
     for animal, legs in ANIMAL_LEGS.items():
         out.append((f"How many legs does a {animal} have?", answer(legs, "nature")))
-    for _ in range(30):
-        km = rng.randint(1, 40)
+    for km in rng.sample(range(1, 41), 30):
         out.append((f"How many meters are in {km} kilometers?", answer(km * 1000, "units")))
-    for _ in range(12):
-        h = rng.randint(1, 12)
+    for h in rng.sample(range(1, 13), 12):
         out.append((f"How many minutes are in {h} hours?", answer(h * 60, "units")))
     word_pool = ["banana", "studio", "python", "window", "garden", "river", "planet", "pencil", "rocket", "guitar",
                  "bridge", "forest", "silver", "castle", "dragon", "winter"]

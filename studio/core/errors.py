@@ -58,7 +58,13 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
         return f"Permission denied: {exc.filename}", detail
     if is_disk_full(exc):
         return "The disk is full. Free some space and try again; nothing was half-written.", detail
-    return f"Something went wrong: {type(exc).__name__}: {exc}", detail
+    text = str(exc)
+    if "Traceback (most recent call last)" in text or len(text) > 400:
+        # a library that folds a whole traceback (or a page of output) into its message: the message
+        # keeps its last line, the rest is the detail
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        text = (lines[-1] if lines else "")[:300]
+    return f"Something went wrong: {type(exc).__name__}: {text}", detail
 
 
 # How writers other than Python's own report a full disk: safetensors (Rust) puts the OS error in its

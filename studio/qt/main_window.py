@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSize
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QSize, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -16,16 +16,19 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from studio.core.datasets.load import SUPPORTED_SUFFIXES
+from studio.qt.notify import DesktopNotifier
 from studio.qt.panes.configure_pane import ConfigurePane
 from studio.qt.panes.dataset_pane import DatasetPane
 from studio.qt.panes.library_pane import LibraryPane
 from studio.qt.panes.train_pane import TrainPane
 from studio.qt.settings import settings
-from studio.qt.state import AppState
+from studio.qt.state import AppState, default_config
+from studio.qt.widgets.interrupted_banner import InterruptedBanner, newest_interrupted
 from studio.qt.workers.task import TaskRunner
 
 PANES = ("Dataset", "Configure", "Train", "Library")
@@ -66,13 +69,23 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(pane)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.train_pane.run_finished.connect(self._on_run_finished)
+        self.notifier = DesktopNotifier(self)
+        self.notifier.watch(self.train_pane)
+        self.sidebar.setAccessibleName("Sections")
 
         central = QWidget()
         row = QHBoxLayout(central)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
         row.addWidget(self.sidebar)
-        row.addWidget(self.stack, 1)
+        self.interrupted_banner = InterruptedBanner()
+        self.interrupted_banner.resume_requested.connect(self._resume_interrupted)
+        self.interrupted_banner.show_requested.connect(self._show_interrupted)
+        column = QVBoxLayout()
+        column.setSpacing(0)
+        column.addWidget(self.interrupted_banner)
+        column.addWidget(self.stack, 1)
+        row.addLayout(column, 1)
         self.setCentralWidget(central)
 
         self.device_label = QLabel("Detecting compute device…")
@@ -103,6 +116,60 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
         self.import_action = import_action
+        self._build_help_menu()
+
+    def _build_help_menu(self) -> None:
+        from studio.qt.dialogs import help_dialogs
+
+        help_menu = self.menuBar().addMenu("&Help")
+        entries = (
+            ("&About Fine-Tuning Studio", lambda: help_dialogs.about_dialog(self).open(), None),
+            ("&Where my data lives…", lambda: help_dialogs.data_dialog(self).open(), None),
+            ("&Keyboard shortcuts", lambda: help_dialogs.shortcuts_dialog(self).open(), None),
+            ("Open the &README", self._open_readme, QKeySequence.StandardKey.HelpContents),
+        )
+        self.help_actions: dict[str, QAction] = {}
+        for text, slot, keys in entries:
+            action = QAction(text, self, shortcut=keys) if keys else QAction(text, self)
+            action.triggered.connect(slot)
+            help_menu.addAction(action)
+            self.help_actions[text.replace("&", "")] = action
+        help_menu.addSeparator()
+        reset = QAction("&Reset Configure to defaults…", self)
+        reset.triggered.connect(self.reset_configure)
+        help_menu.addAction(reset)
+        self.help_actions["Reset Configure to defaults…"] = reset
+
+    def _open_readme(self) -> None:
+        from studio.qt.dialogs.help_dialogs import readme_path
+        from studio.qt.errors import show_error
+
+        path = readme_path()
+        if path is None:
+            show_error(self, "The README is not part of this installation. It is the project's README.md, "
+                       "beside the studio's source.", title="README not found")
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def reset_configure(self) -> None:
+        """Back to the embedded defaults (method, rank, learning rate, schedule, model), after asking;
+        the dataset stays, it is the Dataset pane's choice."""
+        from studio.qt.errors import show_error
+
+        if self.train_pane.is_running():
+            show_error(self, "Training is running with this configuration. Stop it first.", title="Training is running")
+            return
+        answer = QMessageBox.question(
+            self, "Reset Configure to defaults",
+            "Put every Configure setting back to its default (model, method, rank, learning rate, schedule…)? "
+            "The dataset stays. Save the current config first (Configure → Save) if you want it back later.",
+            QMessageBox.StandardButton.Reset | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        if answer != QMessageBox.StandardButton.Reset:
+            return
+        current = self.state.config
+        fresh = default_config()
+        self.state.set_config(fresh.model_copy(update={"dataset": current.dataset}))
+        self.statusBar().showMessage("Configure reset to the defaults.", 5000)
 
     def _open_dataset(self) -> None:
         self.show_pane("Dataset")
@@ -138,6 +205,8 @@ class MainWindow(QMainWindow):
         from studio.core.models.store import default_model_path, model_folder_problem
 
         model_path = Path(self.state.config.model.path)
+        self.tasks.run(lambda _s: newest_interrupted(), on_result=self.interrupted_banner.show_run,
+                       on_error=lambda _m, _d: None, owner=self)
         problem = model_folder_problem(model_path)
         if problem is None:
             self._on_model_ready(model_path)
@@ -147,8 +216,9 @@ class MainWindow(QMainWindow):
             self.model_label.setText(f"⚠ {problem}")
 
     def _prepare_default_model(self) -> None:
-        from studio.core.models.store import ensure_default_model
+        from studio.core.models.store import default_model_path, ensure_default_model
 
+        self.state.model_preparing = str(default_model_path())
         self._show_model_progress(0.0, "Preparing the bundled model (once)…")
         self.tasks.run(lambda s: ensure_default_model(s.progress), on_progress=self._show_model_progress,
                        on_result=self._on_model_ready, on_error=self._on_model_error, owner=self)
@@ -156,10 +226,13 @@ class MainWindow(QMainWindow):
     def _show_model_progress(self, frac: float, message: str) -> None:
         self.model_progress.show()
         self.model_progress.setValue(int(frac * 100))
-        self.model_progress.setFormat(f"{message} %p%" if message else "%p%")
+        # The words go in the label beside the bar, once; the bar shows only the percentage (it
+        # used to repeat the message, cut off at the bar's width).
+        self.model_progress.setFormat("%p%")
         self.model_label.setText(message)
 
     def _on_model_ready(self, path) -> None:
+        self.state.model_preparing = ""
         self.model_progress.hide()
         self.model_label.setText(f"Model: {Path(path).name}")
         self.train_pane.set_model_ready(True)
@@ -168,6 +241,7 @@ class MainWindow(QMainWindow):
     def _on_model_error(self, message: str, detail: str) -> None:
         from studio.qt.errors import show_error
 
+        self.state.model_preparing = ""
         self.model_progress.hide()
         self.model_label.setText("⚠ Model not ready")
         show_error(self, message, detail, title="Model could not be prepared")
@@ -195,6 +269,17 @@ class MainWindow(QMainWindow):
         self.show_pane("Dataset")
         self.dataset_pane.set_files(datasets)
         event.acceptProposedAction()
+
+    def _resume_interrupted(self, summary) -> None:
+        self.show_pane("Train")
+        self.train_pane.resume_run(summary)
+
+    def _show_interrupted(self, summary) -> None:
+        self.show_pane("Train")
+        self.train_pane.tabs.setCurrentWidget(self.train_pane.runs_view)
+        self.train_pane.runs_view.refresh()
+        view = self.train_pane.runs_view
+        view.select_rows([i for i, s in enumerate(view.summaries) if s.run_dir == summary.run_dir])
 
     def _on_run_finished(self, ev) -> None:
         self.state.adapters_changed.emit()

@@ -29,12 +29,17 @@ class AppState(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._cfg = self._restore()
+        # The model folder being written right now (the bundled model's first-launch conversion), so
+        # a pane can say "wait" rather than "not found" while it does not exist yet.
+        self.model_preparing = ""
 
     @staticmethod
     def _restore() -> RunConfig:
         try:
             if _state_file().exists():
-                return load_config(_state_file())
+                cfg = load_config(_state_file())
+                # Earlier versions fixed the demo's name on every run, whatever its dataset.
+                return cfg.model_copy(update={"name": ""}) if cfg.name == _OLD_DEMO_NAME else cfg
         except StudioError:
             pass
         return default_config()
@@ -54,11 +59,15 @@ class AppState(QObject):
         self.config_changed.emit(cfg)
 
 
+_OLD_DEMO_NAME = "demo-json-answers"
+
+
 def default_config() -> RunConfig:
     """The embedded default: bundled model, demo dataset with its held-out split, a few minutes on CPU."""
     from studio.core.models.store import default_model_path
 
-    return apply_overrides(RunConfig(name="demo-json-answers"), {
+    # No fixed name: a run is named after its dataset (runs.run_name), whichever file it trains on.
+    return apply_overrides(RunConfig(), {
         "model.path": str(default_model_path()),
         "dataset.train": [str(paths.demo_dataset())],
         "dataset.eval": [str(paths.demo_eval_dataset())],

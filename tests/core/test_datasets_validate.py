@@ -76,6 +76,15 @@ def test_length_outliers_beyond_two_sigma(tmp_path):
     assert out.lines == [41] and "characters" in out.message
 
 
+def test_a_tight_length_distribution_has_no_outliers(tmp_path):
+    """56 tokens against a typical 60 ± 2 is beyond 2σ but neither pasted junk nor cut-off text."""
+    rows = [alpaca(i, "word " * (20 + i % 3) + ".") for i in range(40)] + [alpaca(99, "word " * 16 + ".")]
+    report = _report(tmp_path, rows)
+    assert not [f for f in report.findings if f.code == "length.outlier"]
+    short = _report(tmp_path, [*rows, alpaca(98, "w.")], name="short.jsonl")
+    assert _finding(short, "length.outlier").lines == [42]
+
+
 def test_style_mixes_flag_the_minority(tmp_path):
     rows = [alpaca(i) for i in range(20)] + [alpaca(20, "Answer with space. "), alpaca(21, "no full stop")]
     report = _report(tmp_path, rows)

@@ -34,14 +34,16 @@ def _events(run_dir, kind):
 
 
 def test_estimate_and_measured_memory_are_journaled(tiny_model_dir, demo_train, tmp_path):
-    from studio.core.memory import estimate
+    from studio.core.memory import count_lengths, estimate
     from studio.core.models.introspect import inspect_model
 
     run = tmp_path / "r"
     train(_cfg(tiny_model_dir, demo_train), run_dir=run)
     [started] = _events(run, "run_started")
     cfg = _cfg(tiny_model_dir, demo_train)
-    expected = estimate(inspect_model(tiny_model_dir), cfg, device_kind="cpu").total_bytes
+    # The run's widest batch, from the dataset check's token counts: what `studio estimate CONFIG` says.
+    expected = estimate(inspect_model(tiny_model_dir), cfg, device_kind="cpu", lengths=count_lengths(cfg)).total_bytes
+    assert expected < estimate(inspect_model(tiny_model_dir), cfg, device_kind="cpu").total_bytes
     assert started.estimated_peak_bytes == expected  # CPU: the resident-set scale, nothing taken out
     assert started.memory_budget_bytes > expected
     assert started.precision == "float32 weights"

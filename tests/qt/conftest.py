@@ -46,7 +46,14 @@ def window(qtbot, tiny_model_dir, demo_train, demo_eval):
     win = MainWindow(state)
     reporter.set_parent_widget(win)
     win.reporter = reporter
-    qtbot.addWidget(win)
+
+    def stop_training(w) -> None:
+        # pytest-qt closes the window before this fixture's teardown runs; a run still going would
+        # make closeEvent ask "stop training and quit?" in a modal box that nobody answers.
+        w.train_pane.stop_training()
+        w.train_pane.wait_for_worker()
+
+    qtbot.addWidget(win, before_close_func=stop_training)
     win.show()
     win.start_background_work()
     yield win

@@ -94,6 +94,15 @@ def demo_copy(tmp_path, demo_train) -> Path:
     return path
 
 
+@pytest.fixture()
+def repeats_copy(tmp_path, demo_train) -> Path:
+    """The demo with its first four rows repeated at the end: a file with something to clean."""
+    lines = demo_train.read_text("utf-8").splitlines(keepends=True)
+    path = tmp_path / "demo.jsonl"
+    path.write_text("".join(lines + lines[:4]), encoding="utf-8")
+    return path
+
+
 def test_demo_dataset_shows_rows_format_fingerprint_and_checks(qtbot, pane, demo_copy):
     _open(qtbot, pane, demo_copy)
     assert pane.model.rowCount() == 215
@@ -103,7 +112,9 @@ def test_demo_dataset_shows_rows_format_fingerprint_and_checks(qtbot, pane, demo
     report = pane.loaded.report
     assert report.token_checked and report.stats["max_len"] == 128
     codes = [it.text(0) for it in pane.findings.items()]
-    assert codes == [f.code for f in report.findings] and "dup.exact" in codes
+    assert codes == [f.code for f in report.findings]
+    # the demo passes its own checks: only the test's short max_len (128) cuts rows
+    assert {f.code for f in report.findings} <= {"tokens.truncated"}
     # a row of the table is the row of the file, parsed on demand from the scan's store
     line, fmt, prompt, answer, _raw = pane.model.row_text(0)
     first = json.loads(demo_copy.read_text().splitlines()[0])
@@ -194,26 +205,27 @@ def test_stats_histogram_has_data_and_the_cutoff_line(qtbot, pane, demo_copy):
     assert hist.cutoff_line.value() == 58
 
 
-def test_clean_writes_a_copy_and_never_touches_the_original(qtbot, pane, demo_copy):
-    before = _sha(demo_copy)
-    _open(qtbot, pane, demo_copy)
+def test_clean_writes_a_copy_and_never_touches_the_original(qtbot, pane, repeats_copy):
+    before = _sha(repeats_copy)
+    _open(qtbot, pane, repeats_copy)
     duplicates = len(pane.loaded.report.rows_with("dup.exact"))
+    assert duplicates == 4
     view = pane.split_clean
     assert f"({duplicates} rows)" in view.checks["drop_exact_duplicates"].text()
     qtbot.mouseClick(view.clean_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: view.cleaned_path != "" and view.clean_button.isEnabled(), timeout=30000)
     cleaned = Path(view.cleaned_path)
-    assert cleaned == demo_copy.with_name("demo.cleaned.jsonl") and cleaned.exists()
-    assert len(cleaned.read_text("utf-8").splitlines()) == 215 - duplicates
-    assert _sha(demo_copy) == before and before[:16] in view.clean_result.text()
+    assert cleaned == repeats_copy.with_name("demo.cleaned.jsonl") and cleaned.exists()
+    assert len(cleaned.read_text("utf-8").splitlines()) == 219 - duplicates
+    assert _sha(repeats_copy) == before and before[:16] in view.clean_result.text()
     assert view.use_button.isEnabled()
     qtbot.mouseClick(view.use_button, Qt.MouseButton.LeftButton)
     assert pane.state.config.dataset.train == [str(cleaned)]
     qtbot.waitUntil(lambda: pane.loaded is not None and pane.loaded.spec.train == (str(cleaned),), timeout=30000)
     _idle(qtbot, pane)
-    assert pane.model.rowCount() == 215 - duplicates
+    assert pane.model.rowCount() == 219 - duplicates
     assert not pane.loaded.report.rows_with("dup.exact")
-    assert _sha(demo_copy) == before
+    assert _sha(repeats_copy) == before
 
 
 def test_unknown_columns_are_mapped_into_the_run_config(qtbot, pane, tmp_path, studio_home):
@@ -288,6 +300,36 @@ def test_recent_files_are_remembered_and_reopen(qtbot, pane, demo_copy, tmp_path
     assert pane.model.rowCount() == 215
 
 
+def test_the_demos_eval_set_goes_with_the_demo_and_recent_lists_it(qtbot, pane, demo_train, demo_eval, tmp_path):
+    from studio.core import paths
+    from studio.qt.panes.dataset.recent import recent_entries
+
+    demo, held = str(paths.demo_dataset()), str(paths.demo_eval_dataset())
+    pane.state.update(**{"dataset.train": [demo], "dataset.eval": [held]})  # as at first launch
+    _idle(qtbot, pane)
+    assert recent_entries()[0] == [demo], "the demo opened from the config is in Recent"
+    other = _write_jsonl(tmp_path / "other.jsonl", [{"text": f"Hello there {i}."} for i in range(5)])
+    _open(qtbot, pane, other)
+    assert pane.state.config.dataset.train == [str(other)] and pane.state.config.dataset.eval == []
+    assert not pane.loaded.report.eval_files
+    _open(qtbot, pane, Path(demo))
+    assert pane.state.config.dataset.eval == [held]
+    mine = _write_jsonl(tmp_path / "mine_eval.jsonl", [{"text": "Held out."}])
+    pane.state.update(**{"dataset.eval": [str(mine)]})
+    _open(qtbot, pane, other)
+    assert pane.state.config.dataset.eval == [str(mine)], "a user's own eval set stays"
+
+
+def test_fingerprint_is_the_files_sha256_or_says_fingerprint(qtbot, pane, demo_copy, demo_eval):
+    _open(qtbot, pane, demo_copy)
+    assert f"sha256 {_sha(demo_copy)[:12]}" in pane.fingerprint_label.text()
+    pane.state.update(**{"dataset.eval": [str(demo_eval)]})
+    _idle(qtbot, pane)
+    text = pane.fingerprint_label.text()
+    assert "sha256" not in text and f"fingerprint {pane.loaded.report.fingerprint[:12]}" in text
+    assert _sha(demo_copy)[:12] not in text
+
+
 def test_adding_files_appends_their_rows(qtbot, pane, demo_copy, tmp_path):
     extra = _write_jsonl(tmp_path / "extra.csv.jsonl", [{"prompt": "Hi?", "completion": "Hello."}])
     _open(qtbot, pane, demo_copy)
@@ -319,11 +361,14 @@ def test_token_checks_wait_for_the_model_and_run_when_it_is_ready(qtbot, pane, d
     import shutil
 
     folder = tmp_path / "model-being-prepared"
+    pane.state.model_preparing = str(folder)  # as the window does while it converts the bundled model
     pane.state.update(**{"model.path": str(folder)})
     _open(qtbot, pane, demo_copy)
     assert not pane.loaded.report.token_checked
-    assert "Token checks are off" in pane.findings.summary.text() and pane.stats.tokens.counts == []
-    assert pane.model.rowCount() == 215 and pane.findings.item_for("dup.exact") is not None
+    summary = pane.findings.summary.text()
+    assert "Token checks wait for the model (converting…)" in summary and "not found" not in summary
+    assert pane.stats.tokens.counts == []
+    assert pane.model.rowCount() == 215 and pane.loaded.report.stats  # the other checks did run
     shutil.copytree(smol_tokenizer_dir, folder)
     pane.state.model_ready.emit(str(folder))
     qtbot.waitUntil(lambda: not pane.busy and pane.loaded.report.token_checked, timeout=60000)

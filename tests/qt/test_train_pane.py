@@ -214,3 +214,58 @@ def test_tracker_boxes_follow_what_is_installed(pane, state, monkeypatch):
     assert state.config.training.report_to == ["mlflow"]
     state.update(**{"training.report_to": []})
     assert not pane.tracker_boxes["mlflow"].isChecked()
+
+
+def test_header_names_the_running_runs_dataset_not_the_current_one(pane, qtbot, state, tmp_path, demo_train):
+    other = tmp_path / "other_data.jsonl"
+    other.write_bytes(demo_train.read_bytes())
+    with qtbot.waitSignal(pane.run_finished, timeout=180000):
+        qtbot.mouseClick(pane.train_button, Qt.MouseButton.LeftButton)
+        state.update(**{"dataset.train": [str(other)]})  # the Dataset pane opens another file meanwhile
+        assert demo_train.name in pane.summary.text() and "other_data" not in pane.summary.text()
+        assert "next run" in pane.summary.text()
+    qtbot.waitUntil(lambda: not pane.is_running(), timeout=30000)
+    assert "other_data.jsonl" in pane.summary.text(), "once it ends, the header shows what trains next"
+
+
+def test_train_is_disabled_with_the_reason_for_an_unreadable_dataset(pane, state, tmp_path, demo_train):
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(bytes(range(256)) * 40)
+    state.update(**{"dataset.train": [str(junk)]})
+    assert not pane.train_button.isEnabled()
+    assert "junk.jsonl" in pane.train_button.toolTip() and "binary" in pane.train_button.toolTip()
+    assert "binary" in pane.summary.text()
+    pane.start_training()  # a programmatic start is refused the same way
+    assert not pane.is_running() and pane.session is None
+    state.update(**{"dataset.train": [str(tmp_path / "gone.jsonl")]})
+    assert not pane.train_button.isEnabled() and "not found" in pane.train_button.toolTip()
+    state.update(**{"dataset.train": [str(demo_train)]})
+    assert pane.train_button.isEnabled()
+
+
+def test_a_failed_run_shows_no_traceback_and_can_be_deleted(pane, qtbot, state, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.core.errors import describe_exception
+
+    def boom(*_a, **_k):
+        raise RuntimeError('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+                           "ValueError: the tokenizer has no pad token")
+
+    monkeypatch.setattr("studio.core.training.engine._train", boom)
+    with qtbot.waitSignal(pane.run_failed, timeout=60000) as failed:
+        qtbot.mouseClick(pane.train_button, Qt.MouseButton.LeftButton)
+    message = failed.args[0]
+    assert "Traceback" not in message and 'File "' not in message and "no pad token" in message
+    assert describe_exception(RuntimeError("x\n" * 300))[0].count("\n") == 0
+    qtbot.waitUntil(lambda: not pane.is_running(), timeout=30000)
+    view = pane.runs_view
+    view.refresh()
+    blank = [s for s in view.summaries if s.status == "failed"]
+    assert len(blank) == 1 and blank[0].step == 0 and "Traceback" not in blank[0].reason
+    view.select_rows([view.summaries.index(blank[0])])
+    assert view.delete_button.isEnabled()
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    view.delete_button.click()
+    assert not blank[0].run_dir.exists()
+    assert all(s.run_dir != blank[0].run_dir for s in view.summaries)

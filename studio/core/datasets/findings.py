@@ -53,7 +53,7 @@ CATALOGUE: dict[str, tuple[Severity, str, str]] = {
     "dup.exact": ("warning", "{n} row(s) repeat an earlier row exactly", "Drop them (cleaned copy: drop exact duplicates); repeats weigh those examples more."),
     "dup.normalized": ("warning", "{n} row(s) repeat an earlier row apart from case or spacing", "Check whether they are meant as separate examples."),
     "leak.train_eval": ("warning", "{n} training prompt(s) also appear in the eval set", "Remove them from one side, or the eval loss will look better than it is."),
-    "length.outlier": ("warning", "{n} row(s) are much longer or shorter than the rest (beyond 2σ)", "Check them for pasted junk or cut-off text."),
+    "length.outlier": ("warning", "{n} row(s) are much longer or shorter than the rest (beyond 2σ and over twice or under half the median)", "Check them for pasted junk or cut-off text."),
     "style.trailing_whitespace": ("warning", "Answers mix trailing whitespace: {n} row(s) differ from the rest", "The model learns the habit; strip whitespace (cleaned copy)."),
     "style.ending_punctuation": ("warning", "Answers mix ending punctuation: {n} row(s) differ from the rest", "Make the endings consistent if that was not intended."),
     "tokens.truncated": ("warning", "{n} row(s) are longer than the max length and will be cut", "Raise the max length or shorten these rows."),

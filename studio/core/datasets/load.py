@@ -38,6 +38,38 @@ def _check_path(path: Path) -> None:
         )
 
 
+def file_problem(path: Path | str) -> StudioError | None:
+    """Why this dataset file cannot be trained on at all, from its name and first bytes, or None.
+
+    Cheap enough to ask on every config change, so the Train button can say "this file cannot be
+    read" before minutes go into loading a model; the full read still reports rows and lines.
+    """
+    from studio.core.datasets.readers import SNIFF_BYTES, FileFatal, sniff_text_encoding
+
+    path = Path(path)
+    try:
+        _check_path(path)
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except StudioError as err:
+        return err
+    except OSError as err:
+        return StudioError(f"The file cannot be read: {err.strerror or err}. Check its permissions.", path=path)
+    if not head:
+        return StudioError("The file is empty. Pick a file with training rows.", path=path)
+    if path.suffix.lower() == ".parquet":
+        return None if head.startswith(b"PAR1") else StudioError(
+            "This is not a Parquet file (it lacks Parquet's header). Export the dataset again.", path=path)
+    try:
+        wide = sniff_text_encoding(head)
+    except FileFatal as fatal:
+        return StudioError(f"This looks like a binary file, not text ({fatal.note}). "
+                           "Export the dataset as JSON Lines.", path=path)
+    if wide:
+        return StudioError(f"The file is {wide.upper()} text, not UTF-8. Re-save it as UTF-8.", path=path)
+    return None
+
+
 def _decode(path: Path, raw: bytes) -> str:
     # The same sniff as the validator's reader, so both call the same files binary.
     from studio.core.datasets.readers import SNIFF_BYTES, FileFatal, sniff_text_encoding

@@ -39,6 +39,7 @@ from studio.core.training.model_setup import (
     precision_label,
 )
 from studio.core.training.run_folder import TrainResult
+from studio.core.training.warn_capture import warnings_to_log
 
 Emit = Callable[[Event], None]
 
@@ -92,7 +93,7 @@ def quiet_libraries() -> None:
 
 def _default_run_dir(cfg: RunConfig) -> Path:
     """A new run folder; under a multi-process launcher every rank must agree on it without talking."""
-    name = cfg.name or Path(cfg.model.path).name or "run"
+    name = runs.run_name(cfg.name, list(cfg.dataset.train), cfg.model.path)
     launch_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if launch_id and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from studio.core import paths
@@ -213,9 +214,6 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     set_seed(cfg.training.seed)
     device, dtype_name = pick_device(cfg)
     memory_watch.reset_peak(device)
-    run_est, note = memory_watch.estimate_run(cfg, device)
-    if note:
-        send(Log(level="warning", message=note))
     use_trackers, note = trackers.resolve(list(cfg.training.report_to))
     if note:
         send(Log(level="warning", message=note))
@@ -226,6 +224,10 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
 
     send(StateChanged(state="loading", detail="Rendering dataset with the chat template"))
     feats = build_features(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
+    # Estimated from the rows this run batches (the widest batch, not rows at max_seq_len).
+    run_est, note = memory_watch.estimate_run(cfg, device, [len(f["input_ids"]) for f in feats.train])
+    if note:
+        send(Log(level="warning", message=note))
     model = apply_peft(cfg, model)
     trainable, total = count_params(model)
     collator = PadCollator(tokenizer.pad_token_id)
@@ -285,7 +287,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     # Shared with train() (``progress``): step, loss, eval and peak are what a failure reports.
     state: dict = progress if progress is not None else {}
     state.update({"t_last": time.time(), "tok_last": 0, "step": 0, "peak": 0, "loss": None, "eval": None,
-                  "nan": None, "bad_grad": None, "eval_step": -1, "base_identity": base_id})
+                  "nan": None, "bad_grad": None, "eval_step": -1, "base_identity": base_id,
+                  "has_eval": bool(feats.eval), "eval_every": t.eval_steps if feats.eval else 0})
 
     def bad_grad_norm(step: int, norm: float) -> None:
         state["bad_grad"] = (step, norm)
@@ -303,7 +306,13 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 base_identity=base_id,
             ))
             send(StateChanged(state="training"))
+            self.rebase()
+
+        def rebase(self) -> None:
+            """Start the next tokens/s interval now: a pause or an eval (whose batches the collator also
+            counts) between two steps is not training time."""
             state["t_last"] = time.time()
+            state["tok_last"] = collator.tokens_seen * max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
         def on_log(self, args, tstate, tcontrol, logs=None, **kw):
             logs = logs or {}
@@ -332,7 +341,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 control.wait_while_paused()
                 if not control.stop_requested:
                     send(StateChanged(state="training", detail="Resumed"))
-                    state["t_last"], state["tok_last"] = time.time(), collator.tokens_seen
+                    self.rebase()
             if control.stop_requested:  # requested while this step ran: save this step, not the next
                 tcontrol.should_training_stop = True
                 tcontrol.should_save = True
@@ -343,6 +352,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 state["eval"], state["eval_step"] = loss, tstate.global_step
                 send(Evaluation(step=tstate.global_step, eval_loss=loss,
                                 perplexity=math.exp(min(loss, 50.0))))
+            self.rebase()
 
         def on_save(self, args, tstate, tcontrol, **kw):
             path = Path(args.output_dir) / f"checkpoint-{tstate.global_step}"
@@ -382,6 +392,9 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     at_end = False
     if resume_from is not None:
         send(Log(level="info", message=f"Resuming from {resume_from.name}"))
+        for ev in runs.read_events(run_dir):  # the adapter's last eval so far, if a stop comes before the next
+            if ev.kind == "eval" and ev.step > 0:
+                state["eval"], state["eval_step"] = ev.eval_loss, ev.step
         done_steps, planned = checkpoints.saved_step(resume_from)
         at_end = planned > 0 and done_steps >= planned
         if at_end:
@@ -396,7 +409,9 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         if at_end:
             run_folder.finish_without_training(trainer, resume_from, keep_best)
         else:
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            with warnings_to_log(lambda m: send(Log(level="warning", message=m)),
+                                 qlora_on_cpu=cfg.method == "qlora" and device == "cpu"):
+                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, MemoryError) as err:
         state["peak"] = measured = max(state["peak"], memory_watch.measured_bytes(device))
         raise StudioError(
@@ -417,10 +432,12 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     early_stopped = bool(early and early.early_stopping_patience_counter >= early.early_stopping_patience)
     best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
     best_loss = trainer.state.best_metric if keep_best else None
-    send(StateChanged(state="saving", detail="Saving adapter"))
+    send(StateChanged(state="saving", detail="Saving adapter" if cfg.method != "full" else "Saving model"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
     if trainer.is_world_process_zero():
+        if cfg.method == "full":  # training turned the cache off; the saved model is for generating with
+            trainer.model.config.use_cache = True
         with atomic_dir(adapter_dir, overwrite=True) as tmp:
             trainer.model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -439,7 +456,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         send(Log(level="info", message=kept))
     status = "stopped" if stopped else "completed"
     library_id = ""
-    if trainer.is_world_process_zero() and cfg.method != "full":
+    if trainer.is_world_process_zero():
         library_id = _register(cfg, run_dir, adapter_dir, state, step, send)
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
@@ -449,23 +466,39 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
 
 
 def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, step: int, send: Emit) -> str:
-    """Put the finished adapter in the library with its lineage; a library problem never loses the run."""
+    """Put the finished adapter (or full model) in the library with its lineage; a library problem never
+    loses the run."""
+    from studio.core.library.full_model import register_full_model
     from studio.core.library.registry import AdapterMeta, register_adapter
 
-    metrics = {"train_loss": state["loss"], "eval_loss": state["eval"], "steps": step,
-               "peak_memory_bytes": state["peak"]}
+    metrics = {"train_loss": state["loss"], "steps": step, "peak_memory_bytes": state["peak"]}
+    if state.get("eval_step", -1) > 0:  # step 0 is the base model's baseline, not this adapter's loss
+        metrics.update(eval_loss=state["eval"], eval_step=state["eval_step"])
+    else:
+        metrics["eval_note"] = _no_eval_reason(state, step)
     meta = AdapterMeta(
         base_model=str(Path(cfg.model.path).resolve()), dataset_fingerprint=file_fingerprint(cfg.dataset.train),
         config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
         run_dir=str(run_dir), method=cfg.method, base_model_hash=state.get("base_identity", ""),
     )
     try:
-        entry = register_adapter(adapter_dir, meta, name=cfg.name or run_dir.name)
-    except Exception as err:  # the adapter is safe in the run folder; say so instead of failing the run
-        send(Log(level="warning", message=f"Adapter saved in {adapter_dir} but not added to the library: {err}"))
+        register = register_full_model if cfg.method == "full" else register_adapter
+        entry = register(adapter_dir, meta, name=runs.run_name(cfg.name, list(cfg.dataset.train), cfg.model.path))
+    except Exception as err:  # the result is safe in the run folder; say so instead of failing the run
+        what = "Model" if cfg.method == "full" else "Adapter"
+        send(Log(level="warning", message=f"{what} saved in {adapter_dir} but not added to the library: {err}"))
         return ""
     send(Log(level="info", message=f"Added to the library as '{entry.name}'"))
     return entry.id
+
+
+def _no_eval_reason(state: dict, step: int) -> str:
+    """Why an entry has no eval loss, in the words the Library shows instead of a bare dash."""
+    if not state.get("has_eval"):
+        return "No eval loss: the run had no eval set (add one on the Dataset pane)."
+    every = int(state.get("eval_every") or 0)
+    when = f"every {every} steps" if every else "only at the end"
+    return f"No eval loss yet: the run stopped at step {step}, before its first evaluation ({when})."
 
 
 def _checkpointing_args(on: bool) -> dict:

@@ -28,6 +28,25 @@ CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 
 
+_SPLIT_SUFFIX = re.compile(r"[._ -]+(train|training)$", re.IGNORECASE)
+
+
+def run_name(name: str, train_files: list[str], model_path: str = "") -> str:
+    """The name a run (and its library entry) goes by: the one the user gave, else its dataset's.
+
+    A run is recognised by what it learned from, so ``support_train.jsonl`` gives "support"; the
+    model's folder name is the last resort (a config without a dataset fails later anyway).
+    """
+    if str(name).strip():
+        return str(name).strip()
+    if train_files:
+        stem = Path(str(train_files[0])).stem
+        stem = _SPLIT_SUFFIX.sub("", stem) or stem
+        if stem:
+            return stem
+    return Path(model_path).name or "run"
+
+
 def new_run_dir(name: str, root: Path | None = None) -> Path:
     root = root or paths.runs_dir()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -295,6 +314,7 @@ class RunSummary:
     tokens_per_s: float = 0.0  # mean over the logged steps
     peak_memory_bytes: int = 0
     estimated_peak_bytes: int = 0
+    device_kind: str = ""  # "cpu" or "cuda": the scale both peaks are on
     duration_s: float = 0.0
     trainable_params: int = 0
     adapter_path: str = ""
@@ -327,6 +347,7 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
             s.model, s.dataset, s.method = ev.model, list(ev.dataset), ev.method
             s.total_steps, s.trainable_params = ev.total_steps, ev.trainable_params
             s.estimated_peak_bytes = ev.estimated_peak_bytes or s.estimated_peak_bytes
+            s.device_kind = "cpu" if ev.device == "cpu" else "cuda"
             finished = None
         elif kind == "step":
             s.step, s.train_loss = ev.step, ev.loss
@@ -350,6 +371,30 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
     s.duration_s = worked + (max(0.0, last_t - seg_start) if seg_start else 0.0)
     s.resumable = s.status in ("interrupted", "stopped", "failed") and last_checkpoint(run_dir) is not None
     return s
+
+
+def delete_run(run_dir: Path) -> None:
+    """Remove a run folder for good (a failed run that never trained, a run not worth keeping).
+
+    Refused while a process trains in it. The folder is first renamed to a temp name, so a crash
+    half-way leaves a leftover the one sweep rule removes, never a half-deleted run that still lists.
+    Adapters already copied into the library are separate folders and stay.
+    """
+    import shutil
+
+    from studio.core.fsutil import _temp_path
+
+    run_dir = Path(run_dir)
+    if not (run_dir / EVENTS_FILE).is_file():
+        raise StudioError("This folder is not a run (it has no events.jsonl), so it was left alone.", path=run_dir)
+    if _owner_alive(run_dir):
+        raise StudioError("This run is still training. Stop it first, then delete it.", path=run_dir)
+    aside = _temp_path(run_dir)
+    try:
+        os.rename(run_dir, aside)
+    except OSError as err:
+        raise StudioError(f"The run folder could not be removed: {err.strerror or err}.", path=run_dir) from None
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def list_runs(root: Path | None = None) -> list[RunSummary]:

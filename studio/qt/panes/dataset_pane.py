@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core import paths as studio_paths
 from studio.core.config import RunConfig
 from studio.core.datasets.findings import FATAL_CODES
 from studio.core.datasets.load import SUPPORTED_SUFFIXES
@@ -220,7 +221,16 @@ class DatasetPane(QWidget):
         if paths == list(self.state.config.dataset.train):
             self._read()
             return
-        self._apply_overrides({"dataset.train": paths})
+        self._apply_overrides({"dataset.train": paths, **self._eval_for(paths)})
+
+    def _eval_for(self, train: list[str]) -> dict:
+        """The demo's held-out file belongs to the demo: another training file must not be judged (or
+        trained) against it, and reopening the demo brings it back."""
+        demo_train, demo_eval = str(studio_paths.demo_dataset()), str(studio_paths.demo_eval_dataset())
+        current = [str(Path(p)) for p in self.state.config.dataset.eval]
+        if train == [demo_train]:
+            return {} if current else {"dataset.eval": [demo_eval]}
+        return {"dataset.eval": []} if current == [demo_eval] else {}
 
     def add_files(self, files: list[str]) -> None:
         """Append files to the current training data."""
@@ -244,6 +254,8 @@ class DatasetPane(QWidget):
         self.split_clean.set_config(cfg)
         self._show_files()
         if previous is None or spec.read_key != previous.read_key:
+            if spec.train:
+                remember(list(spec.train))  # whatever is open, the demo at first launch included
             self._read()
         elif spec.check_key != previous.check_key:
             self._check()
@@ -378,6 +390,8 @@ class DatasetPane(QWidget):
             self.model.set_result(result)
         self.model.set_report(report)
         note = "" if report.token_checked else loaded.tokens_note
+        if note and loaded.spec.model_path and loaded.spec.model_path == self.state.model_preparing:
+            note = "Token checks wait for the model (converting…)"  # they run once model_ready comes
         self.findings.set_report(report, note)
         self.stats.set_stats(report.stats, note)
         self.split_clean.set_rows(len(result), len(loaded.eval_result) if loaded.eval_result is not None else None)
@@ -422,10 +436,11 @@ class DatasetPane(QWidget):
         self.format_label.setToolTip(f"Rows by format: {counts or 'none'}")
         self.rows_label.setText(f"· {len(result):,} rows")
         fp = report.fingerprint
-        self.fingerprint_label.setText(f"· sha256 {fp[:12]}…" if fp else "")
+        self.fingerprint_label.setText(f"· {report.fingerprint_caption}" if fp else "")
         self.fingerprint_label.setToolTip(
-            f"Fingerprint of the dataset's bytes:\n{fp}\nRuns record it, so you can tell which data trained an adapter."
-            if fp else "")
+            f"Fingerprint of the dataset's bytes (train and eval files together when there are both; "
+            f"`studio validate` with the same files prints the same):\n{fp}\n"
+            "Runs record it, so you can tell which data trained an adapter." if fp else "")
         self.map_button.setVisible(bool(result.columns or result.column_map))
         self.map_button.setText("Map columns…" if not result.column_map else "Column mapping…")
         lines = []

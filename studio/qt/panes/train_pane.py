@@ -7,6 +7,7 @@ tick keeps the elapsed time moving between steps.
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from pathlib import Path
@@ -38,6 +39,19 @@ from studio.qt.workers.training import TrainingSession
 TRACKER_LABELS = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
 
 
+def _dataset_problem(cfg) -> str:
+    """Why this config's training data cannot be trained on, in words for the Train button ('' if it can)."""
+    from studio.core.datasets.load import file_problem
+
+    if not cfg.dataset.train:
+        return "Choose a training dataset first (Dataset pane)."
+    for path in [*cfg.dataset.train, *cfg.dataset.eval]:
+        problem = file_problem(path)
+        if problem is not None:
+            return f"{Path(path).name}: {problem.message}"
+    return ""
+
+
 def _fmt_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rem = divmod(seconds, 3600)
@@ -47,6 +61,8 @@ def _fmt_duration(seconds: float) -> str:
 
 class TrainPane(QWidget):
     run_finished = Signal(object)   # RunFinished event
+    run_failed = Signal(str)        # the worker raised: the message shown in the dialog
+    attention_needed = Signal(str)  # a warning the run logged (desktop notification while away)
     running_changed = Signal(bool)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -61,6 +77,8 @@ class TrainPane(QWidget):
         self._paused_since = 0.0
         self._paused_total = 0.0
         self.model_ready = False
+        self._run_cfg = None       # the config the running run was started with
+        self._data_problem = ""    # why the configured dataset cannot be trained on ('' when it can)
 
         self.summary = QLabel()
         self.summary.setWordWrap(True)
@@ -103,6 +121,7 @@ class TrainPane(QWidget):
         self.loss_plot.add_curve("eval", "#dd6b20", symbol="o")
         self.lr_plot = LivePlot("Learning rate", "lr", legend=False)
         self.lr_plot.add_curve("lr", "#6b46c1")
+        self.lr_plot.getAxis("left").enableAutoSIPrefix(False)  # 0.0003, not "300" under "lr (x1e-06)"
         self.speed_plot = LivePlot("Throughput", "tokens/s", legend=False)
         self.speed_plot.add_curve("tokens/s", "#2f855a")
         self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
@@ -160,6 +179,18 @@ class TrainPane(QWidget):
 
     # -- config -----------------------------------------------------------------------------------
     def _on_config_changed(self, cfg) -> None:
+        self._data_problem = _dataset_problem(cfg)
+        running = self._run_cfg is not None and self.is_running()
+        self._show_summary(self._run_cfg if running else cfg, changed=running and cfg != self._run_cfg)
+        for name, box in self.tracker_boxes.items():
+            box.blockSignals(True)
+            box.setChecked(name in cfg.training.report_to)
+            box.blockSignals(False)
+        self._sync_buttons()
+
+    def _show_summary(self, cfg, changed: bool = False) -> None:
+        """The header names what trains: the running run's model and data while it runs (the Dataset
+        pane may have moved on to another file), the next run's otherwise."""
         model = Path(cfg.model.path).name or "no model"
         data = ", ".join(Path(p).name for p in cfg.dataset.train) or "no dataset"
         steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps > 0 else f"{cfg.training.epochs:g} epochs"
@@ -170,14 +201,13 @@ class TrainPane(QWidget):
             rank += " " + "+".join(extras)
         stop = (f", early stop after {cfg.training.early_stopping_patience} flat evals"
                 if cfg.training.early_stopping_patience else "")
-        self.summary.setText(
-            f"<b>{model}</b> on <b>{data}</b> — {method}{rank}, lr {cfg.training.lr:g}, "
-            f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens{stop}"
-        )
-        for name, box in self.tracker_boxes.items():
-            box.blockSignals(True)
-            box.setChecked(name in cfg.training.report_to)
-            box.blockSignals(False)
+        text = (f"<b>{model}</b> on <b>{data}</b> — {method}{rank}, lr {cfg.training.lr:g}, "
+                f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens{stop}")
+        if changed:
+            text += "<br><span style='color:#718096'>Changes made since it started apply to the next run.</span>"
+        elif self._data_problem and self._run_cfg is None:
+            text += f"<br><span style='color:#b91c1c'>⚠ {html.escape(self._data_problem)}</span>"
+        self.summary.setText(text)
 
     def _on_tracker_toggled(self) -> None:
         chosen = [n for n, b in self.tracker_boxes.items() if b.isChecked()]
@@ -190,13 +220,15 @@ class TrainPane(QWidget):
 
     def _sync_buttons(self) -> None:
         running = self.is_running()
-        self.train_button.setEnabled(self.model_ready and not running)
+        self.train_button.setEnabled(self.model_ready and not running and not self._data_problem)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         for name, box in self.tracker_boxes.items():
             box.setEnabled(not running and name in self._installed_trackers)
         if not self.model_ready and not running:
             self.train_button.setToolTip("Waiting for the base model to be prepared")
+        elif self._data_problem and not running:
+            self.train_button.setToolTip(self._data_problem)
         else:
             self.train_button.setToolTip("Start a fine-tune with the current dataset and configuration")
 
@@ -207,6 +239,13 @@ class TrainPane(QWidget):
     def start_training(self, run_dir: Path | None = None, resume: bool = False) -> None:
         if self.is_running():
             return
+        if not resume:
+            self._data_problem = _dataset_problem(self.state.config)  # the file may have changed since
+            if self._data_problem:
+                self._on_config_changed(self.state.config)
+                return
+        self._run_cfg = self.state.config
+        self._show_summary(self._run_cfg)
         for plot in self.plots:
             plot.clear_data()
         self.memory_plot.set_reference("estimate", None)
@@ -369,6 +408,8 @@ class TrainPane(QWidget):
             self._append_log(ev.detail or ev.state)
         elif kind == "log":
             self._append_log(f"{ev.level}: {ev.message}")
+            if ev.level in ("warning", "error"):
+                self.attention_needed.emit(ev.message)
         elif kind == "run_finished":
             self._tick.stop()
             self.progress.setRange(0, max(1, self._total))
@@ -384,6 +425,7 @@ class TrainPane(QWidget):
     def _on_failed(self, message: str, detail: str) -> None:
         self._tick.stop()
         self._append_log(f"failed: {message}")
+        self.run_failed.emit(message)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Failed")
@@ -393,6 +435,7 @@ class TrainPane(QWidget):
 
     def _on_thread_finished(self) -> None:
         self._tick.stop()
-        self._sync_buttons()
+        self._run_cfg = None
+        self._on_config_changed(self.state.config)
         self.pause_button.setText("Pause")
         self.running_changed.emit(False)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QDoubleSpinBox, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QAbstractSpinBox, QComboBox, QDoubleSpinBox, QWidget
 
 from studio.core.config import RunConfig
 
@@ -113,3 +114,37 @@ class LearningRateSpinBox(QDoubleSpinBox):
 
     def stepBy(self, steps: int) -> None:
         self.setValue(min(max(_grid_step(self.value(), steps), self.minimum()), self.maximum()))
+
+
+class _WheelGuard(QObject):
+    """Hands a wheel turn over an unfocused spin box or combo to the form around it.
+
+    Scrolling a long form moves the pointer across dozens of editors; Qt's default lets each one
+    it passes swallow the wheel and change its value (Rank 64 -> 52 without a click). Ignoring the
+    event and stopping it here makes Qt offer it to the parent, so the scroll area scrolls; once
+    the user clicks or tabs into a field, the wheel steps that field as usual.
+    """
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            area = obj.parentWidget()
+            while area is not None and not isinstance(area, QAbstractScrollArea):
+                area = area.parentWidget()
+            if area is not None:  # hand it over directly: Qt does not pass a synthesised wheel upwards
+                QCoreApplication.sendEvent(area.viewport(), event)
+            else:
+                event.ignore()  # ignored + filtered: Qt offers it to the parent
+            return True
+        return False
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Make every spin box and combo under ``root`` take the wheel only while it has focus."""
+    guard = root.findChild(_WheelGuard, "wheelGuard")
+    if guard is None:
+        guard = _WheelGuard(root)
+        guard.setObjectName("wheelGuard")
+    for widget in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+        widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a wheel turn must not grab focus either
+        widget.removeEventFilter(guard)
+        widget.installEventFilter(guard)

@@ -46,14 +46,18 @@ class FindingsView(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Problem", "Where", "What to do"])
         self.tree.setRootIsDecorated(True)
-        self.tree.setWordWrap(True)
-        self.tree.setUniformRowHeights(False)
+        # One line per entry, cut at the end with "…": the tooltip and the pane below hold the whole
+        # text (a tree's rows do not grow to wrapped text, so wrapping only cut words in half).
+        self.tree.setWordWrap(False)
+        self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         header = self.tree.header()
         header.setStretchLastSection(True)
+        header.setMinimumSectionSize(60)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(0, 215)
+        header.resizeSection(0, 200)
         header.resizeSection(1, 165)
         self.tree.itemClicked.connect(self._on_item)
         self.tree.currentItemChanged.connect(self._on_current)
@@ -88,6 +92,7 @@ class FindingsView(QWidget):
         many = len(self._kinds) > 1
         for f in report.findings:
             self.tree.addTopLevelItem(self._item(f, many))
+        self._fit_columns()
         n_err, n_warn = len(report.errors), len(report.warnings)
         parts = []
         if n_err:
@@ -115,7 +120,7 @@ class FindingsView(QWidget):
         item = QTreeWidgetItem([f.code, self._where(f, many), f.message])
         item.setIcon(0, dot_icon(f.severity))
         item.setToolTip(0, f"{f.severity}: {f.code}")
-        item.setToolTip(1, f.file)
+        item.setToolTip(1, f"{self._where(f, many)}\n{f.file}")
         item.setToolTip(2, f.message)
         item.setData(0, FINDING_ROLE, f)
         in_eval = f.file in self._eval_files
@@ -126,12 +131,21 @@ class FindingsView(QWidget):
             notes = self._notes_by_place(f, word)
             for line, row in zip(f.lines[:MAX_PLACES], rows[:MAX_PLACES], strict=True):
                 child = QTreeWidgetItem(["", f"{word} {line}", notes.get(line, "")])
+                child.setToolTip(2, notes.get(line, ""))
                 child.setData(0, ROW_ROLE, None if in_eval else row)
                 child.setData(0, FINDING_ROLE, f)
                 item.addChild(child)
             if len(f.lines) > MAX_PLACES:
                 item.addChild(QTreeWidgetItem(["", f"… {len(f.lines) - MAX_PLACES:,} more", ""]))
         return item
+
+    def _fit_columns(self) -> None:
+        """Size "Problem" and "Where" to what they hold, within bounds that leave "What to do" most
+        of the width; longer text elides in the middle and is whole in the tooltip and detail pane."""
+        header = self.tree.header()
+        for column, low, high in ((0, 150, 240), (1, 110, 260)):
+            self.tree.resizeColumnToContents(column)
+            header.resizeSection(column, max(low, min(high, header.sectionSize(column))))
 
     @staticmethod
     def _notes_by_place(f: Finding, word: str) -> dict[int, str]:

@@ -13,8 +13,10 @@ BLUE, GREEN, RED, GREY = "#3b82f6", "#22c55e", "#ef4444", "#94a3b8"
 
 
 def _plot(title: str, x_label: str, y_label: str = "rows") -> pg.PlotWidget:
-    plot = pg.PlotWidget(background="w")
-    plot.setTitle(title, color="#334155", size="10pt")
+    plot = pg.PlotWidget()  # colours from pyqtgraph's defaults, which follow the scheme (qt/style.py)
+    plot.setTitle(title, size="10pt")
+    plot.setAccessibleName(f"{title} chart")
+    plot.setAccessibleDescription(f"Chart of {y_label} by {x_label}; the numbers are also in the summary text.")
     plot.setLabel("bottom", x_label)
     plot.setLabel("left", y_label)
     plot.showGrid(x=False, y=True, alpha=0.2)
@@ -70,7 +72,7 @@ class HistogramPlot(QWidget):
         for item in (self.inside_bars, self.over_bars, self.cutoff_line):
             item.setVisible(False)
         self.edges, self.counts, self.cutoff = [], [], None
-        self.plot.setTitle(f"{self.title} — {message}" if message else self.title, color="#334155", size="10pt")
+        self.plot.setTitle(f"{self.title} — {message}" if message else self.title, size="10pt")
 
     def set_histogram(self, hist: dict | None, message_if_empty: str = "no data") -> None:
         if not hist or not hist.get("counts"):
@@ -134,9 +136,9 @@ class CategoryPlot(QWidget):
         if not self.categories:
             self.bars.setVisible(False)
             self.plot.getAxis("bottom").setTicks([[]])
-            self.plot.setTitle(f"{self.title} — no data", color="#334155", size="10pt")
+            self.plot.setTitle(f"{self.title} — no data", size="10pt")
             return
-        self.plot.setTitle(self.title, color="#334155", size="10pt")
+        self.plot.setTitle(self.title, size="10pt")
         names = list(self.categories)
         heights = [self.categories[n] for n in names]
         brushes = [pg.mkBrush(GREY if n == "unknown" else self.color) for n in names]
@@ -158,7 +160,7 @@ class StatsView(QWidget):
         self.tokens = HistogramPlot("Tokens per row", "tokens (after the chat template)")
         self.formats = CategoryPlot("Rows by format", "format", color="#8b5cf6")
         self.turns = CategoryPlot("Rows by turn count", "turns per row", color="#0ea5e9")
-        self.answers = HistogramPlot("Answer length", "characters", color=GREEN)
+        self.answers = HistogramPlot("Answer length", "answer characters", color=GREEN)
         grid = QGridLayout()
         grid.setSpacing(6)
         grid.addWidget(self.tokens, 0, 0)
@@ -182,13 +184,12 @@ class StatsView(QWidget):
         waiting = tokens_note or "waiting for the token checks"
         self.tokens.set_histogram(tokens, message_if_empty=waiting)
         trained = stats.get("trained_tokens")
+        # The unit goes on the axis, not in the title: a half-width chart cut the longer title off.
         if trained:
-            self.answers.title = "Answer length (trained tokens)"
-            self.answers.plot.setLabel("bottom", "tokens that carry the loss")
+            self.answers.plot.setLabel("bottom", "trained answer tokens")
             self.answers.set_histogram(trained)
         else:
-            self.answers.title = "Answer length (characters)"
-            self.answers.plot.setLabel("bottom", "characters")
+            self.answers.plot.setLabel("bottom", "answer characters")
             self.answers.set_histogram(stats.get("answer_chars"))
         self.formats.set_counts(stats.get("formats"))
         self.turns.set_counts(stats.get("turns"))
