@@ -247,3 +247,22 @@ def test_qlora_adapter_merges_into_a_16bit_base(lib_base, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert merged.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
     assert merged.model.layers[0].self_attn.q_proj.weight.shape == (64, 64)
+
+
+def test_too_little_disk_is_said_before_any_merging(lib_adapter, tmp_path, monkeypatch):
+    """A full disk half-way through a merge costs minutes and leaves nothing: the export says so first,
+    with the sizes, and writes nothing."""
+    from studio.core.library import export_preflight
+
+    params = export_preflight.parameter_count(registry.resolve_base(lib_adapter))
+    assert params > 0
+    need = export_preflight.needed_bytes(params, "bfloat16", "q4_k_m")
+    assert need > export_preflight.needed_bytes(params, "bfloat16", None)  # the GGUF and its f16 step count
+    merge_only = export_preflight.needed_bytes(params, "bfloat16", None)
+    monkeypatch.setattr(export_preflight, "_free_bytes", lambda _out: merge_only - 1)
+    merged = []
+    monkeypatch.setattr("studio.core.library.merge._export_merged", lambda *a, **k: merged.append(a))
+    out = tmp_path / "no-room"
+    with pytest.raises(StudioError, match=r"needs about .* GiB on the destination's disk") as err:
+        export_model(lib_adapter, out, dtype="bf16")
+    assert err.value.path == out and not out.exists() and not merged

@@ -39,7 +39,8 @@ from studio.core.library.equivalence import (
     adapter_effect_kept,
     judge_in_dtype,
 )
-from studio.core.library.gguf_export import GGUF_TYPES, LLAMACPP_TYPES, check_exportable, gguf_file_name
+from studio.core.library.export_preflight import preflight
+from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
 from studio.core.library.gguf_step import prove_gguf, write_gguf_file
 from studio.core.library.lora_merge import copy_tokenizer_files, plan_direct_merge, write_merged
 from studio.core.library.ollama import MODELFILE, ollama_modelfile, stop_tokens
@@ -73,6 +74,7 @@ class ExportReport:
     status: str  # "passed" | "failed" | "unchecked"
     files: list[str] = field(default_factory=list)
     gguf_files: list[str] = field(default_factory=list)
+    gguf_sizes: dict[str, int] = field(default_factory=dict)  # bytes of each GGUF file
     equivalence: list[EquivalenceReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class ExportReport:
         return {
             "out_dir": str(self.out_dir), "kind": self.kind, "dtype": self.dtype, "adapter_dir": self.adapter_dir,
             "base_model": self.base_model, "status": self.status, "files": self.files, "gguf_files": self.gguf_files,
+            "gguf_sizes": self.gguf_sizes,
             "equivalence": [e.to_dict() for e in self.equivalence], "notes": self.notes, "timings": self.timings,
             "size_bytes": self.size_bytes, "created": self.created,
         }
@@ -98,6 +101,7 @@ class ExportReport:
             "unchecked": "Export written (equivalence not checked)",
         }[self.status]
         lines = [f"{head}: {self.kind} model, {self.dtype or 'adapter files'}, {self.size_bytes / 2**20:.1f} MiB"]
+        lines += [f"  {name}: {size / 2**20:.1f} MiB" for name, size in self.gguf_sizes.items()]
         lines += [f"  {e.summary()}" for e in self.equivalence]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -247,14 +251,7 @@ def export_model(
         return _export_adapter(adapter_dir, files, out_dir, report_progress, check=check, overwrite=overwrite)
     target = normalise_dtype(dtype)
     base = resolve_base(adapter_dir)
-    if gguf:  # before minutes of merging: can this model become a GGUF, and can this machine make the type?
-        check_exportable(base)
-        if gguf in LLAMACPP_TYPES:
-            from studio.core.library import llamacpp_runner
-
-            if not llamacpp_runner.available():
-                raise StudioError(f"GGUF {gguf.upper()} is made by llama.cpp's own quantizer, which is not installed "
-                                  f"here; {llamacpp_runner.INSTALL_HINT}. f16, bf16 and q8_0 need nothing extra.")
+    preflight(base, out_dir, target, gguf)  # before minutes of merging: the GGUF type, this machine, disk space
     require_unchanged(recorded_base_identity(adapter_dir), base, since="this adapter was trained",
                       remedy="restore the original model files, or retrain the adapter on the model as it is now.")
     check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[base])
@@ -374,6 +371,7 @@ def _export_merged(
             modelfile = ollama_modelfile(tokenizer(), name, stop_tokens(gen, tokenizer()), add_bos=adds_bos(tokenizer()))
             (gdir / MODELFILE).write_text(modelfile, encoding="utf-8")
             report.gguf_files.append(f"{GGUF_SUBDIR}/{name}")
+            report.gguf_sizes[f"{GGUF_SUBDIR}/{name}"] = (gdir / name).stat().st_size
             timings["gguf_s"] = time.perf_counter() - t
             if trace is not None:
                 report.equivalence += prove_gguf(trace, gdir / name, gguf, tokenizer(), progress, timings,
