@@ -23,6 +23,14 @@ def studio_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def hf_cache_home(tmp_path_factory, monkeypatch) -> Path:
+    """An empty Hugging Face cache per test: the model picker lists it, and never the user's own."""
+    hub = tmp_path_factory.mktemp("hf_hub")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    return hub
+
+
 @pytest.fixture(scope="session")
 def bundled_gguf() -> Path:
     from studio.core.models.gguf_import import bundled_gguf as find

@@ -76,11 +76,12 @@ def _print_table(report) -> None:
             print(f"    {col.label:<24} {_short(out, 80)}{mark}")
         print()
     width = max(8, *(len(c.label) for c in report.columns))
-    print(f"{'column':<{width}}  {'eval loss':>9}  {'exact match':>13}  {'tok/s':>7}")
+    print(f"{'column':<{width}}  {'eval loss':>9}  {'exact match':>13}  {'stops (EOS)':>11}  {'tok/s':>7}")
     for c in report.columns:
         loss = "—" if c.eval_loss is None else f"{c.eval_loss:.4f}"
         em = "—" if c.exact_match is None else f"{c.matches}/{c.scored} ({c.exact_match * 100:.0f}%)"
-        print(f"{c.label:<{width}}  {loss:>9}  {em:>13}  {c.tokens_per_s:>7.1f}")
+        stops = "—" if c.stop_share is None else f"{c.stop_share * 100:.0f}%"
+        print(f"{c.label:<{width}}  {loss:>9}  {em:>13}  {stops:>11}  {c.tokens_per_s:>7.1f}")
 
 
 def _run(args: argparse.Namespace) -> int:

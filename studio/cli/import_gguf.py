@@ -7,7 +7,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-gguf", help="convert a Llama-family GGUF into the model store (bf16 safetensors)")
+    p = sub.add_parser("import-gguf", help="convert a GGUF (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3…) into the model store (bf16 safetensors)")
     p.add_argument("file", help="the .gguf file")
     p.add_argument("--name", help="name in the store (default: file name)")
     p.add_argument("--out", help="write the HF folder here instead of the store")

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check dataset files before training (format, problems, token lengths)")
     p.add_argument("files", nargs="+", metavar="FILE", help=".jsonl, .json, .csv or .parquet (several are appended)")
     p.add_argument("--model", metavar="DIR", help="local model folder whose tokenizer drives the token checks")
+    p.add_argument("--template", choices=["chatml", "llama3", "gemma", "mistral", "alpaca"], default="",
+                   help="chat format for a model without its own template (base models); see model.chat_template")
     p.add_argument("--max-len", type=number(int, min=MIN_SEQ_LEN), metavar="N",
                    help="max sequence length for token checks (default 512)")
     p.add_argument("--eval", action="extend", nargs="+", metavar="FILE", default=[], help="separate eval file(s): checks leakage")
@@ -41,15 +43,21 @@ def _column_map(pairs: list[str]) -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     from studio.cli import print_json
+    from studio.core.datasets.stopcheck import has_chat_rows, model_findings
     from studio.core.datasets.tokenizer import load_tokenizer
     from studio.core.datasets.validate import check_files
 
     tokenizer = load_tokenizer(args.model) if args.model else None
+    found = model_findings(tokenizer, args.model, args.template) if tokenizer is not None else []
+    if any(f.code == "model.no_chat_template" for f in found):
+        tokenizer = None   # chat rows cannot be rendered until a format is chosen; the finding says so
     max_len = args.max_len if args.max_len is not None else (512 if tokenizer is not None else None)
     report = check_files(
         args.files, eval_paths=args.eval, tokenizer=tokenizer, max_len=max_len,
         column_map=_column_map(args.map), eval_ratio=args.eval_ratio, split_seed=args.seed,
     )
+    if found and has_chat_rows(report):
+        report.findings[:0] = found   # only chat rows need a chat format
     if args.json:
         print_json(printable(report.to_dict()))
     else:

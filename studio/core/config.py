@@ -40,6 +40,9 @@ class ModelSection(_Section):
     dtype: DTypeName = Field("auto", description="Weights dtype for training; auto picks bf16/fp16/fp32 for the device.")
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Only for models you trust.")
     allow_pickle: bool = Field(False, description="Allow legacy pickle (.bin) weights, which can run arbitrary code.")
+    chat_template: Literal["", "chatml", "llama3", "gemma", "mistral", "alpaca"] = Field(
+        "", description="Chat format to train in: empty keeps the model's own template; a base model without one "
+                        "needs a choice (chatml, llama3, gemma, mistral, alpaca).")
 
 
 class DatasetSection(_Section):

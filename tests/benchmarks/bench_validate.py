@@ -209,7 +209,7 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
             def should_stop(self) -> bool:
                 return False
 
-        spec = jobs.LoadSpec(train=(path,), eval=(), column_map=(), model_path=tok_dir, trust_remote_code=False,
+        spec = jobs.LoadSpec(train=(path,), eval=(), column_map=(), model_path=tok_dir, trust_remote_code=False, chat_template="",
                              max_len=max_len, eval_ratio=0.0, split_seed=42)
         t0 = time.perf_counter()
         loaded = jobs.read(State(), spec, jobs.TokenizerCache())

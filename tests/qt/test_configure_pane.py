@@ -327,3 +327,37 @@ def test_estimate_uses_the_datasets_lengths_and_shows_the_worst_case(qtbot, pane
     pane.seq.setValue(48)
     qtbot.waitUntil(lambda: pane.estimate is not None and pane.estimate.basis == "dataset"
                     and pane.estimate.batch_tokens == 48, timeout=WAIT)
+
+
+def test_models_in_the_hugging_face_cache_can_be_picked(qtbot, pane, tiny_model_dir, hf_cache_home):
+    from _hf_cache_layout import add_cached_repo
+
+    ready(qtbot, pane)
+    snapshot = add_cached_repo(hf_cache_home, "org/tiny-cached", tiny_model_dir)
+    config_only = hf_cache_home / "models--org--no-weights" / "snapshots" / "r"
+    config_only.mkdir(parents=True)
+    (config_only / "config.json").write_text('{"model_type": "qwen2"}')
+    pane.state.model_ready.emit(str(tiny_model_dir))  # any refresh of the picker re-lists the cache
+    combo = pane.model_box.store
+    header = combo.findText("Hugging Face cache")
+    index = combo.findData(str(snapshot))
+    assert 0 < header < index
+    assert combo.itemText(index).startswith("org/tiny-cached  (llama, ") and "trainable" in combo.itemText(index)
+    unusable = combo.findText("org/no-weights", Qt.MatchFlag.MatchStartsWith)
+    assert "not trainable" in combo.itemText(unusable)
+    assert "no weights" in combo.itemData(unusable, Qt.ItemDataRole.ToolTipRole)
+    assert not combo.model().item(header).isEnabled()
+    combo.activated.emit(index)
+    assert pane.state.config.model.path == str(snapshot)
+    qtbot.waitUntil(lambda: pane.info is not None and pane.info.path == str(snapshot), timeout=WAIT)
+    assert "LlamaForCausalLM" in pane.model_box.architecture.text()
+    assert combo.currentIndex() == index
+
+
+def test_chat_format_is_a_choice_with_the_models_own_first(qtbot, pane):
+    ready(qtbot, pane)
+    box = pane.chat_template
+    assert box.itemData(0) == "" and "Model's own" in box.itemText(0)
+    assert {box.itemData(i) for i in range(box.count())} == {"", "chatml", "llama3", "gemma", "mistral", "alpaca"}
+    box.setCurrentIndex(box.findData("gemma"))
+    assert pane.state.config.model.chat_template == "gemma"

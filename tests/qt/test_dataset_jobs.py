@@ -4,6 +4,7 @@ CLI; a model whose tokenizer cannot load still gives every other finding."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -34,7 +35,7 @@ def _dataset(path, n: int):
 
 def _spec(path, model: str) -> jobs.LoadSpec:
     return jobs.LoadSpec(train=(str(path),), eval=(), column_map=(), model_path=model, trust_remote_code=False,
-                         max_len=64, eval_ratio=0.0, split_seed=42)
+                         chat_template="", max_len=64, eval_ratio=0.0, split_seed=42)
 
 
 @pytest.mark.parametrize("worker", [False, True], ids=["thread", "worker-process"])
@@ -62,3 +63,37 @@ def test_read_without_a_usable_tokenizer_still_reports(tmp_path):
     assert loaded is not None and not loaded.report.token_checked
     assert loaded.tokens_note.startswith("Token checks are off")
     assert loaded.report.rows == 2500
+
+
+def test_a_model_without_a_chat_template_is_named_and_a_choice_counts_tokens(tmp_path, tiny_model_dir):
+    """A base model (no template) makes the check say so, naming the model and the choice, and holds
+    the token checks; with a chat format chosen in the run config the rows are counted in that format."""
+    import shutil
+
+    from studio.core.datasets.templates import TEMPLATES
+
+    base = tmp_path / "base-model"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    cfg_file = base / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg.pop("chat_template", None)
+    cfg_file.write_text(json.dumps(cfg))
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
+    tokenizers = jobs.TokenizerCache()
+
+    def run(choice: str):
+        spec = replace(_spec(data, str(base)), chat_template=choice)
+        return jobs.read(_State(), spec, tokenizers)
+
+    plain = run("")
+    codes = [f.code for f in plain.report.findings]
+    assert "model.no_chat_template" in codes and "base-model" in plain.report.findings[0].message
+    assert "pick one" in plain.tokens_note.lower()
+    chosen = run("chatml")
+    assert "model.no_chat_template" not in [f.code for f in chosen.report.findings]
+    assert chosen.report.stats.get("tokens") and not chosen.tokens_note
+    assert tokenizers.get(str(base), "check").chat_template is None  # the choice did not stick to the cache
+    assert "im_start" in TEMPLATES["chatml"]

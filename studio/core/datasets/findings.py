@@ -58,6 +58,9 @@ CATALOGUE: dict[str, tuple[Severity, str, str]] = {
     "style.ending_punctuation": ("warning", "Answers mix ending punctuation: {n} row(s) differ from the rest", "Make the endings consistent if that was not intended."),
     "tokens.truncated": ("warning", "{n} row(s) are longer than the max length and will be cut", "Raise the max length or shorten these rows."),
     "tokens.no_trained_tokens": ("error", "{n} row(s) lose the whole answer to truncation and would teach nothing", "Raise the max length, shorten the prompts, or drop these rows."),
+    "model.no_chat_template": ("error", "The model has no chat template (a base model)", "Pick the chat format it should learn (ChatML, Llama-3, Gemma, Mistral or Alpaca/plain) in Configure, or with --template."),
+    "model.stop_not_trained": ("warning", "The end of an answer carries no loss, so the model never learns to stop", "Use a chat template whose assistant turn ends with an end-of-turn token."),
+    "model.stop_not_eos": ("warning", "Answers end with a token generation does not stop on", "Pick a template whose turns end with the model's eos token, or the trained model may ramble until the token limit."),
     "tokens.template_error": ("error", "{n} row(s) cannot be rendered with the model's chat template", "Fix the conversation structure the template complains about."),
 }
 

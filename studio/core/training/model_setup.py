@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from studio.core.config import RunConfig
+from studio.core.datasets.templates import apply_choice
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
 
@@ -85,6 +86,8 @@ def load_model(cfg: RunConfig, device: str, dtype_name: str):
         if device == "cuda":
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    # The chosen chat format goes on the tokenizer, so rendering uses it and the saved adapter carries it.
+    apply_choice(tokenizer, cfg.model.chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

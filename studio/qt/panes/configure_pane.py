@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import LoraSection, RunConfig, default_lr, load_config
+from studio.core.datasets.templates import LABELS as TEMPLATE_LABELS
 from studio.core.errors import StudioError, describe_exception
 from studio.core.memory import (
     Calibration,
@@ -310,6 +311,9 @@ class ConfigurePane(QWidget):
         self.dtype = self._bind(grid, "Weights dtype", "model.dtype", self._combo((
             ("auto", "auto (bf16 on a GPU, fp32 on CPU)"), ("bfloat16", "bfloat16"),
             ("float16", "float16"), ("float32", "float32"))))
+        # A base model has no chat format of its own: the user picks the one it should learn.
+        self.chat_template = self._bind(grid, "Chat format", "model.chat_template", self._combo(
+            tuple((key, label + (" template" if key == "" else "")) for key, label in TEMPLATE_LABELS.items())))
         self.device = self._bind(grid, "Train on", "training.device", self._combo((
             ("auto", "auto (the GPU when there is one)"), ("cuda", "CUDA GPU"), ("cpu", "CPU"))))
         self.quant_box = QGroupBox("4-bit base (QLoRA only)")
@@ -581,13 +585,14 @@ class ConfigurePane(QWidget):
             self._inspect_if_needed(self.state.config)
 
     def _refresh_store(self) -> None:
+        from studio.core.models.hf_cache import list_cached_models
         from studio.core.models.store import list_models
 
         try:
             models = list_models()
         except OSError:
             models = []
-        self.model_box.set_store(models, self.state.config.model.path)
+        self.model_box.set_store(models, self.state.config.model.path, cached=list_cached_models())
 
     def choose_model_folder(self, folder: str) -> bool:
         """Use ``folder`` as the base model if it looks like one; otherwise say why and keep the old one."""

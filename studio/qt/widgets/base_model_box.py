@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.memory.device import format_bytes
+from studio.core.models.hf_cache import CachedModel
 from studio.core.models.introspect import ModelInfo
 from studio.core.models.store import StoredModel
 from studio.qt.widgets.config_fields import field_tip, format_count
@@ -113,7 +115,8 @@ class BaseModelBox(QGroupBox):
         layout.addLayout(facts)
 
     # -- store ------------------------------------------------------------------------------------
-    def set_store(self, models: list[StoredModel], current: str) -> None:
+    def set_store(self, models: list[StoredModel], current: str, cached: list[CachedModel] | None = None) -> None:
+        """The store's models, then (in their own group) those already in the Hugging Face cache."""
         self._syncing = True
         try:
             self.store.clear()
@@ -121,10 +124,31 @@ class BaseModelBox(QGroupBox):
             for m in models:
                 tag = "imported GGUF" if m.source == "gguf" else m.source
                 self.store.addItem(f"{m.name}  ({m.model_type}, {tag})", str(m.path))
+            if cached:
+                self._add_cached(cached)
             idx = self.store.findData(current)
             self.store.setCurrentIndex(max(idx, 0))
         finally:
             self._syncing = False
+
+    def _add_cached(self, cached: list[CachedModel]) -> None:
+        """A header row, then one row per cached repo. A repo without a config cannot even be
+        inspected, so its row is greyed out; the reason is in every unusable row's tooltip."""
+        self.store.insertSeparator(self.store.count())
+        self.store.addItem("Hugging Face cache", None)
+        header = self.store.model().item(self.store.count() - 1)  # type: ignore[attr-defined]
+        header.setEnabled(False)
+        header.setToolTip("Models you already downloaded with transformers or huggingface-cli: used in place, "
+                          "nothing is copied or downloaded.")
+        for m in cached:
+            size = format_bytes(m.size_bytes) if m.size_bytes else "no weights"
+            state = "trainable" if m.trainable else "not trainable"
+            self.store.addItem(f"{m.repo_id}  ({m.model_type}, {size}, {state})", str(m.path))
+            row = self.store.count() - 1
+            tip = f"{m.path}\nRevision {m.revision}" + (f"\nNot trainable: {m.problem}" if m.problem else "")
+            self.store.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
+            if not m.has_config:
+                self.store.model().item(row).setEnabled(False)  # type: ignore[attr-defined]
 
     def _on_store_activated(self, index: int) -> None:
         path = self.store.itemData(index)

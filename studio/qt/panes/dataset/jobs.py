@@ -8,6 +8,7 @@ person sees rows and read-level findings long before every row is tokenized.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from studio.core.config import RunConfig
 from studio.core.datasets.load import Row
 from studio.core.datasets.scan import ScanResult, scan
+from studio.core.datasets.stopcheck import has_chat_rows, model_findings
 from studio.core.datasets.validate import Report, validate
 from studio.core.errors import StudioError
 
@@ -39,6 +41,7 @@ class LoadSpec:
     column_map: tuple[tuple[str, str], ...]
     model_path: str
     trust_remote_code: bool
+    chat_template: str  # the run config's choice for a model without its own ("" = the model's own)
     max_len: int
     eval_ratio: float
     split_seed: int
@@ -49,7 +52,7 @@ class LoadSpec:
         return cls(
             train=tuple(d.train), eval=tuple(d.eval), column_map=tuple(sorted(d.column_map.items())),
             model_path=cfg.model.path, trust_remote_code=cfg.model.trust_remote_code,
-            max_len=cfg.training.max_seq_len, eval_ratio=d.eval_ratio, split_seed=d.split_seed,
+            chat_template=cfg.model.chat_template, max_len=cfg.training.max_seq_len, eval_ratio=d.eval_ratio, split_seed=d.split_seed,
         )
 
     @property
@@ -60,7 +63,8 @@ class LoadSpec:
     @property
     def check_key(self) -> tuple:
         """Change any of these and only the checks run again, on rows already read."""
-        return self.model_path, self.trust_remote_code, self.max_len, self.eval_ratio, self.split_seed
+        return (self.model_path, self.trust_remote_code, self.chat_template, self.max_len, self.eval_ratio,
+                self.split_seed)
 
     @property
     def columns(self) -> dict[str, str]:
@@ -184,13 +188,22 @@ def check(state: Progress, loaded: Loaded, spec: LoadSpec, tokenizers: Tokenizer
         report = validate(result, eval_result=loaded.eval_result,
                           eval_ratio=None if loaded.eval_result else spec.eval_ratio, split_seed=spec.split_seed)
         return replace(loaded, spec=spec, report=report, tokens_note="")
-    tokenizer, note = None, ""
-    if token_checker is None:
+    tokenizer, note, found = None, "", []
+    if spec.model_path:
         state.progress(-1.0, "Loading the model's tokenizer…")
         try:
-            tokenizer = tokenizers.get(spec.model_path, "check", spec.trust_remote_code)
+            # A copy: the chat format chosen for this run must not stick to the cached tokenizer.
+            tokenizer = copy.copy(tokenizers.get(spec.model_path, "check", spec.trust_remote_code))
+            found = model_findings(tokenizer, spec.model_path, spec.chat_template)
         except StudioError as err:
             note = f"Token checks are off: {err.message}" + (f" ({err.path})" if err.path else "")
+        if spec.chat_template:
+            token_checker = None  # the early worker counts with the model's own format, not the chosen one
+        elif token_checker is not None:
+            tokenizer = None  # the early worker has the counts already
+        if any(f.code == "model.no_chat_template" for f in found):
+            tokenizer, token_checker = None, None
+            note = "Token checks wait for a chat format: this model has none; pick one in Configure (Chat format)."
 
     def on_progress(done: int, total: int) -> None:
         state.progress(done / max(1, total), f"Counting tokens… {done:,} of {total:,} rows")
@@ -210,6 +223,8 @@ def check(state: Progress, loaded: Loaded, spec: LoadSpec, tokenizers: Tokenizer
         report = run_checks(None)
     if state.should_stop():
         return None
+    if found and has_chat_rows(report):
+        report.findings[:0] = found
     return replace(loaded, spec=spec, report=report, tokens_note=note)
 
 
