@@ -211,3 +211,15 @@ def sweep_partials(folder: Path, *, name: str | None = None, min_age_s: float = 
                 child.unlink()
             removed.append(child)
     return removed
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file's bytes, streamed in 1 MiB blocks so a 10 GB shard never sits in memory
+    (the same hex as ``sha256sum``)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

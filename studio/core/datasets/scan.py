@@ -27,6 +27,7 @@ from studio.core.datasets.load import SUPPORTED_SUFFIXES, Row
 from studio.core.datasets.rowcheck import FORMAT_CODES, check_row, row_feature
 from studio.core.datasets.store import RowStore
 from studio.core.datasets.textcheck import has_surrogate
+from studio.core.fsutil import file_sha256
 
 OnRows = Callable[[list[Row]], None]
 OnExamples = Callable[[list[tuple[int, Example]]], None]
@@ -192,14 +193,6 @@ def _preflight(path: Path) -> tuple[str, os.stat_result]:
     return suffix.lstrip("."), st
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def scan(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     *,
@@ -286,7 +279,7 @@ def scan(
                     info.sha256 = src.hasher.hexdigest() if src.hasher else None
                     _check_changed(path, st, src.bytes_read, sink, name)
             elif not stopped:
-                info.sha256 = _sha256_file(path)
+                info.sha256 = file_sha256(path)
         except _CallbackFailed as failed:
             raise failed.__cause__ from None  # the caller's bug, not the file's: let it surface
         except readers.FileFatal as fatal:

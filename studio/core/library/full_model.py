@@ -15,7 +15,6 @@ the export, read back from disk, with the weights the run finished with.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.core.errors import StudioError
-from studio.core.fsutil import TMP_PREFIX, atomic_dir
+from studio.core.fsutil import TMP_PREFIX, atomic_dir, file_sha256
 from studio.core.heavy_imports import ensure
 from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS
 from studio.core.library.registry import (
@@ -124,14 +123,6 @@ def full_model_entry_dir(model_dir: Path) -> bool:
     return isinstance(data, dict) and data.get("kind") == KIND_FULL
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = None, gguf: str | None = None,
                       progress=None, check: bool = True, overwrite: bool = False,
                       prompts: Sequence[str] = DEFAULT_PROMPTS, new_tokens: int = DEFAULT_NEW_TOKENS):
@@ -179,8 +170,8 @@ def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = Non
                 progress(0.3, "Copying the model files")
                 for f in files:
                     shutil.copy2(f, tmp / f.name)
-                sums = {f.name: _sha256(f) for f in files if f.suffix == ".safetensors"} if check else {}
-                if sums and any(_sha256(tmp / n) != s for n, s in sums.items()):
+                sums = {f.name: file_sha256(f) for f in files if f.suffix == ".safetensors"} if check else {}
+                if sums and any(file_sha256(tmp / n) != s for n, s in sums.items()):
                     raise StudioError("A copied weights file differs from the original; the disk may be failing.",
                                       path=out_dir)
             else:

@@ -29,7 +29,7 @@ from studio.core import paths
 from studio.core.datasets.tokenizer import adds_bos, has_tokenizer_files
 from studio.core.destinations import check_destination
 from studio.core.errors import StudioError, is_disk_full
-from studio.core.fsutil import atomic_dir, atomic_file, sweep_partials
+from studio.core.fsutil import atomic_dir, atomic_file, file_sha256, sweep_partials
 from studio.core.heavy_imports import ensure
 from studio.core.library.adapter_keys import check_peft_loads_all
 from studio.core.library.equivalence import (
@@ -117,14 +117,6 @@ def _now() -> str:
 
 def _folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalise_dtype(dtype: str) -> str:
@@ -451,7 +443,7 @@ def _export_adapter(adapter_dir: Path, files: list[Path], out: Path, progress: P
     report = ExportReport(out_dir=out, kind="adapter", dtype=None, adapter_dir=str(adapter_dir.resolve()),
                           base_model=str(base), status="unchecked", created=_now(),
                           files=[f.name for f in files] + [EXPORT_RECORD])
-    sums = {f.name: _sha256(f) for f in files} if check else {}
+    sums = {f.name: file_sha256(f) for f in files} if check else {}
     try:
         if out.suffix.lower() == ".zip":
             with atomic_file(out, overwrite=overwrite) as tmp_zip:
@@ -473,7 +465,7 @@ def _export_adapter(adapter_dir: Path, files: list[Path], out: Path, progress: P
                     shutil.copy2(f, tmp / f.name)
                     progress(0.1 + 0.8 * (i + 1) / len(files), f"Copied {f.name}")
                 if check:
-                    report.status = "passed" if all(_sha256(tmp / n) == s for n, s in sums.items()) else "failed"
+                    report.status = "passed" if all(file_sha256(tmp / n) == s for n, s in sums.items()) else "failed"
                     report.notes.append("copied files verified identical to the adapter (sha256)")
                 report.size_bytes = _folder_size(tmp)
                 _write_record(tmp, report, {"sha256": sums})

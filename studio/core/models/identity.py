@@ -38,11 +38,10 @@ from pathlib import Path
 
 from studio.core import paths
 from studio.core.errors import StudioError
-from studio.core.fsutil import atomic_write_text
+from studio.core.fsutil import atomic_write_text, file_sha256
 
 IDENTITY_TAG = "id2"
 CACHE_FILE = "model_hashes.json"
-BLOCK = 1 << 20
 _LEGACY = re.compile(r"^[0-9a-f]{16}$")
 _VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path")
 # transformers' own order for a local folder: the single file first, then a shard index; safetensors
@@ -170,11 +169,7 @@ def _stamp(st: os.stat_result) -> list[int]:
 
 def _file_digest(path: Path) -> str:
     """sha256 of a file's bytes, streamed so a 10 GB shard never sits in memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def _combine(files: list[Path], digests: list[str]) -> str:

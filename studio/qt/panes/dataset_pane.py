@@ -32,11 +32,10 @@ from PySide6.QtWidgets import (
 
 from studio.core import paths as studio_paths
 from studio.core.config import RunConfig
-from studio.core.datasets.findings import FATAL_CODES
 from studio.core.datasets.load import SUPPORTED_SUFFIXES
 from studio.core.errors import StudioError
 from studio.qt.dialogs.column_mapping import ColumnMappingDialog
-from studio.qt.panes.dataset import jobs
+from studio.qt.panes.dataset import header, jobs
 from studio.qt.panes.dataset.findings_view import FindingsView
 from studio.qt.panes.dataset.preview_view import PreviewView
 from studio.qt.panes.dataset.recent import RecentMenu, remember
@@ -403,28 +402,9 @@ class DatasetPane(QWidget):
             self._refresh_preview()
 
     def _show_files(self) -> None:
-        spec = self._spec
-        if spec is None or not spec.train:
-            self.files_label.setText("<i>No dataset yet — open a file or drop one on the window.</i>")
-            self.files_label.setToolTip("")
-            return
-        infos = {f.path: f for f in self.loaded.result.files} if self.loaded else {}
-        parts = []
-        for path in spec.train:
-            info = infos.get(path)
-            name = f"<b>{Path(path).name}</b>"
-            if info is None:
-                parts.append(name)
-            elif info.fatal:
-                parts.append(f"{name} <span style='color:#b91c1c'>(could not be read)</span>")
-            else:
-                parts.append(f"{name} <span style='color:#64748b'>({jobs.file_format(info.formats)}, "
-                             f"{info.rows:,} rows)</span>")
-        text = "Training data: " + " + ".join(parts)
-        if spec.eval:
-            text += " · eval: " + ", ".join(Path(p).name for p in spec.eval)
+        text, tip = header.files_html(self._spec, self.loaded)
         self.files_label.setText(text)
-        self.files_label.setToolTip("\n".join([*spec.train, *(f"eval: {p}" for p in spec.eval)]))
+        self.files_label.setToolTip(tip)
 
     def _show_summary(self, loaded: jobs.Loaded) -> None:
         result, report = loaded.result, loaded.report
@@ -443,16 +423,7 @@ class DatasetPane(QWidget):
             "Runs record it, so you can tell which data trained an adapter." if fp else "")
         self.map_button.setVisible(bool(result.columns or result.column_map))
         self.map_button.setText("Map columns…" if not result.column_map else "Column mapping…")
-        lines = []
-        for info in [*report.files, *report.eval_files]:
-            if info.fatal:
-                why = next((f.message for f in report.findings if f.file == info.path and f.code in FATAL_CODES), "")
-                lines.append(f"⚠ Could not read <b>{Path(info.path).name}</b>: {why}")
-        if result.columns:
-            unknown = result.format_counts.get("unknown", 0)
-            lines.append(f"{unknown:,} row{'s' * (unknown != 1)} match no known format (columns: "
-                         f"{', '.join(result.columns[:8])}). Use <b>Map columns…</b> to say which is the prompt "
-                         "and which the answer.")
+        lines = header.banner_lines(result, report)
         if lines:
             self._show_banner("<br>".join(lines))
         else:
