@@ -166,7 +166,7 @@ def _peaked_family(family: str, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def family_adapter(tmp_path_factory):
-    """``family_adapter(family)``: a LoRA trained for a few steps by the studio's engine on the demo
+    """``family_adapter(family)``: a LoRA trained for 30 steps by the studio's engine on the demo
     data, on the family's peaked tiny model (its own tokenizer and chat template), built once."""
     from studio.core.config import RunConfig, apply_overrides
     from studio.core.paths import demo_dataset
@@ -180,7 +180,7 @@ def family_adapter(tmp_path_factory):
             base = _peaked_family(family, root / family)
             cfg = apply_overrides(RunConfig(), {
                 "model.path": str(base), "dataset.train": [str(demo_dataset())], "dataset.eval_ratio": 0.0,
-                "training.max_steps": 3, "training.batch_size": 2, "training.max_seq_len": 96,
+                "training.max_steps": 30, "training.batch_size": 2, "training.max_seq_len": 96,
                 "training.lr": 5e-3, "training.save_steps": 0, "training.eval_steps": 0,
                 "lora.target_modules": LORA_TARGETS.get(family, ["all-linear"]),
             })
