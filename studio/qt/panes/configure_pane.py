@@ -13,7 +13,6 @@ recomputed on the UI thread a few milliseconds after the last change, coalescing
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFrame,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -36,8 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import LoraSection, RunConfig, default_lr, load_config
-from studio.core.datasets.templates import LABELS as TEMPLATE_LABELS
-from studio.core.errors import StudioError, describe_exception
+from studio.core.errors import StudioError
 from studio.core.memory import (
     Calibration,
     DatasetLengths,
@@ -49,13 +45,14 @@ from studio.core.memory import (
     suggestions,
     verdict,
 )
-from studio.core.models.introspect import ModelInfo, inspect_model
+from studio.core.models.introspect import ModelInfo
 from studio.qt.errors import show_error
+from studio.qt.panes.configure.form import ConfigureForm
+from studio.qt.panes.configure.model_source import ModelSource
 from studio.qt.state import AppState
 from studio.qt.widgets.base_model_box import BaseModelBox
-from studio.qt.widgets.config_fields import LearningRateSpinBox, field_tip, get_value, guard_wheel
+from studio.qt.widgets.config_fields import get_value, guard_wheel
 from studio.qt.widgets.estimate_panel import EstimatePanel
-from studio.qt.widgets.target_picker import TargetPicker
 from studio.qt.workers.estimate_inputs import calibration_job, lengths_job, lengths_key
 from studio.qt.workers.task import TaskRunner, TaskState
 
@@ -66,11 +63,6 @@ DEFAULT_RANK: int = LoraSection.model_fields["r"].default
 ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
 CONFIG_FILTER = "Run configs (*.yaml *.yml);;All files (*)"
 
-METHODS = (
-    ("lora", "LoRA: adapters on a 16-bit base"),
-    ("qlora", "QLoRA: adapters on a 4-bit base"),
-    ("full", "Full fine-tune: every weight trains"),
-)
 
 
 def probe_device(_state: TaskState | None = None) -> tuple[str, str, int, int]:
@@ -81,20 +73,6 @@ def probe_device(_state: TaskState | None = None) -> tuple[str, str, int, int]:
 
     kind, name, total = device_memory()
     return kind, name, total, int(psutil.virtual_memory().total)
-
-
-def _inspect_job(key: tuple[str, bool, bool]) -> Callable[[TaskState], tuple]:
-    """A worker function that reads one model and returns (key, info or None, problem text), so the
-    pane can drop answers for a model the user has already moved away from."""
-    path, trust, pickle = key
-
-    def job(_state: TaskState) -> tuple:
-        try:
-            return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
-        except Exception as exc:  # every failure becomes a message in the Base model box
-            return key, None, describe_exception(exc)[0]
-
-    return job
 
 
 def _field_messages(err: StudioError) -> str:
@@ -117,39 +95,7 @@ def touched_in(cfg: RunConfig) -> set[str]:
     return out
 
 
-class _FieldGrid(QGridLayout):
-    """Label/widget pairs laid out in ``columns`` columns, each with an inline message row below."""
-
-    def __init__(self, columns: int = 1) -> None:
-        super().__init__()
-        self.columns = columns
-        self._n = 0
-        self.setHorizontalSpacing(10)
-        self.setVerticalSpacing(4)
-        for c in range(columns):
-            self.setColumnStretch(2 * c + 1, 1)
-
-    def add(self, label: str, widget: QWidget, tip: str = "") -> QLabel:
-        row, col = divmod(self._n, self.columns)
-        self._n += 1
-        if tip:
-            widget.setToolTip(tip)
-        if label:
-            lbl = QLabel(label)
-            lbl.setToolTip(tip)
-            self.addWidget(lbl, 2 * row, 2 * col)
-            self.addWidget(widget, 2 * row, 2 * col + 1)
-        else:  # a check box carries its own text: let it use the label's column too
-            self.addWidget(widget, 2 * row, 2 * col, 1, 2)
-        msg = QLabel("")
-        msg.setWordWrap(True)
-        msg.setStyleSheet("color: #b91c1c;")
-        msg.hide()
-        self.addWidget(msg, 2 * row + 1, 2 * col, 1, 2)
-        return msg
-
-
-class ConfigurePane(QWidget):
+class ConfigurePane(ConfigureForm, ModelSource, QWidget):
     def __init__(self, state: AppState, tasks: TaskRunner | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -259,158 +205,6 @@ class ConfigurePane(QWidget):
         self.tasks.run(calibration_job, on_result=self._on_calibration, on_error=lambda _m, _d: None, owner=self)
 
     # -- building ---------------------------------------------------------------------------------
-    def _bind(self, grid: _FieldGrid, label: str, key: str, widget: QWidget,
-              on_edit: Callable[[Any], None] | None = None) -> QWidget:
-        """Register ``widget`` as the editor of config ``key``; user edits call ``on_edit`` (default: set it)."""
-        handler = on_edit or (lambda v, k=key: self._edit(k, v))
-        self.editors[key] = widget
-        self._messages[key] = grid.add(label, widget, field_tip(key))
-        if isinstance(widget, QComboBox):
-            widget.currentIndexChanged.connect(lambda _i, w=widget: self._syncing or handler(w.currentData()))
-        elif isinstance(widget, QCheckBox):
-            widget.toggled.connect(lambda v: self._syncing or handler(bool(v)))
-        elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-            widget.valueChanged.connect(lambda v: self._syncing or handler(v))
-        return widget
-
-    @staticmethod
-    def _combo(items: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> QComboBox:
-        box = QComboBox()
-        # Shrink to the column rather than to the longest item, so nothing forces a sideways scroll.
-        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        box.setMinimumContentsLength(8)
-        for data, text in items:
-            box.addItem(text, data)
-        return box
-
-    @staticmethod
-    def _spin(lo: int, hi: int, step: int = 1, special: str = "") -> QSpinBox:
-        s = QSpinBox()
-        s.setRange(lo, hi)
-        s.setSingleStep(step)
-        s.setMinimumWidth(90)
-        s.setKeyboardTracking(False)
-        if special:
-            s.setSpecialValueText(special)
-        return s
-
-    @staticmethod
-    def _dspin(lo: float, hi: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
-        s = QDoubleSpinBox()
-        s.setRange(lo, hi)
-        s.setSingleStep(step)
-        s.setDecimals(decimals)
-        s.setMinimumWidth(90)
-        s.setKeyboardTracking(False)
-        return s
-
-    def _method_box(self) -> QGroupBox:
-        box = QGroupBox("Method")
-        grid = _FieldGrid(1)
-        self.method = self._bind(grid, "Method", "method", self._combo(METHODS), on_edit=self._on_method)
-        self.dtype = self._bind(grid, "Weights dtype", "model.dtype", self._combo((
-            ("auto", "auto (bf16 on a GPU, fp32 on CPU)"), ("bfloat16", "bfloat16"),
-            ("float16", "float16"), ("float32", "float32"))))
-        # A base model has no chat format of its own: the user picks the one it should learn.
-        self.chat_template = self._bind(grid, "Chat format", "model.chat_template", self._combo(
-            tuple((key, label + (" template" if key == "" else "")) for key, label in TEMPLATE_LABELS.items())))
-        self.device = self._bind(grid, "Train on", "training.device", self._combo((
-            ("auto", "auto (the GPU when there is one)"), ("cuda", "CUDA GPU"), ("cpu", "CPU"))))
-        self.quant_box = QGroupBox("4-bit base (QLoRA only)")
-        qgrid = _FieldGrid(2)
-        self.quant_type = self._bind(qgrid, "Type", "quant.quant_type", self._combo((("nf4", "NF4"), ("fp4", "FP4"))))
-        self.compute_dtype = self._bind(qgrid, "Compute dtype", "quant.compute_dtype", self._combo((
-            ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32"))))
-        self.double_quant = self._bind(qgrid, "", "quant.double_quant", QCheckBox("Double quantisation"))
-        self.quant_box.setLayout(qgrid)
-        layout = QVBoxLayout(box)
-        layout.addLayout(grid)
-        layout.addWidget(self.quant_box)
-        return box
-
-    def _lora_box(self) -> QGroupBox:
-        self.lora_box = QGroupBox("LoRA adapter")
-        grid = _FieldGrid(2)
-        self.rank = self._bind(grid, "Rank r", "lora.r", self._spin(1, 1024), on_edit=self._on_rank)
-        alpha_row = QWidget()
-        row = QHBoxLayout(alpha_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.alpha = self._dspin(0.01, 1e5, 1.0, decimals=2)
-        self.alpha_link = QCheckBox("= 2 × rank")
-        self.alpha_link.setToolTip("Keep alpha at twice the rank, the usual recipe. Untick to set alpha yourself.")
-        self.alpha_link.setChecked(True)
-        self.alpha_link.toggled.connect(self._on_alpha_link)
-        row.addWidget(self.alpha, 1)
-        row.addWidget(self.alpha_link)
-        self._bind(grid, "Alpha", "lora.alpha", alpha_row)
-        self.editors["lora.alpha"] = self.alpha
-        self.alpha.valueChanged.connect(lambda v: self._syncing or self._edit("lora.alpha", v))
-        self.alpha.setToolTip(field_tip("lora.alpha"))
-        self.dropout = self._bind(grid, "Dropout", "lora.dropout", self._dspin(0.0, 0.95, 0.05))
-        self.use_rslora = self._bind(grid, "", "lora.use_rslora", QCheckBox("rsLoRA (alpha / √r)"))
-        self.use_dora = self._bind(grid, "", "lora.use_dora", QCheckBox("DoRA"))
-        self.targets = TargetPicker()
-        self.targets.setToolTip(field_tip("lora.target_modules"))
-        self.targets.edited.connect(lambda names: self._edit("lora.target_modules", names))
-        self.editors["lora.target_modules"] = self.targets
-        layout = QVBoxLayout(self.lora_box)
-        layout.addLayout(grid)
-        targets_label = QLabel("Target layers")
-        targets_label.setToolTip(field_tip("lora.target_modules"))
-        layout.addWidget(targets_label)
-        layout.addWidget(self.targets)
-        return self.lora_box
-
-    def _training_box(self) -> QGroupBox:
-        box = QGroupBox("Training")
-        grid = _FieldGrid(2)
-        self.lr = self._bind(grid, "Learning rate", "training.lr", LearningRateSpinBox())
-        self.scheduler = self._bind(grid, "Schedule", "training.scheduler", self._combo((
-            ("cosine", "cosine"), ("linear", "linear"), ("constant", "constant"),
-            ("constant_with_warmup", "constant with warmup"))))
-        self.warmup = self._bind(grid, "Warmup share", "training.warmup_ratio", self._dspin(0.0, 0.5, 0.01))
-        self.weight_decay = self._bind(grid, "Weight decay", "training.weight_decay", self._dspin(0.0, 1.0, 0.01, 3))
-        self.optimizer = self._bind(grid, "Optimizer", "training.optimizer", self._combo((
-            ("adamw", "AdamW"), ("adamw_8bit", "AdamW 8-bit"), ("paged_adamw_8bit", "Paged AdamW 8-bit"))))
-        self.max_grad_norm = self._bind(grid, "Clip grad norm", "training.max_grad_norm", self._dspin(0.0, 100.0, 0.5))
-
-        self.length_mode = self._combo((("epochs", "Epochs"), ("steps", "Steps")))
-        self.length_mode.setToolTip("Train for a number of passes over the data, or for a fixed number of steps.")
-        self.length_mode.currentIndexChanged.connect(lambda _i: self._syncing or self._on_length_mode())
-        grid.add("Train for", self.length_mode)
-        self.epochs = self._bind(grid, "Epochs", "training.epochs", self._dspin(0.01, 1000.0, 0.5))
-        self.max_steps = self._bind(grid, "Max steps", "training.max_steps", self._spin(1, 10_000_000, 10))
-        self.batch = self._bind(grid, "Batch size", "training.batch_size", self._spin(1, 4096))
-        self.grad_accum = self._bind(grid, "Grad accum steps", "training.grad_accum", self._spin(1, 4096))
-        self.effective_batch = QLabel("")
-        self.effective_batch.setObjectName("muted")
-        grid.add("Effective batch", self.effective_batch,
-                 "Examples per optimizer update: batch size × gradient accumulation.")
-        self.seq = self._bind(grid, "Max seq length", "training.max_seq_len", self._spin(8, 1_048_576, 64))
-        self.seed = self._bind(grid, "Seed", "training.seed", self._spin(0, 2**31 - 1))
-        self.grad_ckpt = self._bind(grid, "", "training.grad_checkpointing", QCheckBox("Gradient checkpointing"))
-        self.packing = self._bind(grid, "", "training.packing", QCheckBox("Packing"))
-        box.setLayout(grid)
-        return box
-
-    def _eval_box(self) -> QGroupBox:
-        box = QGroupBox("Evaluation and checkpoints")
-        grid = _FieldGrid(2)
-        self.eval_steps = self._bind(grid, "Evaluate every", "training.eval_steps",
-                                     self._spin(0, 1_000_000, 10, "start and end only"))
-        self.eval_steps.setSuffix(" steps")
-        self.save_steps = self._bind(grid, "Checkpoint every", "training.save_steps",
-                                     self._spin(0, 1_000_000, 10, "at the end only"))
-        self.save_steps.setSuffix(" steps")
-        self.logging_steps = self._bind(grid, "Log loss every", "training.logging_steps", self._spin(1, 100_000))
-        self.logging_steps.setSuffix(" steps")
-        self.patience = self._bind(grid, "Early stopping", "training.early_stopping_patience",
-                                   self._spin(0, 1000, 1, "off"))
-        self.patience.setSuffix(" evals")
-        box.setLayout(grid)
-        return box
-
-    # -- state -> widgets -------------------------------------------------------------------------
     def _on_config_changed(self, cfg: RunConfig) -> None:
         self._syncing = True
         try:
@@ -526,118 +320,6 @@ class ConfigurePane(QWidget):
         self._apply(dict(suggestion.overrides), next(iter(suggestion.overrides), "method"))
 
     # -- the model --------------------------------------------------------------------------------
-    def _inspect_if_needed(self, cfg: RunConfig) -> None:
-        key = (cfg.model.path, cfg.model.trust_remote_code, cfg.model.allow_pickle)
-        if key == self._inspect_key:
-            return
-        self._inspect_key = key
-        self.info = None
-        self._inspect_problem = ""
-        self.targets.set_model(None)
-        if not cfg.model.path:
-            self._inspect_problem = "Choose a model folder, a model from the store, or import a GGUF file."
-            self.model_box.show_problem(self._inspect_problem)
-            return
-        self.inspecting = True
-        self.model_box.show_busy("Reading the model's architecture (no weights are loaded)…")
-        # Results come back through bound methods: PySide delivers those on this object's (GUI)
-        # thread, whereas a lambda would run on the worker's thread.
-        self.tasks.run(_inspect_job(key), on_result=self._on_inspected, on_error=self._on_inspect_crashed, owner=self)
-
-    def _on_inspected(self, result: tuple[tuple, ModelInfo | None, str]) -> None:
-        key, info, problem = result
-        if key != self._inspect_key:
-            return  # the user moved on while this one was being read
-        if info is None:
-            self._on_inspect_failed(key, problem)
-            return
-        self.inspecting = False
-        self.info = info
-        self.model_box.show_info(info)
-        self.targets.set_model(info)
-        cfg = self.state.config
-        self.targets.set_selection(cfg.lora.target_modules)
-        self._check_limits(cfg)
-        self.refresh_estimate()
-
-    def _on_inspect_crashed(self, message: str, _detail: str) -> None:
-        if self._inspect_key is not None:
-            self._on_inspect_failed(self._inspect_key, message)
-
-    def _on_inspect_failed(self, key: tuple, message: str) -> None:
-        self.inspecting = False
-        from studio.core.models.store import default_model_path, is_model_folder
-
-        path = Path(key[0])
-        self._model_pending = path == default_model_path() and not is_model_folder(path)
-        if self._model_pending:  # the window converts it on first launch and then emits model_ready
-            self._inspect_problem = "The bundled model is being prepared (first launch only)…"
-            self.model_box.show_busy(self._inspect_problem)
-        else:
-            self._inspect_problem = message
-            self.model_box.show_problem(message)
-        self.refresh_estimate()
-
-    def _on_model_ready(self, path: str) -> None:
-        self._refresh_store()
-        if Path(path) == Path(self.state.config.model.path) and self.info is None:
-            self._inspect_key = None  # it did not exist a moment ago: read it again
-            self._inspect_if_needed(self.state.config)
-
-    def _refresh_store(self) -> None:
-        from studio.core.models.hf_cache import list_cached_models
-        from studio.core.models.store import list_models
-
-        try:
-            models = list_models()
-        except OSError:
-            models = []
-        self.model_box.set_store(models, self.state.config.model.path, cached=list_cached_models())
-
-    def choose_model_folder(self, folder: str) -> bool:
-        """Use ``folder`` as the base model if it looks like one; otherwise say why and keep the old one."""
-        path = Path(folder)
-        if not (path / "config.json").is_file():
-            self.model_box.show_notice(
-                f"{folder} has no config.json, so it is not a Hugging Face model folder. Pick the folder "
-                "that holds config.json and the .safetensors weights. The base model was not changed.")
-            return False
-        return self._apply({"model.path": str(path)}, "model.path")
-
-    def _choose_folder_dialog(self) -> None:
-        start = str(Path(self.state.config.model.path).parent) if self.state.config.model.path else ""
-        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder", start)
-        if folder:
-            self.choose_model_folder(folder)
-
-    def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf)")
-        if path:
-            self.import_gguf(Path(path))
-
-    def import_gguf(self, path: Path) -> None:
-        """Convert a GGUF file into the store in a worker, then make it the base model."""
-        from studio.core.models.store import import_gguf_to_store
-
-        self.model_box.show_import_progress(0.0, f"Importing {path.name}…")
-        self.tasks.run(
-            lambda s: import_gguf_to_store(path, progress=s.progress),
-            on_progress=self.model_box.show_import_progress,
-            on_result=self._on_imported,
-            on_error=self._on_import_failed,
-            owner=self,
-        )
-
-    def _on_imported(self, dest: Path) -> None:
-        self.model_box.end_import()
-        self._refresh_store()
-        self._apply({"model.path": str(dest)}, "model.path")
-
-    def _on_import_failed(self, message: str, detail: str) -> None:
-        self.model_box.end_import()
-        show_error(self, message, detail, title="GGUF import failed")
-
-    # -- the machine ------------------------------------------------------------------------------
     def _on_device(self, result: tuple[str, str, int, int]) -> None:
         self._device = result
         kind, name, total, ram = result

@@ -1,0 +1,1 @@
+"""The Configure pane's parts: the form it is built from and where its base model comes from."""
