@@ -71,7 +71,8 @@ def find_adapter(arg: str):
     (``./name``) always means the folder; the entry's id always means the entry.
     """
     from studio.core.errors import StudioError
-    from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_SUBDIR, get_entry
+    from studio.core.library.adapter_files import ADAPTER_CONFIG
+    from studio.core.library.registry import ADAPTER_SUBDIR, get_entry
 
     path = Path(arg).expanduser()
     folder: Path | None = None

@@ -86,9 +86,9 @@ def _print_table(report) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from studio.cli import print_json
+    from studio.core.library.adapter_files import resolve_base
     from studio.core.library.playground import GenerationSettings, Playground
     from studio.core.library.prompt_set import load_prompt_set, run_columns
-    from studio.core.library.registry import resolve_base
 
     settings = GenerationSettings(temperature=args.temperature, top_p=args.top_p,
                                   max_new_tokens=args.max_new_tokens, seed=args.seed).checked()

@@ -59,29 +59,33 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from studio.cli import print_json
-    from studio.core.config import RunConfig, apply_overrides, load_config
+    from studio.core.config import RunConfig, load_config
+    from studio.core.configure import apply_choices
     from studio.core.errors import StudioError
     from studio.core.memory import (
         GiB,
         count_lengths,
-        device_memory,
         estimate,
         machine_calibration,
         suggestions,
         verdict,
     )
+    from studio.core.models.device import probe_device
     from studio.core.models.introspect import inspect_model
 
     if not args.config and not args.model:
         raise StudioError("Give a run config file or --model DIR (see studio estimate --help).")
     cfg = load_config(Path(args.config)) if args.config else RunConfig()
-    cfg = apply_overrides(cfg, *_overrides(args))
+    cfg = apply_choices(cfg, *_overrides(args))  # the same recipes as `studio train` and the Configure pane
     if not cfg.model.path:
         raise StudioError("The config names no model folder; pass --model DIR.")
     info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
                          allow_pickle=cfg.model.allow_pickle)
 
-    kind, name, total = device_memory()
+    device = probe_device()
+    kind, name, total = device.kind, device.name, device.memory_bytes
+    if kind == "cpu":
+        name = f"{name} (system RAM)"
     if args.device and args.device != kind:
         kind, name = args.device, f"{args.device} (not this machine)"
     if args.budget_gib:
@@ -115,10 +119,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _table(info, est, kind: str, name: str, budget: int, judged: str, sugg, *, worst, calib) -> str:
-    from studio.core.memory import format_bytes
+    from studio.core.formatting import format_bytes, format_count
 
     lines = [
-        f"{info.architecture} ({info.total_params / 1e6:,.1f}M params), {est.method}, {est.dtype} on {kind}",
+        f"{info.architecture} ({format_count(info.total_params)} params), {est.method}, {est.dtype} on {kind}",
         f"trainable {est.trainable_params:,} of {est.total_params:,} ({est.trainable_pct:.3f}%)",
         f"output file  {format_bytes(est.adapter_file_bytes)}",
         "",

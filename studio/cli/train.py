@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from studio.core.formatting import format_bytes_in, format_duration
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune from a config file and/or flags; writes a run folder")
@@ -13,13 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="base model folder (default: the bundled model)")
     p.add_argument("--dataset", action="append", help="training file (repeat for several)")
     p.add_argument("--eval", action="append", help="separate eval file (repeat for several)")
-    p.add_argument("--method", choices=["lora", "qlora", "full"])
+    p.add_argument("--method", choices=["lora", "qlora", "full"],
+                   help="what trains; the learning rate and rank you did not set take this method's recipe")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch", type=int)
     p.add_argument("--seq", type=int, help="max sequence length")
     p.add_argument("--lr", type=float)
-    p.add_argument("--rank", type=int)
+    p.add_argument("--rank", type=int, help="LoRA rank r; alpha follows at 2 x r unless the config sets alpha")
     p.add_argument("--out", help="run folder to write (default: a new folder in the runs store)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted or stopped run from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON event per line instead of a progress bar")
@@ -38,15 +41,15 @@ def _build_config(args: argparse.Namespace):
     from pathlib import Path
 
     from studio.cli._args import config_overrides
-    from studio.core.config import RunConfig, apply_overrides, default_lr, load_config
+    from studio.core.config import RunConfig, apply_overrides, load_config
+    from studio.core.configure import apply_choices
 
     if args.resume:
         return load_config(Path(args.resume) / "config.yaml")
     cfg = load_config(Path(args.config)) if args.config else RunConfig()
-    overrides, labels = config_overrides(args, CONFIG_FLAGS)
-    if args.method and args.lr is None and not args.config:
-        overrides["training.lr"] = default_lr(args.method)
-    cfg = apply_overrides(cfg, overrides, labels)
+    # The Configure pane's rules: --method brings its recipe to the knobs neither the file nor a
+    # flag set, and alpha follows --rank unless the file set alpha on its own.
+    cfg = apply_choices(cfg, *config_overrides(args, CONFIG_FLAGS))
     if not cfg.model.path:
         from studio.core.models.store import ensure_default_model
 
@@ -77,7 +80,7 @@ class ProgressPrinter:
             elapsed = time.time() - self.started
             eta = elapsed / frac - elapsed if frac > 0 else 0
             line = (f"[{bar:<30}] {ev.step}/{ev.total_steps} loss {ev.loss:.4f} lr {ev.lr:.2e} "
-                    f"{ev.tokens_per_s:,.0f} tok/s  mem {ev.memory_bytes / 2**30:.2f} GiB  eta {eta:,.0f}s")
+                    f"{ev.tokens_per_s:,.0f} tok/s  mem {format_bytes_in(ev.memory_bytes)}  eta {format_duration(eta)}")
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
             return
         if self.tty:
@@ -95,8 +98,8 @@ class ProgressPrinter:
                   f"{ev.total_params:,} params; {ev.train_rows} train / {ev.eval_rows} eval rows; {ev.total_steps} steps",
                   file=sys.stderr)
             if ev.estimated_peak_bytes:
-                print(f"  memory: estimated peak {ev.estimated_peak_bytes / 2**30:.2f} GiB of "
-                      f"{ev.memory_budget_bytes / 2**30:.1f} GiB ({ev.precision})", file=sys.stderr)
+                print(f"  memory: estimated peak {format_bytes_in(ev.estimated_peak_bytes)} of "
+                      f"{format_bytes_in(ev.memory_budget_bytes, digits=1)} ({ev.precision})", file=sys.stderr)
         elif kind == "run_finished":
             print(f"{ev.status}: {ev.reason}", file=sys.stderr)
 
@@ -106,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    from studio.core.training.engine import Control, train
+    from studio.core.control import Control
+    from studio.core.training.engine import train
 
     cfg = _build_config(args)
     control = Control()

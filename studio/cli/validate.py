@@ -43,21 +43,16 @@ def _column_map(pairs: list[str]) -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     from studio.cli import print_json
-    from studio.core.datasets.stopcheck import has_chat_rows, model_findings
+    from studio.core.datasets.pipeline import check_files
     from studio.core.datasets.tokenizer import load_tokenizer
-    from studio.core.datasets.validate import check_files
 
     tokenizer = load_tokenizer(args.model) if args.model else None
-    found = model_findings(tokenizer, args.model, args.template) if tokenizer is not None else []
-    if any(f.code == "model.no_chat_template" for f in found):
-        tokenizer = None   # chat rows cannot be rendered until a format is chosen; the finding says so
     max_len = args.max_len if args.max_len is not None else (512 if tokenizer is not None else None)
     report = check_files(
         args.files, eval_paths=args.eval, tokenizer=tokenizer, max_len=max_len,
         column_map=_column_map(args.map), eval_ratio=args.eval_ratio, split_seed=args.seed,
+        model_dir=args.model, chat_template=args.template,
     )
-    if found and has_chat_rows(report):
-        report.findings[:0] = found   # only chat rows need a chat format
     if args.json:
         print_json(printable(report.to_dict()))
     else:

@@ -8,6 +8,7 @@ into a field-level message (``training.lr: must be > 0``) instead of a pydantic 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,11 +138,6 @@ class RunConfig(_Section):
         atomic_write_text(Path(path), self.to_yaml())
 
 
-def default_lr(method: Method) -> float:
-    """The seeds' recipe: 2e-4 for adapters, 2e-5 when every weight moves."""
-    return 2e-5 if method == "full" else 2e-4
-
-
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring older files to the current schema. v0 (unversioned) kept lora fields at top level."""
     version = data.get("schema_version", 0)
@@ -161,20 +157,42 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(err: ValidationError, labels: dict[str, str] | None = None) -> list[str]:
-    """One line per bad field, named as the user wrote it: a dotted key, or the flag in ``labels``.
+@dataclass
+class ConfigError(StudioError):
+    """Settings that break the config's rules, with each bad field as data.
+
+    ``problems`` holds (dotted field, rule) pairs, the field ``""`` for a rule about the config as a
+    whole (qlora on CPU in float16), so a form can put the message under the right editor without
+    reading the message text.
+    """
+
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fields(self) -> list[str]:
+        return [f for f, _ in self.problems]
+
+    def problem_lines(self, labels: dict[str, str] | None = None) -> list[str]:
+        return problem_lines(self.problems, labels)
+
+
+def problem_lines(problems: tuple[tuple[str, str], ...], labels: dict[str, str] | None = None) -> list[str]:
+    """``field: rule`` per problem, each field named as the user knows it (a key, or the flag in ``labels``)."""
+    return [f"{(labels or {}).get(field, field) or '(top level)'}: {rule}" for field, rule in problems]
+
+
+def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
+    """(dotted field, rule) per bad field of a pydantic error.
 
     Built from ``errors(include_input=False)``: rendering the offending input (``str(err)``) can be
     arbitrarily expensive for a hostile value, and the user needs the field and the rule, not the value.
     """
     out = []
     for e in err.errors(include_input=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        loc = (labels or {}).get(loc, loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (typo? remove it or check the spelling)"
-        out.append(f"{loc}: {msg}")
+        out.append((".".join(str(p) for p in e["loc"]), msg))
     return out
 
 
@@ -187,11 +205,14 @@ def config_from_dict(
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        lines = format_validation_error(err, labels)
+        problems = tuple(validation_problems(err))
+        lines = problem_lines(problems, labels)
         if len(lines) == 1 and labels and lines[0].startswith("--"):
-            raise StudioError(lines[0]) from None  # one bad flag: the flag's own message is the whole story
-        raise StudioError(
+            # one bad flag: the flag's own message is the whole story
+            raise ConfigError(lines[0], problems=problems) from None
+        raise ConfigError(
             f"{len(lines)} bad value(s) in {source}:\n  " + "\n  ".join(lines), detail="\n".join(lines),
+            problems=problems,
         ) from None
 
 

@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.datasets.load import SUPPORTED_SUFFIXES
+from studio.core.datasets.readers import SUPPORTED_SUFFIXES
+from studio.core.errors import describe_exception
+from studio.core.formatting import format_bytes_in
 from studio.qt.notify import DesktopNotifier
 from studio.qt.panes.configure_pane import ConfigurePane
 from studio.qt.panes.dataset_pane import DatasetPane
-from studio.qt.panes.library_pane import LibraryPane
+from studio.qt.panes.library.pane import LibraryPane
 from studio.qt.panes.train_pane import TrainPane
 from studio.qt.settings import settings
 from studio.qt.state import AppState, default_config
@@ -36,14 +38,12 @@ PANES = ("Dataset", "Configure", "Train", "Library")
 
 def describe_device() -> str:
     """Off the UI thread: importing torch costs ~2 s."""
-    import psutil
-    import torch
+    from studio.core.models.device import probe_device
 
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return f"GPU: {props.name} · {props.total_memory / 2**30:.1f} GiB"
-    ram = psutil.virtual_memory().total / 2**30
-    return f"CPU: {psutil.cpu_count(logical=True)} threads · {ram:.1f} GiB RAM (no CUDA GPU)"
+    device = probe_device()
+    if device.kind == "cuda":
+        return f"GPU: {device.name} · {format_bytes_in(device.memory_bytes, digits=1)}"
+    return f"CPU: {device.threads} threads · {format_bytes_in(device.ram_bytes, digits=1)} RAM (no CUDA GPU)"
 
 
 class MainWindow(QMainWindow):
@@ -61,7 +61,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.dataset_pane = DatasetPane(self.state, self.tasks)
         self.configure_pane = ConfigurePane(self.state, self.tasks)
-        self.train_pane = TrainPane(self.state)
+        self.train_pane = TrainPane(self.state, self.tasks)
         self.library_pane = LibraryPane(self.state, self.tasks)
         for name, pane in zip(PANES, (self.dataset_pane, self.configure_pane, self.train_pane, self.library_pane),
                               strict=True):
@@ -201,12 +201,13 @@ class MainWindow(QMainWindow):
     def start_background_work(self) -> None:
         """What must not delay the window: device detection and the one-time model conversion."""
         self.tasks.run(lambda _s: describe_device(), on_result=self.device_label.setText,
-                       on_error=lambda m, _d: self.device_label.setText(f"Device unknown: {m}"), owner=self)
+                       on_error=lambda e: self.device_label.setText(f"Device unknown: {describe_exception(e)[0]}"),
+                       owner=self)
         from studio.core.models.store import default_model_path, model_folder_problem
 
         model_path = Path(self.state.config.model.path)
         self.tasks.run(lambda _s: newest_interrupted(), on_result=self.interrupted_banner.show_run,
-                       on_error=lambda _m, _d: None, owner=self)
+                       on_error=lambda _e: None, owner=self)
         problem = model_folder_problem(model_path)
         if problem is None:
             self._on_model_ready(model_path)
@@ -238,9 +239,10 @@ class MainWindow(QMainWindow):
         self.train_pane.set_model_ready(True)
         self.state.model_ready.emit(str(path))
 
-    def _on_model_error(self, message: str, detail: str) -> None:
+    def _on_model_error(self, exc: BaseException) -> None:
         from studio.qt.errors import show_error
 
+        message, detail = describe_exception(exc)
         self.state.model_preparing = ""
         self.model_progress.hide()
         self.model_label.setText("⚠ Model not ready")

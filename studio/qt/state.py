@@ -1,8 +1,9 @@
 """The app's shared state: the run configuration every pane edits and reads.
 
 Panes never talk to each other; they change the config here and listen to ``config_changed``
-(napari's model/view split). The config is saved to the settings folder on every change so a
-restart opens where the user left off.
+(napari's model/view split). The config itself lives in a Qt-free ``ConfigureSession`` (with the
+Configure room's rules, which that pane binds to); this object relays its changes as a Qt signal.
+The config is saved to the settings folder on every change so a restart opens where the user left off.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.core import paths
 from studio.core.config import RunConfig, apply_overrides, load_config
+from studio.core.configure import ConfigureSession
 from studio.core.errors import StudioError
 
 
@@ -28,7 +30,8 @@ class AppState(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cfg = self._restore()
+        self.session = ConfigureSession(self._restore())
+        self.session.events.config.connect(self._on_config)
         # The model folder being written right now (the bundled model's first-launch conversion), so
         # a pane can say "wait" rather than "not found" while it does not exist yet.
         self.model_preparing = ""
@@ -46,14 +49,16 @@ class AppState(QObject):
 
     @property
     def config(self) -> RunConfig:
-        return self._cfg
+        return self.session.config
 
     def update(self, **overrides: Any) -> None:
         """Dotted-key overrides, e.g. ``update(**{"training.lr": 1e-4})``; invalid values raise StudioError."""
-        self.set_config(apply_overrides(self._cfg, overrides))
+        self.session.update(overrides)
 
     def set_config(self, cfg: RunConfig) -> None:
-        self._cfg = cfg
+        self.session.replace(cfg)
+
+    def _on_config(self, cfg: RunConfig) -> None:
         with contextlib.suppress(OSError):  # settings dir not writable: keep working in memory
             cfg.save(_state_file())
         self.config_changed.emit(cfg)

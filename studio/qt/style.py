@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QPalette
@@ -37,6 +38,77 @@ COLORS: dict[str, dict[str, str]] = {
         "link": "#93c5fd", "plot_background": "#111827", "plot_foreground": "#cbd5e1",
     },
 }
+
+
+@dataclass(frozen=True)
+class Tones:
+    """Colours that mean something: severity, status, tinted badges, plot series.
+
+    Unlike ``COLORS`` one table serves both schemes: each tint carries its own dark ink, and the
+    inks and series are the mid-tones that read on the light window and on the dark one alike.
+    Named here so "error red" is one red everywhere and a view never spells a hex value.
+    """
+
+    # Text and marks drawn on the window.
+    error: str = "#b91c1c"
+    warning: str = "#b45309"
+    ok: str = "#15803d"
+    info: str = "#1d4ed8"
+    label: str = "#334155"
+    masked: str = "#475569"
+    note: str = "#64748b"
+    quiet: str = "#718096"
+    error_mark: str = "#dc2626"
+    warning_mark: str = "#d97706"
+    ok_mark: str = "#16a34a"
+    # Tints: the background, ink and edge of a badge, banner or highlighted cell.
+    ok_tint: str = "#dcfce7"
+    ok_ink: str = "#14532d"
+    ok_edge: str = "#86efac"
+    trained_tint: str = "#bbf7d0"
+    warn_tint: str = "#fef3c7"
+    warn_ink: str = "#78350f"
+    warn_edge: str = "#fcd34d"
+    caution_ink: str = "#92400e"
+    bad_tint: str = "#fee2e2"
+    bad_ink: str = "#7f1d1d"
+    bad_edge: str = "#fca5a5"
+    cut_ink: str = "#991b1b"
+    cut_edge: str = "#fecaca"
+    neutral_tint: str = "#f1f5f9"
+    neutral_edge: str = "#cbd5e1"
+    faint_edge: str = "#e2e8f0"
+    best_tint: str = "#e6fffa"
+    tint_ink: str = "#0f172a"
+    # Plot series: training curves, runs overlaid, run status.
+    blue: str = "#2b6cb0"
+    orange: str = "#dd6b20"
+    green: str = "#2f855a"
+    maroon: str = "#9b2c2c"
+    purple: str = "#6b46c1"
+    amber: str = "#b7791f"
+    teal: str = "#319795"
+    pink: str = "#d53f8c"
+    red: str = "#c53030"
+    # Bars: the dataset's histograms and the memory breakdown's terms.
+    bar_blue: str = "#3b82f6"
+    bar_green: str = "#22c55e"
+    bar_red: str = "#ef4444"
+    bar_grey: str = "#94a3b8"
+    bar_violet: str = "#8b5cf6"
+    bar_sky: str = "#0ea5e9"
+    weights: str = "#2563eb"
+    adapter: str = "#9333ea"
+    gradients: str = "#db2777"
+    optimizer: str = "#f59e0b"
+    activations: str = "#0d9488"
+    logits: str = "#65a30d"
+
+
+TONE = Tones()
+
+# Runs overlaid on one plot take these in turn.
+SERIES = (TONE.blue, TONE.orange, TONE.green, TONE.maroon, TONE.purple, TONE.amber, TONE.teal, TONE.pink)
 
 STYLE_TEMPLATE = """
 QMainWindow, QWidget {{ font-size: 10pt; }}

@@ -57,6 +57,7 @@ GRID = {
     "S-lora-mixed-pack": ("S", "mixed", "lora", 512, 4, False, True),
     "S-qlora-mixed": ("S", "mixed", "qlora", 256, 4, False, False),
     "S-full-demo": ("S", "demo", "full", 256, 4, False, False),
+    "S-full-mixed": ("S", "mixed", "full", 256, 4, False, False),
     "S-full-mixed-gc": ("S", "mixed", "full", 256, 4, True, False),
     "G-lora-mixed": ("G", "mixed", "lora", 256, 4, False, False),
     "G-full-demo": ("G", "demo", "full", 256, 2, False, False),

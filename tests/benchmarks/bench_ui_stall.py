@@ -129,7 +129,7 @@ def main() -> int:
     pane.run_finished.connect(run.quit)
     pane.running_changed.connect(lambda on: None if on else run.quit())
     pane.start_training()
-    pane.session.worker.event.connect(on_event)
+    pane.task.partial.connect(on_event)
     run.exec()
     wall = time.perf_counter() - t0
     probe.timer.stop()

@@ -1,12 +1,15 @@
 """Benchmark the dataset check on a 100k-row (~50 MB) JSONL. Plain script, not collected by pytest.
 
     .venv/bin/python tests/benchmarks/bench_validate.py [--rows 100000] [--max-len 512] [--out table.md]
+    .venv/bin/python tests/benchmarks/bench_validate.py --family all   # or one of tests/core/_zoo.py FAMILIES
 
 Measures, each stage in a fresh subprocess so peak RSS is honest:
   * time until the first chunk of rows reaches ``on_rows`` (what the table waits for),
   * a full scan without token checks,
   * the complete report with token checks, using the bundled SmolLM2 tokenizer,
   * a plain ``json.loads`` loop over the same file, as the baseline the scan is compared to.
+``--family`` instead times only the complete report with each model-zoo family's tokenizer (its real
+kind: Llama-3/Qwen2 split regex, SentencePiece style), with piece counting on and off.
 Text comes from the standard library's own docstrings, so the tokenizer sees real English with its
 real vocabulary spread (a tiny repeated vocabulary would flatter the tokenizer's cache).
 """
@@ -162,7 +165,7 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
         from transformers import AutoTokenizer
 
         from studio.core.datasets import fastrender
-        from studio.core.datasets.validate import check_files
+        from studio.core.datasets.pipeline import check_files
 
         tok = AutoTokenizer.from_pretrained(tok_dir)
         out["rss_before_mb"] = _peak_mb()
@@ -186,13 +189,31 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
         tokens = report.stats["tokens"]
         out["tokens_p50"], out["tokens_max"] = tokens["p50"], tokens["max"]
         out["findings"] = {f.code: len(f.lines) for f in report.findings}
+    elif stage in ("family_on", "family_off"):
+        # One zoo family's tokenizer; "off" takes piece counting away, so every row is tokenized whole.
+        from transformers import AutoTokenizer
+
+        from studio.core.datasets.piececount import PieceCounter
+        from studio.core.datasets.pipeline import check_files
+
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        counter = PieceCounter.for_tokenizer(tok)
+        out["counter"] = type(counter).__name__ if counter is not None else "none"
+        if stage == "family_off":
+            PieceCounter.for_tokenizer = classmethod(lambda cls, tokenizer: None)
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = check_files(path, tokenizer=tok, max_len=max_len)
+        out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = time.process_time() - c0
+        out["rows"] = report.rows
+        out["tokens_p50"] = report.stats["tokens"]["p50"]
     elif stage == "gui":
-        # The Dataset pane's own job (studio/qt/panes/dataset/jobs.py, Qt-free): rows streamed to
+        # The Dataset pane's own job (studio/core/datasets/pipeline.py): rows streamed to
         # the table, tokens counted while reading, the quick report, then the complete one. In the
         # app the ML stack is already imported (the Configure pane reads the model at start-up), so
         # it is imported here before the clock starts; the worker process still starts cold.
+        from studio.core.datasets import pipeline
         from studio.core.heavy_imports import ensure
-        from studio.qt.panes.dataset import jobs
 
         ensure()
 
@@ -203,16 +224,16 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
                 pass
 
             def partial(self, value) -> None:
-                if isinstance(value, jobs.Loaded) and State.quick_at is None:
+                if isinstance(value, pipeline.Loaded) and State.quick_at is None:
                     State.quick_at = time.perf_counter() - t0
 
             def should_stop(self) -> bool:
                 return False
 
-        spec = jobs.LoadSpec(train=(path,), eval=(), column_map=(), model_path=tok_dir, trust_remote_code=False, chat_template="",
-                             max_len=max_len, eval_ratio=0.0, split_seed=42)
+        spec = pipeline.LoadSpec(train=(path,), eval=(), column_map=(), model_path=tok_dir, trust_remote_code=False,
+                                 chat_template="", max_len=max_len, eval_ratio=0.0, split_seed=42)
         t0 = time.perf_counter()
-        loaded = jobs.read(State(), spec, jobs.TokenizerCache())
+        loaded = pipeline.read(State(), spec, pipeline.TokenizerCache())
         out["seconds"] = time.perf_counter() - t0
         out["quick_seconds"] = State.quick_at
         out["findings"] = {f.code: len(f.lines) for f in loaded.report.findings}
@@ -249,6 +270,7 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--out", help="also write the markdown table here")
     ap.add_argument("--diverse", action="store_true", help="most words new (ids, hashes): worst case for the piece cache")
+    ap.add_argument("--family", help="time the report per model-zoo family tokenizer: a family name or 'all'")
     ap.add_argument("--child")
     ap.add_argument("--file")
     ap.add_argument("--tok")
@@ -261,6 +283,9 @@ def main() -> None:
     path = tmp / "bench.jsonl"
     make_dataset(path, args.rows, diverse=args.diverse)
     size_mb = path.stat().st_size / 1e6
+    if args.family:
+        _families(args, tmp, path, size_mb)
+        return
     tok_dir = bundled_tokenizer_dir(tmp)
     load_avg = os.getloadavg()[0]
     base = _run_child("baseline", path, tok_dir, args.max_len)
@@ -296,6 +321,38 @@ def main() -> None:
         f"| tokens per row (median / max) | {report['tokens_p50']} / {report['tokens_max']} | |",
         "",
         "Findings: " + ", ".join(f"{k} ×{v}" for k, v in sorted(report["findings"].items())),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n", encoding="utf-8")
+
+
+def _families(args, tmp: Path, path: Path, size_mb: float) -> None:
+    """The complete report per zoo family, piece counting on vs off (whole rows tokenized)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+    from _zoo import FAMILIES, make_tokenizer
+
+    names = FAMILIES if args.family == "all" else tuple(args.family.split(","))
+    load_avg = os.getloadavg()
+    rows = []
+    for name in names:
+        tok_dir = tmp / "zoo" / name
+        make_tokenizer(name, tok_dir)
+        on = _run_child("family_on", path, tok_dir, args.max_len)
+        off = _run_child("family_off", path, tok_dir, args.max_len)
+        rows.append(f"| {name} | {on['counter']} | {on['tokens_p50']} | {on['seconds']:.2f} s (CPU {on['cpu_seconds']:.1f} s) "
+                    f"| {off['seconds']:.2f} s (CPU {off['cpu_seconds']:.1f} s) | {off['seconds'] / on['seconds']:.1f}× |")
+        print(rows[-1], flush=True)
+    load_after = os.getloadavg()
+    lines = [
+        f"Complete report per model family: {args.rows:,} rows, {size_mb:.1f} MB JSONL, max_len {args.max_len}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_avg)} → {'/'.join(f'{x:.1f}' for x in load_after)}",
+        "",
+        "| family | counter | tokens per row (median) | pieces on | pieces off (whole rows) | on / off |",
+        "|---|---|---|---|---|---|",
+        *rows,
     ]
     table = "\n".join(lines)
     print(table)

@@ -215,8 +215,9 @@ def _cfg(model_dir: Path, train_file: Path):
 def test_resume_refuses_a_changed_base_and_works_once_restored(tiny_model_dir, demo_train, tmp_path):
     from safetensors.torch import load_file, save_file
 
+    from studio.core.control import Control
     from studio.core.training import runs
-    from studio.core.training.engine import Control, train
+    from studio.core.training.engine import train
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)

@@ -14,9 +14,10 @@ from studio.core.config import RunConfig, apply_overrides
 from studio.core.datasets.fastrender import render_batch, token_counts
 from studio.core.datasets.formats import Example
 from studio.core.datasets.load import read_rows
+from studio.core.datasets.pipeline import check_files
 from studio.core.datasets.render import char_budget, render_example
 from studio.core.datasets.scan import scan
-from studio.core.datasets.validate import check_files, validate
+from studio.core.datasets.validate import validate
 from studio.core.errors import StudioError
 
 smol_tokenizer = datasets_helpers.smol_tokenizer

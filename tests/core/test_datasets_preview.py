@@ -11,8 +11,9 @@ from studio.core.config import RunConfig, apply_overrides
 from studio.core.datasets.formats import Example
 from studio.core.datasets.preview import segments, view_row
 from studio.core.datasets.render import IGNORE_INDEX, Rendered, render_example
+from studio.core.datasets.split import split_indices, split_sizes
 from studio.core.datasets.tokenizer import load_tokenizer
-from studio.core.datasets.validate import histogram, split_indices, split_sizes
+from studio.core.datasets.validate import histogram
 from studio.core.errors import StudioError
 
 smol_tokenizer = datasets_helpers.smol_tokenizer

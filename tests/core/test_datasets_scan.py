@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 
 import pytest
 from datasets_helpers import alpaca, write_jsonl
 
-from studio.core.datasets.clean import fingerprint
+from studio.core.datasets.fingerprint import fingerprint
 from studio.core.datasets.formats import to_example
 from studio.core.datasets.load import read_rows
 from studio.core.datasets.scan import scan
+from studio.core.errors import StudioError
 
 ROWS = {
     "alpaca": {"instruction": "Add 2 and 2.", "input": "", "output": "4."},
@@ -114,6 +117,41 @@ def test_scan_agrees_with_the_strict_reader_on_good_files(tmp_path):
     result = scan(path)
     assert [r.data for r in strict] == [result.row(i).data for i in range(len(result))]
     assert [r.line for r in strict] == list(result.store.lines)
+
+
+# (file name, bytes, the line training names, words of its message): each file has one read-level error.
+STRICT_CASES = {
+    "bad json line": ("d.jsonl", b'{"prompt": "a", "completion": "b."}\n{"prompt": "c"\n', 2, "not valid JSON"),
+    "latin-1 line": ("d.jsonl", b'{"prompt": "a", "completion": "b."}\n{"prompt": "Caf\xe9", "completion": "d."}\n',
+                     2, "not UTF-8"),
+    "ragged csv": ("d.csv", b"prompt,completion\nHi,Hello.\nHow are you,Fine,thanks\n", 3, "number of cells"),
+    "cut json array": ("d.json", b'[{"prompt": "a", "completion": "b."}, {"prompt": ', 1, "not valid JSON"),
+    "one json value": ("d.json", b'"just a string"', None, "not a list of examples"),
+    "empty array": ("d.json", b"[]", None, "empty"),
+    "unsupported": ("d.txt", b"hello", None, "Unsupported file type '.txt'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRICT_CASES))
+def test_training_stops_where_the_check_reports_the_first_error(tmp_path, case):
+    """The strict reader is the scan's reader in strict mode: it stops at the first error the dataset
+    check lists, naming the same file and line."""
+    name, data, line, words = STRICT_CASES[case]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(StudioError, match=re.escape(words)) as err:
+        read_rows(path)
+    assert err.value.path == path and err.value.line == line
+    first = next(f for f in scan(path).findings if f.severity == "error")
+    assert first.file == str(path) and (first.lines[:1] or [None]) == [line]
+
+
+def test_the_strict_reader_reads_through_warnings_as_json_does(tmp_path):
+    path = tmp_path / "w.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "prompt": "b", "completion": "c."}\n{"prompt": "d", "completion": NaN}\n')
+    rows = read_rows(path)
+    assert [r.data["prompt"] for r in rows] == ["b", "d"] and math.isnan(rows[1].data["completion"])
+    assert {"encoding.bom", "json.duplicate_key", "json.non_standard"} <= {f.code for f in scan(path).findings}
 
 
 def test_latin1_is_read_and_reported(tmp_path):

@@ -160,7 +160,7 @@ def _rows_for_pipeline(n: int) -> list[dict]:
 
 
 def test_tokenizing_during_the_scan_gives_the_same_report(smol_tokenizer, tmp_path):
-    from studio.core.datasets.validate import check_files
+    from studio.core.datasets.pipeline import check_files
 
     path = write_jsonl(tmp_path / "p.jsonl", _rows_for_pipeline(4500))
     piped = check_files(path, tokenizer=smol_tokenizer, max_len=40)          # counts while scanning

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import time
 
+import datasets_helpers
 from datasets_helpers import alpaca, write_jsonl
 
+from studio.core.datasets.pipeline import check_files
 from studio.core.datasets.scan import scan
-from studio.core.datasets.validate import check_files, histogram, split_indices, validate
+from studio.core.datasets.split import split_indices
+from studio.core.datasets.validate import histogram, validate
+
+smol_tokenizer = datasets_helpers.smol_tokenizer
 
 
 def _report(tmp_path, rows, name="d.jsonl", **kw):
@@ -47,17 +52,24 @@ def test_leakage_against_an_eval_file(tmp_path):
     assert report.stats["split"] == {"source": "file", "train": 3, "eval": 2}
 
 
-def test_split_is_deterministic_and_matches_the_trainer():
-    from studio.core.datasets.load import Row
-    from studio.core.training.data import split_rows
+def test_split_is_deterministic_and_is_the_one_the_trainer_holds_out(tmp_path, smol_tokenizer):
+    from studio.core.config import RunConfig, apply_overrides
+    from studio.core.training.data import build_features
 
     train, held = split_indices(100, 0.2, seed=7)
     assert split_indices(100, 0.2, seed=7) == (train, held)
     assert split_indices(100, 0.2, seed=8) != (train, held)
     assert len(held) == 20 and sorted(train + held) == list(range(100))
-    rows = [Row("f", i, {"i": i}) for i in range(100)]
-    t_rows, e_rows = split_rows(rows, 0.2, 7)
-    assert [r.line for r in e_rows] == held and [r.line for r in t_rows] == train
+    # The trainer's eval rows are the rows these indices name, in row order.
+    rows = [alpaca(i) for i in range(30)]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    cfg = apply_overrides(RunConfig(), {"dataset.train": [str(path)], "dataset.eval_ratio": 0.2,
+                                        "dataset.split_seed": 7})
+    features = build_features(cfg, smol_tokenizer)
+    keep, out = split_indices(30, 0.2, seed=7)
+    answers = [smol_tokenizer.decode(f["input_ids"]) for f in features.eval]
+    assert len(answers) == len(out) and all(rows[i]["output"] in a for i, a in zip(out, answers, strict=True))
+    assert len(features.train) == len(keep)
 
 
 def test_leakage_inside_a_ratio_split(tmp_path):

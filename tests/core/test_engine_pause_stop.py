@@ -11,9 +11,10 @@ import pytest
 from _lib_fixtures import lib_base  # noqa: F401
 
 from studio.core.config import RunConfig, apply_overrides
+from studio.core.control import Control
 from studio.core.library import registry
 from studio.core.training import engine
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 
 
 @pytest.fixture(autouse=True)

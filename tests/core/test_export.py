@@ -18,6 +18,7 @@ from studio.cli import main
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX
 from studio.core.library import equivalence, registry
+from studio.core.library.adapter_files import resolve_base
 from studio.core.library.merge import EXPORT_RECORD, export_model
 from studio.core.library.ollama import ollama_modelfile
 
@@ -254,7 +255,7 @@ def test_too_little_disk_is_said_before_any_merging(lib_adapter, tmp_path, monke
     with the sizes, and writes nothing."""
     from studio.core.library import export_preflight
 
-    params = export_preflight.parameter_count(registry.resolve_base(lib_adapter))
+    params = export_preflight.parameter_count(resolve_base(lib_adapter))
     assert params > 0
     need = export_preflight.needed_bytes(params, "bfloat16", "q4_k_m")
     assert need > export_preflight.needed_bytes(params, "bfloat16", None)  # the GGUF and its f16 step count

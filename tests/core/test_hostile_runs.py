@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from studio.core.config import RunConfig, apply_overrides, load_config
+from studio.core.control import Control
 from studio.core.errors import StudioError
 from studio.core.library.registry import list_entries
 from studio.core.training import runs
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 from studio.core.training.events import Log, Step
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,10 +17,11 @@ from _lib_fixtures import lib_adapter, lib_base, one_thread  # noqa: F401
 
 from studio.cli import main
 from studio.core.config import RunConfig, apply_overrides
+from studio.core.control import Control
 from studio.core.errors import StudioError
 from studio.core.library import registry
 from studio.core.training import runs
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 from studio.core.training.hf_trainer import StudioTrainer
 
 

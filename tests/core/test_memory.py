@@ -19,9 +19,7 @@ from studio.core.memory import (
     GiB,
     adam8_bytes,
     calibrate,
-    device_memory,
     estimate,
-    format_bytes,
     green_limit,
     nf4_bytes,
     suggestions,
@@ -29,6 +27,7 @@ from studio.core.memory import (
     versus_full,
     widest_batch,
 )
+from studio.core.models.device import probe_device
 from studio.core.models.introspect import inspect_model
 
 PRESETS = {
@@ -368,15 +367,13 @@ def test_estimate_serialises(tiny_dirs):
     assert est.adapter_file_bytes >= est.trainable_params * 4
 
 
-def test_device_memory_reports_this_machine():
-    kind, name, total = device_memory()
-    assert kind in ("cuda", "cpu") and name and total > 2**30
-
-
-def test_format_bytes():
-    assert format_bytes(3 * GiB) == "3.00 GiB"
-    assert format_bytes(1536 * 1024) == "1.50 MiB"
-    assert format_bytes(12) == "12 B"
+def test_probe_device_reports_this_machine():
+    device = probe_device()
+    assert device.kind in ("cuda", "cpu") and device.name and device.memory_bytes > 2**30
+    assert device.ram_bytes > 2**30 and device.threads >= 1
+    assert "(system RAM)" not in device.name  # the facts; each screen words them itself
+    if device.kind == "cpu":
+        assert device.memory_bytes == device.ram_bytes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,3 +177,196 @@ def test_counts_stay_exact_when_the_cache_is_cleared_between_batches(smol_tokeni
 def _slow(ex: Example, tok, max_len: int) -> TokenCounts:
     r = render_example(ex, tok, max_len)
     return TokenCounts(r.full_length, r.trained_tokens_full, r.trained_tokens)
+
+
+# -- the other tokenizer kinds: Llama-3/Qwen2 split regexes and SentencePiece style ----------------
+
+# Everything where pre-tokenization or BPE could join or split differently across a cut: whitespace
+# runs of every kind before words, digits and punctuation, unicode spaces, digit runs, contractions,
+# CJK, emoji, combining marks (NFC-unstable too), literal "▁", and (added per family) added tokens.
+HOSTILE = ["hello", "World", "Don't", "it's", "I'M", "we'll", "'S", "'ll", "'d", "123", "4567", "1234567", "3.14",
+           "foo_bar", "x", "(", ")", ",", ".", "...", "!!", "?\n", ".\n\n", " ", "  ", "   ", "\n", "\n\n", "\t",
+           "\t\t", " \n", "\n ", " \n ", "\r\n", "\r", "\n\t", "\x0b", "\x0c", "é", "日本語", "naïve", "—", "😀",
+           "👍🏽", "\u00a0", "\u3000", "\u2003", "\u200b", "e\u0301", "\u0301", "Å", "ﬁ", "'", "''", "ABC",
+           "def(x):", "    return", "#", "--", "a-b", "▁", "▁▁", "x▁y", "<", ">", "|"]
+
+
+def _zoo_specials(tok) -> list[str]:
+    return [t.content for t in tok.backend_tokenizer.get_added_tokens_decoder().values()]
+
+
+@pytest.fixture(scope="module")
+def zoo_tokenizers(tmp_path_factory) -> dict:
+    from _zoo import FAMILIES, make_tokenizer
+
+    root = tmp_path_factory.mktemp("zoo_tok")
+    return {family: make_tokenizer(family, root / family) for family in FAMILIES}
+
+
+def _hostile_texts(rnd: random.Random, atoms: list[str], n: int, longest: int) -> list[str]:
+    fixed = ["", *atoms, *(a + b for a in (" ", "\n", "\t", "  ", "\n\n", " \n") for b in atoms),
+             *(a + b for a in atoms for b in (" ", "\n", "\n\n", "\t", "  "))]
+    mixes = ["".join(rnd.choice(atoms) + rnd.choice(["", " ", "", "\n", "  ", "\t"])
+                     for _ in range(rnd.randint(0, longest))) for _ in range(n)]
+    return fixed + mixes
+
+
+def _row_items(rnd: random.Random, texts: list[str]):
+    items, want_spans = [], []
+    for text in texts:
+        a = rnd.randint(0, len(text))
+        b = rnd.randint(a, len(text))
+        spans = [(a, b)] if rnd.random() < 0.5 else [(0, len(text))]
+        cuts = sorted(rnd.sample(range(len(text) + 1), min(len(text) + 1, 4)))
+        items.append((text, spans, cuts, False))
+        want_spans.append(spans)
+    return items
+
+
+def _check_counter(tok, counter, seed: int, n: int = 3000) -> int:
+    """Plain counts and row counts against the tokenizer on hostile text; returns rows proven."""
+    backend = tok.backend_tokenizer
+    rnd = random.Random(seed)
+    texts = _hostile_texts(rnd, HOSTILE + _zoo_specials(tok), n, 30)
+    counter.each(texts, lambda t: (counter.count(t), 0, 0))   # learn every piece, then count again
+    wrong = [(t, counter.count(t), len(backend.encode(t, add_special_tokens=False).ids)) for t in texts
+             if counter.count(t) != len(backend.encode(t, add_special_tokens=False).ids)]
+    assert not wrong, wrong[:5]
+    items = _row_items(rnd, texts)
+    got = counter.counts(items, 7)
+    want = [_masked(backend.encode(t, add_special_tokens=False), s, 7) for t, s, _, _ in items]
+    bad = [(it[0], it[1], g, w) for it, g, w in zip(items, got, want, strict=True) if g is not None and g != w]
+    assert not bad, bad[:5]
+    with_bos = counter.counts([(t, [(0, len(t))], [], True) for t in texts[:300]], 7)
+    for t, g in zip(texts[:300], with_bos, strict=True):
+        if g is not None:
+            assert g == _masked(backend.encode(t, add_special_tokens=True), [(0, len(t))], 7), t
+    return sum(g is not None for g in got)
+
+
+FAMILY_IDS = ["llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"]
+
+
+@pytest.mark.parametrize("family", FAMILY_IDS)
+def test_every_zoo_family_counts_exactly_on_hostile_text(zoo_tokenizers, family):
+    from studio.core.datasets.piecekinds import SentencePieceCounter, SplitPieceCounter
+
+    tok = zoo_tokenizers[family]
+    counter = PieceCounter.for_tokenizer(tok)
+    kind = SplitPieceCounter if family in ("llama3", "qwen2", "qwen3") else SentencePieceCounter
+    assert type(counter) is kind
+    proven = _check_counter(tok, counter, seed=FAMILY_IDS.index(family))
+    assert proven > 1000   # most rows are proven, not only the trivial ones
+
+
+def _sp_variant(tok, edit):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    edit(spec)
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)))
+
+
+def _metaspace(scheme: str, split: bool):
+    return lambda s: s.update(pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme,
+                                             "split": split})
+
+
+_REPLACE = {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
+SP_VARIANTS = {   # the shapes real SentencePiece-style tokenizer.json files come in
+    "metaspace-first-nosplit": _metaspace("first", False),     # Mistral, Llama-2 (legacy=False)
+    "metaspace-always": _metaspace("always", True),
+    "metaspace-always-nosplit": _metaspace("always", False),
+    "metaspace-never-nosplit": _metaspace("never", False),
+    "replace-normalizer": lambda s: s.update(pre_tokenizer=None, normalizer=_REPLACE),        # Gemma
+    "prepend-replace-normalizer": lambda s: s.update(pre_tokenizer=None, normalizer={         # Llama-2 legacy
+        "type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, _REPLACE]}),
+}
+
+
+@pytest.mark.parametrize("variant", list(SP_VARIANTS))
+def test_sentencepiece_shapes_count_exactly(zoo_tokenizers, variant):
+    tok = _sp_variant(zoo_tokenizers["mistral"], SP_VARIANTS[variant])
+    counter = PieceCounter.for_tokenizer(tok)
+    assert counter is not None
+    assert _check_counter(tok, counter, seed=len(variant), n=1500) > 500
+
+
+def _merge_across_space(s):
+    s["model"]["vocab"]["a▁"] = len(s["model"]["vocab"])
+    s["model"]["merges"].append(["a", "▁"])
+
+
+@pytest.mark.parametrize(("family", "edit"), [
+    ("llama3", lambda s: s.update(normalizer={"type": "NFKC"})),
+    ("qwen2", lambda s: s.update(normalizer={"type": "Lowercase"})),
+    ("llama3", lambda s: s["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\s+|\S+")),
+    ("llama3", lambda s: s["pre_tokenizer"]["pretokenizers"][0].update(behavior="MergedWithPrevious")),
+    ("qwen2", lambda s: s["model"].update(dropout=0.1)),
+    ("llama3", lambda s: s["added_tokens"][0].update(lstrip=True)),
+    ("mistral", lambda s: s["added_tokens"][3].update(rstrip=True)),
+    ("mistral", lambda s: s["model"].update(dropout=0.2)),
+    ("mistral", lambda s: s["model"].update(byte_fallback=False)),
+    ("mistral", lambda s: s["model"].update(ignore_merges=True)),
+    ("mistral", lambda s: s["model"]["vocab"].pop("<0x0A>")),
+    ("gemma2", lambda s: s.update(normalizer={"type": "NFKC"})),
+    ("gemma2", lambda s: s.update(pre_tokenizer={"type": "Metaspace", "replacement": "_", "prepend_scheme": "never",
+                                                 "split": True})),
+    ("mistral", lambda s: (_metaspace("first", False)(s), _merge_across_space(s))),
+], ids=["nfkc", "lowercase", "other-regex", "other-behavior", "bpe-dropout", "lstrip-added-token",
+        "sp-rstrip-added-token", "sp-dropout", "no-byte-fallback", "ignore-merges", "missing-byte-token",
+        "sp-nfkc", "other-replacement", "token-across-space"])
+def test_zoo_tokenizers_outside_the_argument_get_no_shortcut(zoo_tokenizers, family, edit):
+    assert PieceCounter.for_tokenizer(_sp_variant(zoo_tokenizers[family], edit)) is None
+
+
+def _random_zoo_chat(rnd: random.Random, family: str, specials: list[str]) -> Example:
+    if family in ("gemma2", "gemma3", "mistral"):   # these templates want strict alternation
+        roles = rnd.choice([("user", "assistant"), ("system", "user", "assistant"),
+                            ("user", "assistant", "user", "assistant")])
+    else:
+        roles = rnd.choice([("user", "assistant"), ("system", "user", "assistant"),
+                            ("user", "assistant", "user", "assistant")])
+    atoms = HOSTILE + specials
+    contents = []
+    for _ in roles:
+        r = rnd.random()
+        if r < 0.55:   # mostly prose, as datasets are
+            contents.append(" ".join(rnd.choice(["the", "cat", "sat.", "Don't", "42", "(x)", "naïve", "日本"])
+                                     for _ in range(rnd.randint(1, 30))))
+        elif r < 0.75:
+            contents.append("\n".join(rnd.choice(["- item one", "Step 2: add", "```py\nx = 1\n```", "Ok.", "  indented"])
+                                      for _ in range(rnd.randint(1, 6))))
+        else:
+            contents.append("".join(rnd.choice(atoms) + rnd.choice(["", " ", "\n"]) for _ in range(rnd.randint(0, 12))))
+    return Example(messages=tuple(zip(roles, contents, strict=True)), fmt="messages")
+
+
+@pytest.mark.parametrize("family", FAMILY_IDS)
+@pytest.mark.parametrize("max_len", [9, 512])
+def test_zoo_chat_rows_count_exactly_as_render_example(zoo_tokenizers, family, max_len):
+    tok = zoo_tokenizers[family]
+    rnd = random.Random(max_len + FAMILY_IDS.index(family))
+    specials = _zoo_specials(tok)
+    examples = [_random_zoo_chat(rnd, family, specials) for _ in range(250)]
+    examples += [Example(text="".join(rnd.choice(HOSTILE) for _ in range(rnd.randint(0, 20))), fmt="text")
+                 for _ in range(60)]
+    renderer = ChatRenderer(tok)
+    # Templates that look at contents (trim, content + '…') are rendered row by row; the rest by plan.
+    planned = renderer.shortcut
+    assert planned or family not in ("mistral", "phi3")
+    got = token_counts(examples, tok, max_len, renderer=renderer)
+    for ex, g in zip(examples, got, strict=True):
+        try:
+            want = _slow(ex, tok, max_len)
+        except Exception:
+            assert g is None
+            continue
+        assert g == want, ex
+    assert renderer.pieces is not None and renderer.shortcut == planned   # nothing disagreed, nothing switched off
+    proven = renderer.pieces.counts([(*renderer.layout(ex), not ex.is_chat) for ex in examples], max_len)
+    assert sum(p is not None for p in proven) > 200   # whole rendered rows: most are counted by pieces
+    if planned:
+        quick = sum(renderer.quick_counts(ex, max_len) is not None for ex in examples)
+        assert quick > 100, quick   # the per-template path carries most prose rows

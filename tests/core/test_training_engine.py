@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from studio.core.config import RunConfig, apply_overrides
+from studio.core.control import Control
 from studio.core.training import runs
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 from studio.core.training.events import Step
 
 

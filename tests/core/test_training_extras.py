@@ -8,9 +8,10 @@ import json
 import pytest
 
 from studio.core.config import RunConfig, apply_overrides, config_from_dict
+from studio.core.control import Control
 from studio.core.errors import StudioError
 from studio.core.training import runs, trackers
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 
 
 def _cfg(model_dir, train_file, **over) -> RunConfig:

@@ -10,7 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from studio.core.config import TARGET_PRESETS, apply_overrides, default_lr, load_config
+from studio.core.config import TARGET_PRESETS, apply_overrides, load_config
+from studio.core.configure import default_lr
 from studio.core.memory import BREAKDOWN_KEYS, GiB, estimate
 from studio.core.models.introspect import inspect_model
 
@@ -361,3 +362,24 @@ def test_chat_format_is_a_choice_with_the_models_own_first(qtbot, pane):
     assert {box.itemData(i) for i in range(box.count())} == {"", "chatml", "llama3", "gemma", "mistral", "alpaca"}
     box.setCurrentIndex(box.findData("gemma"))
     assert pane.state.config.model.chat_template == "gemma"
+
+
+def test_a_deleted_pane_stops_listening_to_the_session(qtbot, tiny_model_dir):
+    """The session is the app's and outlives a pane; edits made elsewhere must not reach dead widgets."""
+    import shiboken6
+
+    from studio.qt.panes.configure_pane import ConfigurePane
+    from studio.qt.state import AppState
+    from studio.qt.workers.task import TaskRunner
+
+    state = AppState()
+    tasks = TaskRunner()
+    listening = len(state.session.events.config)
+    p = ConfigurePane(state, tasks)
+    assert len(state.session.events.config) == listening + 1
+    tasks.stop_all()
+    assert tasks.wait_all(60000)
+    shiboken6.delete(p)
+    assert len(state.session.events.config) == listening
+    state.update(**{"lora.r": 16, "training.batch_size": 3})  # would raise on a deleted widget
+    assert state.config.lora.r == 16

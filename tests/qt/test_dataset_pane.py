@@ -15,7 +15,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
 
 from studio.core.config import apply_overrides, load_config
 from studio.core.datasets.render import IGNORE_INDEX, render_example
-from studio.core.datasets.validate import split_indices
+from studio.core.datasets.split import split_indices
 
 TESTS = Path(__file__).resolve().parents[1]
 

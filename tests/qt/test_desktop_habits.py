@@ -146,7 +146,7 @@ def _needs_name(button: QAbstractButton) -> bool:
 
 def test_icon_only_controls_and_plots_have_accessible_names(window, qtbot, tmp_path):
     from studio.qt.dialogs.launch_dialog import LaunchDialog
-    from studio.qt.widgets.playground_column import ColumnView
+    from studio.qt.panes.playground.column import ColumnView
 
     extra = [ColumnView(), LaunchDialog(window.state.config, tmp_path, parent=window)]
     for w in extra:

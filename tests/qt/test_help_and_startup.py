@@ -15,9 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 from _lib_fixtures import make_adapter, make_base
 
 from studio.core.config import apply_overrides
+from studio.core.control import Control
 from studio.core.library import registry
 from studio.core.training import runs
-from studio.core.training.engine import Control, train
+from studio.core.training.engine import train
 
 
 @pytest.fixture()
@@ -119,7 +120,7 @@ def two_adapters(tmp_path_factory, smol_tokenizer_dir):
 
 
 def test_table_elides_in_the_middle_and_explains_missing_eval(qtbot, two_adapters):
-    from studio.qt.widgets.library_table import AdapterTable
+    from studio.qt.panes.library.table import AdapterTable
 
     _base, a, _b = two_adapters
     long = registry.register_adapter(a, {"metrics": {"eval_note": "No eval loss yet: the run stopped at step 3, "
@@ -134,7 +135,7 @@ def test_table_elides_in_the_middle_and_explains_missing_eval(qtbot, two_adapter
 
 
 def test_playground_column_clears_an_answer_its_adapter_did_not_write(qtbot, two_adapters):
-    from studio.qt.widgets.playground_column import ColumnView
+    from studio.qt.panes.playground.column import ColumnView
 
     _base, a, b = two_adapters
     first = registry.register_adapter(a, {"run_dir": "/runs/a", "metrics": {"steps": 5}}, name="first")

@@ -49,7 +49,7 @@ def entries(adapters):
 @pytest.fixture()
 def pane(qtbot, entries):
     from studio.qt import errors
-    from studio.qt.panes.library_pane import LibraryPane
+    from studio.qt.panes.library.pane import LibraryPane
     from studio.qt.state import AppState
     from studio.qt.workers.task import TaskRunner
 
@@ -198,7 +198,7 @@ def test_export_through_dialog_writes_folder_and_shows_proof(pane, qtbot, entrie
 def test_failed_equivalence_is_shown_as_failed(qtbot):
     from studio.core.library.equivalence import EquivalenceReport
     from studio.core.library.merge import ExportReport
-    from studio.qt.widgets.library_export_result import ExportResultView
+    from studio.qt.panes.library.export_result import ExportResultView
 
     view = ExportResultView()
     qtbot.addWidget(view)

@@ -20,7 +20,7 @@ def _entry(entry_id: str, name: str) -> LibraryEntry:
 
 @pytest.fixture()
 def export_dialog(qtbot):
-    from studio.qt.widgets.library_export import ExportDialog
+    from studio.qt.panes.library.export import ExportDialog
 
     def make(entry: LibraryEntry) -> ExportDialog:
         dialog = ExportDialog(entry)

@@ -160,8 +160,11 @@ def _dead_pid() -> int:
 
 def test_interrupted_run_shows_resume_and_continues_in_the_pane(pane, qtbot, state):
     """A run whose owner died mid-way (journal without run_finished, dead pid) is interrupted;
-    Resume in the Runs tab continues it in the Train tab from its checkpoint."""
-    from studio.core.training.engine import Control, train
+    Resume in the Runs tab continues it in the Train tab from its checkpoint, with the config it was
+    started with, and leaves the user's current config (in memory and on disk) as it was."""
+    from studio.core.control import Control
+    from studio.core.training.engine import train
+    from studio.qt.state import _state_file
 
     state.update(**{"training.max_steps": 6, "training.eval_steps": 0, "training.save_steps": 2})
     control = Control()
@@ -180,6 +183,11 @@ def test_interrupted_run_shows_resume_and_continues_in_the_pane(pane, qtbot, sta
     lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines()
     (run_dir / runs.EVENTS_FILE).write_text("\n".join(ln for ln in lines if '"run_finished"' not in ln) + "\n")
     (run_dir / runs.LOCK_FILE).write_text(str(_dead_pid()))
+    # Meanwhile the user set up their next run differently.
+    state.update(**{"name": "next-idea", "training.max_steps": 2, "lora.r": 4, "training.lr": 2e-4})
+    user_cfg, user_file = state.config, _state_file().read_bytes()
+    changes = []
+    state.config_changed.connect(changes.append)
 
     view = pane.runs_view
     view.refresh()
@@ -192,7 +200,11 @@ def test_interrupted_run_shows_resume_and_continues_in_the_pane(pane, qtbot, sta
     with qtbot.waitSignal(pane.run_finished, timeout=180000) as finished:
         qtbot.mouseClick(view.resume_button, Qt.MouseButton.LeftButton)
         assert pane.tabs.currentIndex() == 0
-    assert finished.args[0].status == "completed" and finished.args[0].step == 6
+        assert "r=8" in pane.summary.text() and "lr 0.001" in pane.summary.text()  # the header shows the run's config
+    assert finished.args[0].status == "completed" and finished.args[0].step == 6  # the run's 6 steps, not 2
+    qtbot.waitUntil(pane.train_button.isEnabled, timeout=30000)  # after the thread's finished signal
+    assert state.config == user_cfg and _state_file().read_bytes() == user_file and changes == []
+    assert "next run" not in pane.summary.text() and "r=4" in pane.summary.text()
     # The replayed steps 1-2 and the resumed 3-6 make one curve.
     assert pane.loss_plot.count("train") == 6
     qtbot.waitUntil(lambda: view.summaries and view.summaries[0].status == "completed", timeout=10000)
@@ -236,7 +248,7 @@ def test_train_is_disabled_with_the_reason_for_an_unreadable_dataset(pane, state
     assert "junk.jsonl" in pane.train_button.toolTip() and "binary" in pane.train_button.toolTip()
     assert "binary" in pane.summary.text()
     pane.start_training()  # a programmatic start is refused the same way
-    assert not pane.is_running() and pane.session is None
+    assert not pane.is_running() and pane.task is None
     state.update(**{"dataset.train": [str(tmp_path / "gone.jsonl")]})
     assert not pane.train_button.isEnabled() and "not found" in pane.train_button.toolTip()
     state.update(**{"dataset.train": [str(demo_train)]})

@@ -1,4 +1,4 @@
-"""Fix without loss: a cleaned copy next to the original, and content fingerprints for lineage.
+"""Fix without loss: a cleaned copy next to the original.
 
 The original file is never written to. The cleaned copy is JSON Lines in UTF-8 (whatever the
 source was), written atomically, and rows that needed no change keep their exact original text.
@@ -6,7 +6,6 @@ source was), written atomically, and rows that needed no change keep their exact
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -16,29 +15,12 @@ from typing import Any
 
 from studio.core.datasets.findings import CATALOGUE
 from studio.core.datasets.formats import to_example
-from studio.core.datasets.scan import ScanResult, combine_digests
+from studio.core.datasets.scan import ScanResult
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_write_bytes
 
 ACTIONS = frozenset({"drop_exact_duplicates", "drop_empty_answers", "strip_whitespace", "drop_untrainable"})
 _TEXT_FIELDS = ("instruction", "input", "output", "prompt", "completion", "text", "system")
-
-
-def fingerprint(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> str:
-    """sha256 of the files' bytes, streamed. One file: the same hex as ``sha256sum``; several:
-    sha256 over their digests in order (so order matters, as it does for the rows)."""
-    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
-    digests = []
-    for p in plist:
-        h = hashlib.sha256()
-        try:
-            with open(p, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(block)
-        except OSError as err:
-            raise StudioError("Cannot read the file to fingerprint it.", path=p, detail=str(err)) from None
-        digests.append(h.hexdigest())
-    return combine_digests(digests)
 
 
 @dataclass

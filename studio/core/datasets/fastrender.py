@@ -25,13 +25,13 @@ from itertools import accumulate
 from studio.core.datasets.formats import Example
 from studio.core.datasets.piececount import PieceCounter, PlanCounts
 from studio.core.datasets.render import (
-    IGNORE_INDEX,
     Rendered,
     _assistant_spans,
     char_budget,
     content_chars,
     encode_bounded,
     ensure_chat_template,
+    masked,
     render_example,
 )
 from studio.core.datasets.textcheck import MarkerFinder
@@ -95,6 +95,8 @@ class _Plan:
 
     def apply(self, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]], list[int]] | None:
         """Text, loss spans, and where each literal/content part ends."""
+        if not all(contents):
+            return None   # templates test contents for truth ("{% if system %}"): an empty one may change the literals
         parts = [self.literals[0]]
         for c, lit in zip(contents, self.literals[1:], strict=True):
             parts.append(c)
@@ -417,17 +419,5 @@ def render_batch(examples: Sequence[Example], tokenizer, max_len: int) -> list[R
         encs = backend.encode_batch([prepared[i][0] for i in idx], add_special_tokens=not is_chat)
         for i, enc in zip(idx, encs, strict=True):
             text, spans = prepared[i]
-            ids = list(enc.ids)
-            offsets = [tuple(o) for o in enc.offsets]
-            labels = [IGNORE_INDEX] * len(ids)
-            si = 0
-            for t, (s, e) in enumerate(offsets):
-                while si < len(spans) and spans[si][1] <= s:
-                    si += 1
-                if si < len(spans) and e > spans[si][0] and s < spans[si][1] and e > s:
-                    labels[t] = ids[t]
-            out[i] = Rendered(
-                text=text, input_ids=ids[:max_len], labels=labels[:max_len], offsets=offsets[:max_len],
-                full_length=len(ids), trained_tokens_full=sum(1 for x in labels if x != IGNORE_INDEX),
-            )
+            out[i] = masked(text, list(enc.ids), [tuple(o) for o in enc.offsets], spans, max_len)
     return [r for r in out if r is not None]

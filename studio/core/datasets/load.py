@@ -1,23 +1,22 @@
-"""Read dataset files into rows that remember where they came from.
+"""Strict reading for training: the validator's readers, stopped at the first problem.
 
-Every row keeps its source file and 1-based line (JSONL, CSV) or element index (JSON array), so
-every later message can point at the exact place to fix. ``read_rows`` is strict and used for
-training; the validator reads more forgivingly and reports every problem instead of the first.
+Every row keeps its source file and 1-based line (JSONL, CSV), element index (JSON array) or
+1-based row (Parquet), so every later message can point at the exact place to fix. ``read_rows``
+runs the same readers as the dataset check (``readers.py``) with a sink that raises a
+``StudioError`` naming file and line at the first error-severity finding, so training and the check
+never disagree on what a file holds. Warnings (a byte-order mark, a repeated key, NaN) do not stop
+training: the row is read as ``json.loads`` reads it, and the check lists them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.datasets import readers
+from studio.core.datasets.findings import CATALOGUE, FindingSink, describe
 from studio.core.errors import StudioError
-
-SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -27,15 +26,43 @@ class Row:
     data: Any
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise StudioError("File not found. Check the path or pick the file again.", path=path)
-    if path.is_dir():
-        raise StudioError("This is a folder, not a dataset file. Pick a .json, .jsonl, .csv or .parquet file.", path=path)
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise StudioError(
-            f"Unsupported file type '{path.suffix or '(none)'}'. Use .json, .jsonl, .csv or .parquet.", path=path
-        )
+# What training says for a finding code; ``{note}`` is the reader's note on the place. Codes not
+# listed here are told in the dataset check's own words.
+_MESSAGES = {
+    "file.missing": "File not found. Check the path or pick the file again.",
+    "file.is_directory": "This is a folder, not a dataset file. Pick a .json, .jsonl, .csv or .parquet file.",
+    "file.unreadable": "The file cannot be read: {note}. Check its permissions.",
+    "file.empty": "The file is empty. Pick a file with training rows.",
+    "file.binary": "This looks like a binary file, not text ({note}). Export the dataset as JSON Lines.",
+    "parquet.unreadable": "Could not read this Parquet file; it may be truncated or not Parquet.",
+    "encoding.not_utf8": "The file is not UTF-8 text (it may be Latin-1 or Windows-1252). Re-save it as UTF-8.",
+    "encoding.nul_bytes": "This line contains NUL bytes, which text never holds (the file may be damaged). Remove "
+                          "them, or use the cleaned copy from the dataset check.",
+    "json.unparseable": "This line is not valid JSON ({note}). Fix or delete this line.",
+}
+
+
+def _error(code: str, path: Path, line: int | None = None, note: str | None = None) -> StudioError:
+    if code == "file.unsupported_type":
+        return StudioError(f"Unsupported file type '{path.suffix or '(none)'}'. Use .json, .jsonl, .csv or .parquet.",
+                           path=path)
+    template = _MESSAGES.get(code)
+    message = template.format(note=note or "") if template else describe(code, 1, note)
+    return StudioError(message, path=path, line=line, detail=note)
+
+
+class _FirstProblem(FindingSink):
+    """A finding sink that turns the first error into a StudioError (the readers' strict mode)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def add(self, code: str, file: str, *, line: int | None = None, row: int | None = None,
+            note: str | None = None) -> None:
+        if CATALOGUE[code][0] == "error":
+            raise _error(code, self.path, line, note)
+        super().add(code, file, line=line, row=row, note=note)
 
 
 def file_problem(path: Path | str) -> StudioError | None:
@@ -44,127 +71,43 @@ def file_problem(path: Path | str) -> StudioError | None:
     Cheap enough to ask on every config change, so the Train button can say "this file cannot be
     read" before minutes go into loading a model; the full read still reports rows and lines.
     """
-    from studio.core.datasets.readers import SNIFF_BYTES, FileFatal, sniff_text_encoding
-
     path = Path(path)
     try:
-        _check_path(path)
+        kind, _st = readers.preflight(path)
         with open(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-    except StudioError as err:
-        return err
+            head = fh.read(readers.SNIFF_BYTES)
+        if kind == "parquet":
+            return None if head.startswith(b"PAR1") else StudioError(
+                "This is not a Parquet file (it lacks Parquet's header). Export the dataset again.", path=path)
+        wide = readers.sniff_text_encoding(head)
+    except readers.FileFatal as fatal:
+        return _error(fatal.code, path, fatal.line, fatal.note)
     except OSError as err:
-        return StudioError(f"The file cannot be read: {err.strerror or err}. Check its permissions.", path=path)
-    if not head:
-        return StudioError("The file is empty. Pick a file with training rows.", path=path)
-    if path.suffix.lower() == ".parquet":
-        return None if head.startswith(b"PAR1") else StudioError(
-            "This is not a Parquet file (it lacks Parquet's header). Export the dataset again.", path=path)
-    try:
-        wide = sniff_text_encoding(head)
-    except FileFatal as fatal:
-        return StudioError(f"This looks like a binary file, not text ({fatal.note}). "
-                           "Export the dataset as JSON Lines.", path=path)
+        return _error("file.unreadable", path, note=err.strerror or str(err))
     if wide:
         return StudioError(f"The file is {wide.upper()} text, not UTF-8. Re-save it as UTF-8.", path=path)
     return None
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    # The same sniff as the validator's reader, so both call the same files binary.
-    from studio.core.datasets.readers import SNIFF_BYTES, FileFatal, sniff_text_encoding
-
-    try:
-        wide = sniff_text_encoding(raw[:SNIFF_BYTES])
-    except FileFatal as fatal:
-        raise StudioError(
-            f"This looks like a binary file, not text ({fatal.note}). Export the dataset as JSON Lines.", path=path
-        ) from None
-    if wide:
-        raise StudioError(f"The file is {wide.upper()} text, not UTF-8. Re-save it as UTF-8.", path=path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise StudioError(
-            "The file is not UTF-8 text (it may be Latin-1 or Windows-1252). Re-save it as UTF-8.",
-            path=path, line=line, detail=str(err),
-        ) from None
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise StudioError(
-            "This line contains NUL bytes, which text never holds (the file may be damaged). Remove them, "
-            "or use the cleaned copy from the dataset check.", path=path, line=text.count("\n", 0, nul) + 1,
-        )
-    return text.removeprefix("\ufeff")
-
-
-def iter_jsonl(path: Path, text: str) -> Iterator[Row]:
-    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and form feeds, which
-    # are legal inside JSON strings, and would turn a valid row into two broken ones.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
-        try:
-            yield Row(str(path), lineno, json.loads(line))
-        except json.JSONDecodeError as err:
-            snippet = line[max(0, err.colno - 20): err.colno + 20]
-            raise StudioError(
-                f"Line is not valid JSON ({err.msg} at column {err.colno}: …{snippet}…). Fix or delete this line.",
-                path=path, line=lineno, detail=str(err),
-            ) from None
-
-
-def rows_from_json_document(path: Path, text: str) -> Iterator[Row]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise StudioError(
-            f"Not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).", path=path, line=err.lineno, detail=str(err)
-        ) from None
-    if isinstance(doc, dict):
-        lists = [v for v in doc.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise StudioError(
-                "A JSON object must hold exactly one list of examples (or use a top-level array).", path=path
-            )
-        doc = lists[0]
-    if not isinstance(doc, list):
-        raise StudioError("Expected a JSON array of examples.", path=path)
-    for i, item in enumerate(doc):
-        yield Row(str(path), i, item)
-
-
 def read_rows(path: Path | str) -> list[Row]:
     """All rows of one file; raises StudioError naming file and line on the first unreadable spot."""
     path = Path(path)
-    _check_path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        except Exception as err:
-            raise StudioError("Could not read this Parquet file; it may be truncated or not Parquet.", path=path, detail=str(err)) from None
-        return [Row(str(path), i + 1, r) for i, r in enumerate(table.to_pylist())]
-    text = _decode(path, path.read_bytes())
-    if suffix == ".jsonl":
-        rows = list(iter_jsonl(path, text))
-    elif suffix == ".json":
-        stripped = text.lstrip()
-        # Many ".json" datasets are really JSON Lines; accept both.
-        if stripped.startswith("{") and "\n{" in stripped and not stripped.rstrip().endswith("]}"):
-            try:
-                rows = list(rows_from_json_document(path, text))
-            except StudioError:
-                rows = list(iter_jsonl(path, text))
+    problem = file_problem(path)
+    if problem is not None:
+        raise problem
+    name = str(path)
+    sink = _FirstProblem(path)
+    kind = path.suffix.lower().lstrip(".")
+    try:
+        if kind == "parquet":
+            raw_rows = readers.iter_parquet(path, sink, name, batch_rows=2000)
         else:
-            rows = list(rows_from_json_document(path, text))
-    else:  # csv
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = [Row(str(path), reader.line_num, dict(r)) for r in reader]
+            raw_rows = readers.TEXT_READERS[kind](readers.TextSource(path, sink, name), 0)
+        rows = [Row(name, r.line, r.data) for r in raw_rows]
+    except readers.FileFatal as fatal:
+        raise _error(fatal.code, path, fatal.line, fatal.note) from None
+    except OSError as err:
+        raise _error("file.unreadable", path, note=err.strerror or str(err)) from None
     if not rows:
         raise StudioError("The file holds no examples.", path=path)
     return rows

@@ -79,10 +79,17 @@ class _Counts(dict):
 
 
 class PieceCounter:
-    """Token counts of texts for one tokenizer; ``counts`` is exact or None for a row."""
+    """Token counts of texts for one tokenizer; ``counts`` is exact or None for a row.
+
+    This class holds the GPT-2 argument; ``piecekinds`` extends it to other tokenizer kinds by
+    overriding where a text may be cut (``additive_at``, ``_piece_re``) and how a template is planned."""
+
+    _piece_re = _PIECE
+    _odd_space: Callable[[str], Any] | None = _OTHER_SPACE.search   # rows holding such a space go whole
 
     def __init__(self, backend, specials: list[str]) -> None:
         self.backend = backend
+        self._learner = backend   # what tokenizes the pieces noted missing
         self.specials = tuple(sorted(specials, key=len, reverse=True))  # leftmost-longest, like the tokenizer
         alternatives = "|".join(map(re.escape, self.specials))
         self._split = re.compile(f"({alternatives})") if specials else None
@@ -111,8 +118,10 @@ class PieceCounter:
             spec = json.loads(backend.to_str())
         except Exception:
             return None
-        if not _eligible(spec):
-            return None
+        if cls is PieceCounter and not _eligible(spec):
+            from studio.core.datasets.piecekinds import counter_for_spec  # the kinds build on this class
+
+            return counter_for_spec(backend, spec)
         return cls(backend, [t["content"] for t in spec.get("added_tokens") or [] if t.get("content")])
 
     # -- one string -------------------------------------------------------------------------
@@ -126,7 +135,7 @@ class PieceCounter:
         """Tokens of text without added tokens. Written out, not looped: this runs for every
         message of every row, and substring tests run at memchr speed."""
         if "\n" in s or "  " in s or "\t" in s or "\r" in s or "\x0b" in s or "\x0c" in s:
-            return sum(map(self._piece.__getitem__, _PIECE.findall(s)))
+            return sum(map(self._piece.__getitem__, self._piece_re.findall(s)))
         return self._simple(s)
 
     def count(self, s: str) -> int:
@@ -174,7 +183,7 @@ class PieceCounter:
                 owners.append((cache, key))
             cache.missing = set()
         if texts:
-            for (cache, key), enc in zip(owners, self.backend.encode_batch(texts, add_special_tokens=False), strict=True):
+            for (cache, key), enc in zip(owners, self._learner.encode_batch(texts, add_special_tokens=False), strict=True):
                 cache[key] = len(enc.ids)
         return len(texts)
 
@@ -188,7 +197,7 @@ class PieceCounter:
 
     def _row(self, text: str, spans: list[tuple[int, int]], cuts: list[int], specials: bool,
              max_len: int) -> tuple[int, int, int] | None:
-        if not text.isascii() and _OTHER_SPACE.search(text):
+        if self._odd_space is not None and not text.isascii() and self._odd_space(text):
             return None
         if any(b <= a for a, b in spans):
             return None  # an empty span still marks a token that straddles it; leave that to the tokenizer
@@ -199,7 +208,7 @@ class PieceCounter:
         upto = {0: 0}
         n = 0
         for a, b in pairwise(points):
-            n += self.count(text[a:b])
+            n += self._count_part(text, a, b)
             upto[b] = n
         head, tail = self.extra[specials]
         full = kept = 0
@@ -208,6 +217,10 @@ class PieceCounter:
             full += through - before
             kept += max(0, min(through, max_len - head) - before)
         return head + n + tail, full, kept
+
+    def _count_part(self, text: str, a: int, b: int) -> int:
+        """Tokens of ``text[a:b]`` inside ``text`` (kinds whose counts depend on what precedes override it)."""
+        return self.count(text[a:b])
 
     @property
     def worthwhile(self) -> bool:
@@ -336,6 +349,10 @@ class PlanCounts:
             if need == _LAST_NEWLINE and not (c[-1] in _WS_SET and c[-1] != " " and len(c) >= 2 and c[-2] not in _WS_SET):
                 return None
             counts.append(self.counter.count(c))
+        return self._finish(contents, counts, max_len)
+
+    def _finish(self, contents: list[str], counts: list[int], max_len: int) -> tuple[int, int, int] | None:
+        """The row's counts from its contents' token counts and the plan's span edges."""
         upto = [0, *accumulate(counts)]
         full = kept = 0
         for (ja, ta), (jb, tb), trim in self.spans:

@@ -1,26 +1,31 @@
 """Forgiving readers: every dataset file type yields what it can and reports the rest.
 
-Unlike ``load.read_rows`` (strict, for training) these never stop at the first bad spot: a broken
-line is reported and skipped, a Latin-1 file is decoded anyway and flagged, a truncated JSON array
-gives back the elements before the cut. Only a file that yields nothing at all raises ``FileFatal``.
+These never stop at the first bad spot: a broken line is reported and skipped, a Latin-1 file is
+decoded anyway and flagged, a truncated JSON array gives back the elements before the cut. Only a
+file that yields nothing at all raises ``FileFatal``. Training reads through the same readers in a
+strict mode (``load.read_rows`` hands them a sink that raises at the first error).
 Reading is streamed line by line so the first rows reach the table while the rest still loads.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
+import os
 import re
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.core.datasets.findings import FindingSink
 
+SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 SNIFF_BYTES = 8192
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 _CHAT_COLUMNS = ("messages", "conversations", "prompt", "completion")
@@ -65,6 +70,13 @@ class _Decoder:
         self.duplicate_key = False
         self.non_standard = False
 
+    def report(self, sink: FindingSink, file: str, line: int, where: str) -> None:
+        """The warnings about the value just decoded (a repeated key, NaN), at ``line``."""
+        if self.duplicate_key:
+            sink.add("json.duplicate_key", file, line=line, note=where)
+        if self.non_standard:
+            sink.add("json.non_standard", file, line=line, note=where)
+
     def decode(self, text: str) -> Any:
         return self._dec.decode(text)
 
@@ -97,6 +109,32 @@ _MAGIC = (
 # text has next to none, binary data has about one byte in ten.
 _BINARY_BYTES = bytes([*range(1, 9), 11, *range(14, 32), 127])
 BINARY_SHARE = 0.05
+
+
+def preflight(path: Path) -> tuple[str, os.stat_result]:
+    """The file kind (jsonl, json, csv, parquet), or FileFatal for anything that is not a readable
+    regular dataset file; asked before a byte is read, by the scan and by the strict reader alike."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        note = "it is a broken symbolic link" if os.path.islink(path) else None
+        raise FileFatal("file.missing", note) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise FileFatal("file.unreadable", "it is a symbolic link loop") from None
+        raise FileFatal("file.unreadable", err.strerror or str(err)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileFatal("file.is_directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise FileFatal("file.unreadable", "it is not a regular file (a device, pipe or socket)")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise FileFatal("file.unsupported_type", f"'{suffix or '(no extension)'}'")
+    if st.st_size == 0:
+        raise FileFatal("file.empty", "the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise FileFatal("file.unreadable", "permission denied")
+    return suffix.lstrip("."), st
 
 
 def binary_reason(head: bytes) -> str | None:
@@ -228,10 +266,7 @@ def iter_jsonl(src: TextSource, first_row_index: int) -> Iterator[RawRow]:
         except RecursionError:
             sink.add("json.too_deep", file, line=lineno, note=f"line {lineno}")
             continue
-        if dec.duplicate_key:
-            sink.add("json.duplicate_key", file, line=lineno, note=f"line {lineno}")
-        if dec.non_standard:
-            sink.add("json.non_standard", file, line=lineno, note=f"line {lineno}")
+        dec.report(sink, file, lineno, f"line {lineno}")
         yield RawRow(lineno, data, line)
 
 
@@ -303,10 +338,7 @@ def iter_json_document(src: TextSource, first_row_index: int) -> Iterator[RawRow
         except RecursionError:
             sink.add("json.too_deep", file, line=index, note=f"element {index}; nothing after it could be read")
             return
-        if dec.duplicate_key:
-            sink.add("json.duplicate_key", file, line=index, note=f"element {index}")
-        if dec.non_standard:
-            sink.add("json.non_standard", file, line=index, note=f"element {index}")
+        dec.report(sink, file, index, f"element {index}")
         yield RawRow(index, item)
         index += 1
         i = _skip_ws(text, end)
@@ -399,3 +431,9 @@ def iter_parquet(path: Path, sink: FindingSink, file: str, batch_rows: int) -> I
         raise
     except Exception as err:  # pyarrow raises many types for garbage; all mean "not readable"
         raise FileFatal("parquet.unreadable", f"{type(err).__name__}: {str(err)[:200]}") from None
+
+
+# The text readers by file kind (Parquet is read by ``iter_parquet``, from the path).
+TEXT_READERS: dict[str, Callable[[TextSource, int], Iterator[RawRow]]] = {
+    "jsonl": iter_jsonl, "json": iter_json_document, "csv": iter_csv,
+}

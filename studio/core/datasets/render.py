@@ -122,8 +122,15 @@ def render_example(example: Example, tokenizer, max_len: int) -> Rendered:
         lambda t: tokenizer(t, add_special_tokens=not example.is_chat, return_offsets_mapping=True),
         lambda e: len(e["input_ids"]),
     )
-    ids: list[int] = list(enc["input_ids"])
-    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    return masked(text, list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], spans, max_len,
+                  capped=capped)
+
+
+def masked(text: str, ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]],
+           max_len: int, *, capped: bool = False) -> Rendered:
+    """The loss mask over tokens of ``text``, then the cut to ``max_len``: a token carries loss when
+    its characters overlap a trained span. The one place the mask is made, so a row rendered alone
+    (``render_example``) and in a batch (``fastrender.render_batch``) trains on the same tokens."""
     labels = [IGNORE_INDEX] * len(ids)
     si = 0
     for t, (s, e) in enumerate(offsets):
@@ -131,13 +138,12 @@ def render_example(example: Example, tokenizer, max_len: int) -> Rendered:
             si += 1
         if si < len(spans) and e > spans[si][0] and s < spans[si][1] and e > s:
             labels[t] = ids[t]
-    trained_full = sum(1 for x in labels if x != IGNORE_INDEX)
     return Rendered(
         text=text,
         input_ids=ids[:max_len],
         labels=labels[:max_len],
         offsets=offsets[:max_len],
         full_length=len(ids),
-        trained_tokens_full=trained_full,
+        trained_tokens_full=sum(1 for x in labels if x != IGNORE_INDEX),
         capped=capped,
     )

@@ -8,10 +8,7 @@ features, and the read-level findings. Dataset-wide checks live in ``validate.py
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
-import stat
 import time
 from array import array
 from collections import Counter
@@ -22,8 +19,9 @@ from typing import Any
 
 from studio.core.datasets import readers
 from studio.core.datasets.findings import FATAL_CODES, Finding, FindingSink
+from studio.core.datasets.fingerprint import combine_digests
 from studio.core.datasets.formats import FORMATS, Example, to_example
-from studio.core.datasets.load import SUPPORTED_SUFFIXES, Row
+from studio.core.datasets.load import Row
 from studio.core.datasets.rowcheck import FORMAT_CODES, check_row, row_feature
 from studio.core.datasets.store import RowStore
 from studio.core.datasets.textcheck import has_surrogate
@@ -143,54 +141,26 @@ class ScanResult:
 
     def fingerprint(self) -> str | None:
         """Content hash of the files as read (None if a file was not read to the end)."""
-        digests = [f.sha256 for f in self.files]
-        if any(d is None for d in digests):
-            return None
-        return combine_digests([d for d in digests if d is not None])
+        return files_fingerprint(self.files)
+
+
+def files_fingerprint(files: list[FileInfo]) -> str | None:
+    """``fingerprint.fingerprint`` of these files from the digests taken while they were read (no
+    second read); None when one was not read to the end."""
+    digests = [f.sha256 for f in files]
+    if any(d is None for d in digests):
+        return None
+    return combine_digests([d for d in digests if d is not None])
 
 
 class _CallbackFailed(Exception):
     """Wraps an exception raised by on_rows/on_examples so it is not blamed on the file."""
 
 
-def combine_digests(digests: list[str]) -> str:
-    if len(digests) == 1:
-        return digests[0]
-    h = hashlib.sha256()
-    for d in digests:
-        h.update(bytes.fromhex(d))
-    return h.hexdigest()
-
-
 def _as_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     if isinstance(paths, (str, os.PathLike)):
         return [Path(paths)]
     return [Path(p) for p in paths]
-
-
-def _preflight(path: Path) -> tuple[str, os.stat_result]:
-    """The file kind, or FileFatal for anything that is not a readable regular dataset file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        note = "it is a broken symbolic link" if os.path.islink(path) else None
-        raise readers.FileFatal("file.missing", note) from None
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise readers.FileFatal("file.unreadable", "it is a symbolic link loop") from None
-        raise readers.FileFatal("file.unreadable", err.strerror or str(err)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise readers.FileFatal("file.is_directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise readers.FileFatal("file.unreadable", "it is not a regular file (a device, pipe or socket)")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise readers.FileFatal("file.unsupported_type", f"'{suffix or '(no extension)'}'")
-    if st.st_size == 0:
-        raise readers.FileFatal("file.empty", "the file is empty (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise readers.FileFatal("file.unreadable", "permission denied")
-    return suffix.lstrip("."), st
 
 
 def scan(
@@ -243,7 +213,7 @@ def scan(
         info.first_row = len(store)
         fmt_counts: Counter[str] = Counter()
         try:
-            kind, st = _preflight(path)
+            kind, st = readers.preflight(path)
             info.kind, info.size = kind, st.st_size
             src: readers.TextSource | None = None
             if kind == "parquet":
@@ -251,8 +221,7 @@ def scan(
                 info.encoding = "parquet"
             else:
                 src = readers.TextSource(path, sink, name)
-                reader = {"jsonl": readers.iter_jsonl, "json": readers.iter_json_document, "csv": readers.iter_csv}[kind]
-                it = reader(src, len(store))
+                it = readers.TEXT_READERS[kind](src, len(store))
             for raw_row in it:
                 check = check_row(raw_row.data, cmap)
                 idx = len(store)
@@ -315,7 +284,7 @@ def scan(
     for info in files:
         format_counts.update(info.formats)
     _format_findings(files, store, feats, sink)
-    overall = _overall_format(format_counts)
+    overall = overall_format(format_counts)
     columns = sorted(unknown_columns) if format_counts.get("unknown") else []
     return ScanResult(
         files=files, store=store, findings=sink.findings(), features=feats, format=overall,
@@ -350,7 +319,8 @@ def _check_changed(path: Path, before: os.stat_result, bytes_read: int, sink: Fi
         sink.add("file.changed", name, note=f"size was {before.st_size} bytes, now {after.st_size}; {bytes_read} were read")
 
 
-def _overall_format(counts: Mapping[str, int]) -> str:
+def overall_format(counts: Mapping[str, int]) -> str:
+    """What to call rows with these format counts: one format's name, ``mixed`` or ``unknown``."""
     known = [f for f in FORMATS if counts.get(f)]
     if len(known) > 1:
         return "mixed"

@@ -10,7 +10,6 @@ rendering training uses (``fastrender`` is ``render_example`` at batch speed), s
 from __future__ import annotations
 
 import math
-import random
 import statistics
 import time
 from collections import Counter
@@ -19,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.datasets.findings import CATALOGUE, Finding, FindingSink
-from studio.core.datasets.scan import FileInfo, ScanResult, combine_digests, scan
-
-Progress = Callable[[int, int], None]
+from studio.core.datasets.scan import FileInfo, ScanResult, files_fingerprint
+from studio.core.datasets.split import split_indices
+from studio.core.progress import CountProgress as Progress
 
 
 @dataclass
@@ -94,26 +93,6 @@ class Report:
             "files": [f.to_dict() for f in self.files],
             "eval_files": [f.to_dict() for f in self.eval_files],
         }
-
-
-def split_sizes(n: int, ratio: float) -> tuple[int, int]:
-    """(train, eval) row counts of the hold-out split, without drawing it (cheap for a UI)."""
-    if ratio <= 0 or n < 2:
-        return n, 0
-    n_eval = max(1, round(n * ratio))
-    return n - n_eval, n_eval
-
-
-def split_indices(n: int, ratio: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, eval) row indices of the hold-out split, identical to the trainer's
-    (``training.data.split_rows``): the same seed always holds out the same rows."""
-    if ratio <= 0 or n < 2:
-        return list(range(n)), []
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    n_eval = split_sizes(n, ratio)[1]
-    held = set(order[:n_eval])
-    return [i for i in range(n) if i not in held], sorted(held)
 
 
 def _sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
@@ -359,41 +338,11 @@ def validate(
         "scan_seconds": round(result.seconds, 3),
     }
     findings = _sorted_findings([*result.findings, *sink.findings(), *(eval_result.findings if eval_result else [])])
-    fingerprint = result.fingerprint()
-    if eval_result is not None and fingerprint and eval_result.fingerprint():
-        fingerprint = combine_digests([fingerprint, eval_result.fingerprint()])
+    # Over the training files then the eval files, flat and in order: the run journal records the same.
+    fingerprint = files_fingerprint([*result.files, *(eval_result.files if eval_result else [])])
     stats["validate_seconds"] = round(time.perf_counter() - t0, 3)
     return Report(
         format=result.format, rows=n, findings=findings, stats=stats, fingerprint=fingerprint,
         files=result.files, eval_files=eval_result.files if eval_result else [], columns=result.columns,
         token_checked=token_checked, stopped=stopped, seconds=time.perf_counter() - t0 + result.seconds,
     )
-
-
-def check_files(
-    paths: str | Path | Iterable[str | Path],
-    *,
-    eval_paths: Iterable[str | Path] | None = None,
-    tokenizer=None,
-    max_len: int | None = None,
-    column_map: Mapping[str, str] | None = None,
-    eval_ratio: float | None = None,
-    split_seed: int = 42,
-) -> Report:
-    """Scan and validate in one call (the CLI; tests)."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    checker = None
-    if tokenizer is not None and max_len:
-        from studio.core.datasets.tokencheck import TokenChecker, worth_a_process
-
-        # Count tokens in a worker process while the scan parses: both cores busy.
-        checker = TokenChecker(tokenizer, max_len, parallel=worth_a_process(paths=paths))
-    try:
-        result = scan(paths, column_map=column_map, on_examples=checker.feed if checker else None)
-        eval_list = list(eval_paths or [])
-        eval_result = scan(eval_list, column_map=column_map) if eval_list else None
-        return validate(result, eval_result=eval_result, eval_ratio=None if eval_result else eval_ratio,
-                        split_seed=split_seed, token_checker=checker, max_len=max_len)
-    finally:
-        if checker is not None:
-            checker.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
-from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from studio.core.library.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from studio.core.models.identity import safetensors_header
 
 _PROBE = "studioprobe"  # the adapter name used on the meta model (free of dots, as PEFT needs)
@@ -126,4 +126,71 @@ def check_peft_loads_all(adapter_dir: Path, base: Path, *, trust_remote_code: bo
             "incomplete, or its config belongs to another adapter.", path=adapter_dir, detail="\n".join(missing))
 
 
-__all__ = ["check_peft_loads_all", "read_adapter_config"]
+# ---------------------------------------------------------------- shapes, read from the headers alone
+
+
+def _module_shapes(base: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
+    """(Linear/Embedding name -> (in, out), parameter name -> shape) of the base, built on the meta device."""
+    ensure()
+    import torch
+
+    model = _meta_base(base, trust_remote_code=False)
+    modules: dict[str, tuple[int, int]] = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            modules[name] = (mod.in_features, mod.out_features)
+        elif isinstance(mod, torch.nn.Embedding):
+            modules[name] = (mod.num_embeddings, mod.embedding_dim)
+    params = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    return modules, params
+
+
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B|"
+    r"lora_magnitude_vector)(?:\.[^.]+)?(?:\.weight)?$"
+)
+
+
+def _fits(kind: str, shape: tuple, d_in: int, d_out: int) -> bool:
+    """LoRA A is (r, in), B is (out, r); DoRA's magnitude is (out,). Embeddings count tokens as "in"."""
+    if kind in ("lora_A", "lora_embedding_A"):
+        return len(shape) == 2 and shape[1] == d_in
+    if kind in ("lora_B", "lora_embedding_B"):
+        return len(shape) == 2 and shape[0] == d_out
+    return len(shape) == 1 and shape[0] == d_out
+
+
+def check_adapter_shapes(adapter_dir: Path, base: Path) -> None:
+    """Every adapter tensor must fit a module of ``base``, else a clear StudioError (read from headers only)."""
+    header = safetensors_header(Path(adapter_dir) / ADAPTER_WEIGHTS)
+    modules, params = _module_shapes(base)
+    problems: list[str] = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape = tuple(info.get("shape", ()))
+        m = _LORA_KEY.match(key)
+        if m is None:  # modules_to_save and other full tensors: must match a base parameter exactly
+            pname = key.removeprefix("base_model.model.")
+            pname = re.sub(r"\.modules_to_save\.[^.]+", "", pname)
+            if pname in params and params[pname] != shape:
+                problems.append(f"{pname}: adapter {list(shape)} vs base {list(params[pname])}")
+            elif pname not in params:
+                problems.append(f"{pname}: not in the base model")
+            continue
+        module, kind = m.group("module"), m.group("kind")
+        if module not in modules:
+            problems.append(f"{module}: the base model has no such layer")
+            continue
+        d_in, d_out = modules[module]
+        if not _fits(kind, shape, d_in, d_out):
+            problems.append(f"{key}: shape {list(shape)} does not fit {module} ({d_in} in, {d_out} out)")
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise StudioError(
+            f"This adapter was trained on a different model than {base.name}: its tensor shapes do not match ({shown}).",
+            detail="\n".join(problems), path=adapter_dir,
+        )
+
+
+__all__ = ["check_adapter_shapes", "check_peft_loads_all", "read_adapter_config"]

@@ -12,6 +12,7 @@ from math import prod
 from pathlib import Path
 
 from studio.core.errors import StudioError
+from studio.core.formatting import format_bytes_in
 from studio.core.library.gguf_export import LLAMACPP_TYPES, check_exportable
 from studio.core.models.identity import safetensors_header, weight_files
 
@@ -67,6 +68,6 @@ def preflight(base: Path, out_dir: Path, dtype: str, gguf: str | None) -> None:
     need, free = needed_bytes(params, dtype, gguf), _free_bytes(out_dir)
     if need > free:
         raise StudioError(
-            f"This export needs about {need / 2**30:.1f} GiB on the destination's disk and only "
-            f"{free / 2**30:.1f} GiB is free. Free some space or choose a folder on another disk; nothing was "
+            f"This export needs about {format_bytes_in(need, digits=1)} on the destination's disk and only "
+            f"{format_bytes_in(free, digits=1)} is free. Free some space or choose a folder on another disk; nothing was "
             "written.", path=out_dir)

@@ -27,6 +27,7 @@ from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX, atomic_dir, file_sha256
 from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_files import ADAPTER_CONFIG
 from studio.core.library.equivalence import DEFAULT_NEW_TOKENS, DEFAULT_PROMPTS
 from studio.core.library.registry import (
     KIND_FULL,
@@ -41,16 +42,22 @@ from studio.core.library.registry import (
     _write_meta,
     library_slot,
 )
-from studio.core.models.introspect import PICKLE_SUFFIXES
-
-CONFIG = "config.json"
+from studio.core.models.device import SHORT_DTYPE, normalise_dtype
+from studio.core.models.folder import (
+    CONFIG_FILE,
+    PICKLE_SUFFIXES,
+    is_loadable,
+    load_base,
+    open_model_folder,
+    stored_dtype,
+)
+from studio.core.progress import no_progress
 
 
 def is_model_folder(folder: Path) -> bool:
     """A saved transformers model (config.json + safetensors weights) and not a PEFT adapter."""
     folder = Path(folder)
-    return ((folder / CONFIG).is_file() and any(folder.glob("*.safetensors"))
-            and not (folder / "adapter_config.json").is_file())
+    return is_loadable(folder) and not (folder / ADAPTER_CONFIG).is_file()
 
 
 def model_payload(folder: Path) -> list[Path]:
@@ -84,6 +91,7 @@ def register_full_model(model_dir: Path, meta: AdapterMeta | dict, name: str | N
     """Add a full fine-tune's model folder to the library (hard-linked where possible); returns the entry."""
     model_dir = Path(model_dir)
     files = model_payload(model_dir)
+    folder = open_model_folder(model_dir)
     m = asdict(meta) if isinstance(meta, AdapterMeta) else dict(meta)
     root = paths.library_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -132,25 +140,18 @@ def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = Non
         raise StudioError("GGUF export of a full fine-tune is not offered yet. Export the model folder, then convert "
                           "it with llama.cpp's convert_hf_to_gguf.py.")
     from studio.core.destinations import check_destination
-    from studio.core.library.merge import (
-        _KIND,
-        EXPORT_RECORD,
-        ExportReport,
-        _disk_error,
-        _noop,
-        _write_record,
-        normalise_dtype,
-    )
+    from studio.core.library.merge import EXPORT_RECORD, ExportReport, _disk_error, _write_record
 
-    progress = progress or _noop
+    progress = progress or no_progress
     model_dir = Path(model_dir)
     files = model_payload(model_dir)
+    folder = open_model_folder(model_dir)
     out_dir = check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[model_dir])
     ensure()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    stored = _stored_dtype(model_dir)
+    stored = stored_dtype(model_dir)
     target = normalise_dtype(dtype) if dtype else stored
     t0 = time.perf_counter()
     report = ExportReport(out_dir=out_dir, kind="full", dtype=target, adapter_dir=str(model_dir.resolve()),
@@ -161,7 +162,7 @@ def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = Non
         from studio.core.library.equivalence import reference_trace
 
         progress(0.05, "Recording reference outputs of the trained model")
-        reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        reference = load_base(folder, torch.float32)
         trace = reference_trace(reference, tokenizer, prompts, new_tokens=new_tokens)
         del reference
     try:
@@ -176,18 +177,18 @@ def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = Non
                                       path=out_dir)
             else:
                 progress(0.3, f"Writing the model in {target}")
-                model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, target))
+                model = load_base(folder, target)
                 model.save_pretrained(tmp, max_shard_size="2GB")
                 del model
                 for f in files:
-                    if not f.name.endswith(".safetensors") and f.name not in (CONFIG, "model.safetensors.index.json",
+                    if not f.name.endswith(".safetensors") and f.name not in (CONFIG_FILE, "model.safetensors.index.json",
                                                                               "generation_config.json"):
                         shutil.copy2(f, tmp / f.name)
             if trace is not None:
                 from studio.core.library.equivalence import check_equivalence
 
                 progress(0.6, "Proving the export matches the trained model")
-                kind = _KIND[target]
+                kind = SHORT_DTYPE[target]
                 report.equivalence.append(check_equivalence(trace, tmp, tokenizer, kind=kind, label=f"full {kind}",
                                                             dtype=torch.float32))
                 report.status = "passed" if all(e.passed for e in report.equivalence) else "failed"
@@ -199,16 +200,6 @@ def export_full_model(model_dir: Path, out_dir: Path, *, dtype: str | None = Non
         raise _disk_error(err, out_dir) from None
     progress(1.0, "Export complete" if report.status != "failed" else "Export written, but its check FAILED")
     return report
-
-
-def _stored_dtype(model_dir: Path) -> str:
-    """The dtype the weights are saved in (config.json's ``dtype``/``torch_dtype``), float32 if unsaid."""
-    try:
-        cfg = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cfg = {}
-    name = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
-    return name if name in ("float32", "bfloat16", "float16") else "float32"
 
 
 def _base_of(model_dir: Path) -> str:

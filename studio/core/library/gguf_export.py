@@ -10,20 +10,18 @@ when llama-cpp-python is installed. The export proves every file in llama.cpp it
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.library.gguf_arch import arch_for, layer_tensor, llama_permute, write_hparams
 from studio.core.library.gguf_vocab import end_of_turn_id, llamacpp_name, tokenizer_metadata, write_tokenizer
+from studio.core.models.folder import CONFIG_FILE, has_config, read_config_file
+from studio.core.progress import Progress, no_progress
 
 __all__ = ["GGUF_TYPES", "LLAMACPP_TYPES", "WRITTEN_TYPES", "check_exportable", "gguf_file_name", "llama_permute",
            "write_gguf"]
-
-Progress = Callable[[float, str], None]
 
 # What the writer makes itself, and what llama.cpp's quantizer makes from its f16 output.
 WRITTEN_TYPES = ("f16", "bf16", "q8_0")
@@ -72,10 +70,9 @@ def _add_weight(writer: Any, name: str, t: Any, gguf_type: str) -> None:
 
 
 def _config(model_dir: Path) -> dict:
-    path = model_dir / "config.json"
-    if not path.is_file():
+    if not has_config(model_dir):
         raise StudioError("The model folder has no config.json, so its architecture is unknown.", path=model_dir)
-    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg = read_config_file(model_dir / CONFIG_FILE)
     if isinstance(cfg.get("text_config"), dict) and cfg.get("model_type") == "gemma3":
         raise StudioError("This is the multimodal Gemma 3; the studio writes GGUF for the text model only. "
                           "Export the merged safetensors folder and convert it with llama.cpp's "
@@ -118,7 +115,7 @@ def write_gguf(model_dir: Path, out_file: Path, gguf_type: str = "f16", *, name:
     ``name`` (``general.name``, what runtimes show) is the export's own name, never the temp folder's."""
     from gguf import GGUFWriter
 
-    report = progress or (lambda _f, _m: None)
+    report = progress or no_progress
     if gguf_type not in WRITTEN_TYPES:
         raise StudioError(f"Unknown GGUF type '{gguf_type}'; choose one of {', '.join(WRITTEN_TYPES)}.")
     model_dir, out_file = Path(model_dir), Path(out_file)

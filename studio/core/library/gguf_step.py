@@ -4,13 +4,13 @@ against base + adapter in transformers' GGUF reader and in llama.cpp itself.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from studio.core.library.equivalence import EquivalenceReport, judge_in_dtype
 from studio.core.library.gguf_export import LLAMACPP_TYPES, transformers_reader_gap
+from studio.core.models.folder import CONFIG_FILE, read_config_file
 
 SIXTEEN_BIT = ("f16", "bf16")
 
@@ -60,7 +60,7 @@ def prove_gguf(trace: Any, path: Path, gguf: str, tokenizer: Any, progress: Any,
 
     out = []
     gap = None if merged is None else transformers_reader_gap(
-        json.loads((Path(merged) / "config.json").read_text(encoding="utf-8")), Path(merged))
+        read_config_file(Path(merged) / CONFIG_FILE), Path(merged))
     if gap is None or not llamacpp_runner.available():
         t = time.perf_counter()
         progress(0.84, f"Proving the GGUF {gguf} matches base + adapter (transformers)")

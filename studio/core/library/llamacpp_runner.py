@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.formatting import format_seconds
 
 # llama.cpp's LLAMA_FTYPE_* for the quant types its own quantizer makes.
 QUANT_FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
@@ -42,7 +43,7 @@ def _child(args: list[str], timeout: float) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "studio.core.library.llamacpp_runner", *args],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise StudioError(f"llama.cpp did not finish within {timeout:.0f} s; the check was stopped.") from None
+        raise StudioError(f"llama.cpp did not finish within {format_seconds(timeout, 0)}; the check was stopped.") from None
 
 
 def _failure(proc: subprocess.CompletedProcess, what: str, path: Path) -> StudioError:

@@ -20,7 +20,6 @@ import json
 import math
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,9 @@ from typing import Any
 from studio.core.datasets.tokenizer import TOKENIZER_FILES
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
-from studio.core.models.identity import weight_files
+from studio.core.library.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
+from studio.core.models.identity import safetensors_header, weight_files
+from studio.core.progress import Progress
 
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 _INDEX = "model.safetensors.index.json"
@@ -58,9 +59,7 @@ class DirectMergePlan:
 
 
 def _header(path: Path) -> dict:
-    from studio.core.library.registry import _safetensors_header
-
-    return {k: v for k, v in _safetensors_header(path).items() if k != "__metadata__"}
+    return {k: v for k, v in safetensors_header(path).items() if k != "__metadata__"}
 
 
 def _keeps_fp32(config) -> bool:
@@ -75,7 +74,7 @@ def _keeps_fp32(config) -> bool:
 
 
 def plan_direct_merge(
-    adapter_dir: Path, base: Path, *, trust_remote_code: bool = False,
+    adapter: AdapterFiles | Path, base: Path, *, trust_remote_code: bool = False,
 ) -> tuple[DirectMergePlan | None, str]:
     """A plan for merging without building the model, or (None, why not).
 
@@ -84,17 +83,11 @@ def plan_direct_merge(
     them and no more. An adapter whose config disagrees with its weights is refused, never merged.
     Adapters handed back to PEFT (None) are checked by the caller before PEFT loads them.
     """
-    adapter_dir, base = Path(adapter_dir), Path(base)
     from studio.core.library.adapter_keys import check_peft_loads_all
-    from studio.core.library.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
-    try:
-        cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except ValueError:
-        cfg = None
-    if not isinstance(cfg, dict):  # PEFT cannot read it either; let the check say so in full
-        check_peft_loads_all(adapter_dir, base, trust_remote_code=trust_remote_code)
-        return None, "an unreadable adapter config"
+    if not isinstance(adapter, AdapterFiles):
+        adapter = read_adapter(adapter)
+    adapter_dir, cfg, base = adapter.folder, adapter.config, Path(base)
     if cfg.get("peft_type") != "LORA":
         return None, f"{cfg.get('peft_type')} adapters"
     for option, what in _UNSUPPORTED_OPTIONS.items():
@@ -117,7 +110,7 @@ def plan_direct_merge(
             base_shapes[key] = info["shape"]
     pairs: dict[str, dict[str, str]] = {}
     shapes: dict[str, list[int]] = {}
-    for key, info in _header(adapter_dir / ADAPTER_WEIGHTS).items():
+    for key, info in _header(adapter.weights).items():
         m = _LORA_KEY.match(key)
         if m is None:
             return None, f"adapter tensor {key}"
@@ -152,7 +145,7 @@ def plan_direct_merge(
                            config=config, index=index), ""
 
 
-def write_merged(plan: DirectMergePlan, out: Path, dtype: str, progress: Callable[[float, str], None]):
+def write_merged(plan: DirectMergePlan, out: Path, dtype: str, progress: Progress):
     """Merged weights and config into ``out`` (an existing, empty temp folder). Returns the base's
     generation config for the caller to complete and save, as it does after PEFT's merge."""
     ensure()
@@ -160,8 +153,6 @@ def write_merged(plan: DirectMergePlan, out: Path, dtype: str, progress: Callabl
     from safetensors import safe_open
     from safetensors.torch import save_file
     from transformers import GenerationConfig
-
-    from studio.core.library.registry import ADAPTER_WEIGHTS
 
     target = getattr(torch, dtype)
     total_size = 0

@@ -19,7 +19,7 @@ import json
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +29,10 @@ from studio.core import paths
 from studio.core.datasets.tokenizer import adds_bos, has_tokenizer_files
 from studio.core.destinations import check_destination
 from studio.core.errors import StudioError, is_disk_full
+from studio.core.formatting import format_bytes_in
 from studio.core.fsutil import atomic_dir, atomic_file, file_sha256, sweep_partials
 from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_files import AdapterFiles, read_adapter, resolve_base
 from studio.core.library.adapter_keys import check_peft_loads_all
 from studio.core.library.equivalence import (
     DEFAULT_NEW_TOKENS,
@@ -44,24 +46,22 @@ from studio.core.library.gguf_export import GGUF_TYPES, gguf_file_name
 from studio.core.library.gguf_step import prove_gguf, write_gguf_file
 from studio.core.library.lora_merge import copy_tokenizer_files, plan_direct_merge, write_merged
 from studio.core.library.ollama import MODELFILE, ollama_modelfile, stop_tokens
-from studio.core.library.registry import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    _check_peft_files,
-    adapter_payload,
-    recorded_base_identity,
-    resolve_base,
+from studio.core.library.registry import adapter_payload, recorded_base_identity
+from studio.core.models.device import SHORT_DTYPE, normalise_dtype
+from studio.core.models.folder import (
+    AT_EXPORT,
+    ModelFolder,
+    check_safety,
+    load_with_adapter,
+    open_model_folder,
 )
-from studio.core.models.identity import require_unchanged
+from studio.core.models.identity import require_unchanged, safetensors_header
+from studio.core.progress import Progress, no_progress
 
-Progress = Callable[[float, str], None]
 EXPORT_RECORD = "studio_export.json"
 GGUF_SUBDIR = "gguf"
 
 ADAPTER_KEPT_MIN = 0.5  # below this share of the adapter's effect, the export dtype has lost the adapter
-DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-          "f16": "float16", "fp32": "float32", "float32": "float32"}
-_KIND = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
 @dataclass
@@ -100,15 +100,11 @@ class ExportReport:
             "failed": "EXPORT FAILED its equivalence check — do not ship it",
             "unchecked": "Export written (equivalence not checked)",
         }[self.status]
-        lines = [f"{head}: {self.kind} model, {self.dtype or 'adapter files'}, {self.size_bytes / 2**20:.1f} MiB"]
-        lines += [f"  {name}: {size / 2**20:.1f} MiB" for name, size in self.gguf_sizes.items()]
+        lines = [f"{head}: {self.kind} model, {self.dtype or 'adapter files'}, {format_bytes_in(self.size_bytes, 'MiB', 1)}"]
+        lines += [f"  {name}: {format_bytes_in(size, 'MiB', 1)}" for name, size in self.gguf_sizes.items()]
         lines += [f"  {e.summary()}" for e in self.equivalence]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-def _noop(_f: float, _m: str) -> None:
-    return None
 
 
 def _now() -> str:
@@ -119,40 +115,22 @@ def _folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def normalise_dtype(dtype: str) -> str:
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise StudioError(f"Unknown dtype '{dtype}'; choose bf16, fp16 or fp32.") from None
-
-
 # ---------------------------------------------------------------- checks before any heavy work
 
 
-def _check_base(base: Path, *, allow_pickle: bool, trust_remote_code: bool) -> bool:
-    """Refuse what would run foreign code or mis-merge; returns whether safetensors weights are used."""
-    cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    if cfg.get("quantization_config"):
+def _check_base(base: Path, *, allow_pickle: bool, trust_remote_code: bool) -> ModelFolder:
+    """Refuse what would run foreign code or mis-merge, before any heavy work."""
+    folder = open_model_folder(base)
+    if folder.quantised:
         raise StudioError(
             "The base model folder holds quantised weights. Merging needs the 16-bit base: point the adapter at "
             "the original (unquantised) model.", path=base,
         )
-    if cfg.get("auto_map") and not trust_remote_code:
-        raise StudioError(
-            "This base model ships its own Python code. Export it only if you trust the source, with "
-            "trust_remote_code enabled (`--trust-remote-code`).", path=base,
-        )
-    if any(base.glob("*.safetensors")):
-        return True
-    if any(base.glob("*.bin")) or any(base.glob("*.pt")):
-        if not allow_pickle:
-            raise StudioError(
-                "The base model's weights are pickle files (.bin), which can run arbitrary code when loaded. "
-                "Convert them to safetensors, or allow pickle explicitly (`--allow-pickle`) if you trust the source.",
-                path=base,
-            )
-        return False
-    raise StudioError("The base model folder has no weights (*.safetensors).", path=base)
+    check_safety(folder, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, words=AT_EXPORT,
+                 weights_required=False)
+    if not folder.safetensors and not folder.pickle:
+        raise StudioError("The base model folder has no weights (*.safetensors).", path=base)
+    return folder
 
 
 def _compute_dtype(target: str, base: Path) -> str:
@@ -171,11 +149,9 @@ def _compute_dtype(target: str, base: Path) -> str:
         return target
 
 
-def _adapter_vocab(adapter_dir: Path) -> int | None:
+def _adapter_vocab(adapter: AdapterFiles) -> int | None:
     """Vocabulary size the adapter saved embeddings for (training that added tokens resizes them)."""
-    from studio.core.library.registry import _safetensors_header
-
-    header = _safetensors_header(adapter_dir / ADAPTER_WEIGHTS)
+    header = safetensors_header(adapter.weights)
     for key, info in header.items():
         if key != "__metadata__" and key.endswith(("embed_tokens.weight", "wte.weight")) and "lora_" not in key:
             return int(info["shape"][0])
@@ -224,13 +200,13 @@ def export_model(
     ``failed`` in the report and in ``studio_export.json`` so nobody ships it by mistake.
     """
     adapter_dir = Path(adapter_dir)
-    report_progress = progress or _noop
+    report_progress = progress or no_progress
     from studio.core.library.full_model import export_full_model, is_model_folder
 
     if is_model_folder(adapter_dir):  # a full fine-tune: no merge, a dtype only when asked (full_model.py)
         return export_full_model(adapter_dir, out_dir, dtype=dtype if merge else None, gguf=gguf, check=check,
                                  progress=report_progress, overwrite=overwrite, prompts=prompts, new_tokens=new_tokens)
-    _check_peft_files(adapter_dir)
+    adapter = read_adapter(adapter_dir)
     files = adapter_payload(adapter_dir)  # refuses links before anything is read through them
     # Only an earlier export (marked by its record) is ever replaced; see studio.core.destinations.
     out_dir = check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[adapter_dir])
@@ -240,17 +216,17 @@ def export_model(
     if not merge:
         if gguf:
             raise StudioError("GGUF needs a merged model; export with merge turned on.")
-        return _export_adapter(adapter_dir, files, out_dir, report_progress, check=check, overwrite=overwrite)
+        return _export_adapter(adapter, files, out_dir, report_progress, check=check, overwrite=overwrite)
     target = normalise_dtype(dtype)
-    base = resolve_base(adapter_dir)
+    base = resolve_base(adapter)
     preflight(base, out_dir, target, gguf)  # before minutes of merging: the GGUF type, this machine, disk space
     require_unchanged(recorded_base_identity(adapter_dir), base, since="this adapter was trained",
                       remedy="restore the original model files, or retrain the adapter on the model as it is now.")
     check_destination(out_dir, marker=EXPORT_RECORD, overwrite=overwrite, what="export", keep=[base])
-    safetensors = _check_base(base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    base_folder = _check_base(base, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     try:
-        return _export_merged(adapter_dir, out_dir, base, target, gguf, report_progress, check=check,
-                              overwrite=overwrite, use_safetensors=safetensors, trust_remote_code=trust_remote_code,
+        return _export_merged(adapter, out_dir, base_folder, target, gguf, report_progress, check=check,
+                              overwrite=overwrite, trust_remote_code=trust_remote_code,
                               prompts=prompts, new_tokens=new_tokens)
     except Exception as err:
         if is_disk_full(err):
@@ -266,10 +242,11 @@ def _load_tokenizer(adapter_dir: Path, base: Path, trust_remote_code: bool) -> A
 
 
 def _export_merged(
-    adapter_dir: Path, out_dir: Path, base: Path, target: str, gguf: str | None, progress: Progress, *,
-    check: bool, overwrite: bool, use_safetensors: bool, trust_remote_code: bool, prompts: Sequence[str],
+    adapter: AdapterFiles, out_dir: Path, base_folder: ModelFolder, target: str, gguf: str | None,
+    progress: Progress, *, check: bool, overwrite: bool, trust_remote_code: bool, prompts: Sequence[str],
     new_tokens: int,
 ) -> ExportReport:
+    adapter_dir, base = adapter.folder, base_folder.path
     ensure("peft")
     import torch
 
@@ -277,7 +254,7 @@ def _export_merged(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    plan, why_not = (plan_direct_merge(adapter_dir, base, trust_remote_code=trust_remote_code) if use_safetensors
+    plan, why_not = (plan_direct_merge(adapter, base, trust_remote_code=trust_remote_code) if base_folder.safetensors
                      else (None, "pickle weights"))
     if plan is None:  # PEFT merges; the same check refuses an adapter PEFT would load only in part
         check_peft_loads_all(adapter_dir, base, trust_remote_code=trust_remote_code)
@@ -290,7 +267,8 @@ def _export_merged(
     if check or plan is None:
         # The PeftModel is the reference the proof compares against, and the fallback merge.
         progress(0.02, f"Loading base model {base.name} ({compute})")
-        peft_model = _load_peft_model(adapter_dir, base, compute, use_safetensors, trust_remote_code)
+        peft_model = load_with_adapter(base_folder, adapter_dir, compute, trust_remote_code=trust_remote_code,
+                                       vocab=_adapter_vocab(adapter))
         timings["load_s"] = time.perf_counter() - t0
         if check:
             from studio.core.library.equivalence import reference_trace
@@ -304,7 +282,6 @@ def _export_merged(
 
     report = ExportReport(out_dir=out_dir, kind="merged", dtype=target, adapter_dir=str(adapter_dir.resolve()),
                           base_model=str(base), status="unchecked", created=_now())
-    adapter_cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         t = time.perf_counter()
         if plan is not None:
@@ -337,17 +314,16 @@ def _export_merged(
             t = time.perf_counter()
             progress(0.6, "Proving the merged model matches base + adapter")
             merged_logits: list = []
-            merged_eq = check_equivalence(trace, tmp, tokenizer(), kind=_KIND[target], label=f"merged {_KIND[target]}",
+            merged_eq = check_equivalence(trace, tmp, tokenizer(), kind=SHORT_DTYPE[target], label=f"merged {SHORT_DTYPE[target]}",
                                           dtype=getattr(torch, compute), keep_logits=merged_logits)
             if target != compute:
-                progress(0.65, f"Measuring what {_KIND[target]} itself costs, unmerged")
-                unmerged = _unmerged_in_dtype(adapter_dir, base, target, trace, tokenizer(), use_safetensors,
-                                              trust_remote_code)
+                progress(0.65, f"Measuring what {SHORT_DTYPE[target]} itself costs, unmerged")
+                unmerged = _unmerged_in_dtype(adapter, base_folder, target, trace, tokenizer(), trust_remote_code)
                 merged_eq = judge_in_dtype(merged_eq, unmerged)
                 kept = adapter_effect_kept(trace, base_logits, merged_logits) if base_logits else None
                 if kept is not None and kept < ADAPTER_KEPT_MIN:
                     report.notes.append(
-                        f"{_KIND[target]} keeps only {kept * 100:.0f}% of what the adapter changes (its small updates "
+                        f"{SHORT_DTYPE[target]} keeps only {kept * 100:.0f}% of what the adapter changes (its small updates "
                         "round away in 16-bit weights): export in fp32, or export the adapter alone")
             report.equivalence.append(merged_eq)
             del merged_logits
@@ -381,7 +357,7 @@ def _export_merged(
         report.files = [*sorted(p.name for p in tmp.iterdir()), EXPORT_RECORD]
         report.size_bytes = _folder_size(tmp)
         progress(0.97, "Writing export record")
-        _write_record(tmp, report, {"adapter_config": adapter_cfg, "merge_method": method})
+        _write_record(tmp, report, {"adapter_config": adapter.config, "merge_method": method})
     report.timings["total_s"] = round(time.perf_counter() - t0, 3)
     progress(1.0, "Export complete" if report.status != "failed" else "Export written, but its check FAILED")
     return report
@@ -396,15 +372,16 @@ def _logits_without_adapter(peft_model: Any, trace: Any) -> list:
                 for ids in trace.sequences]
 
 
-def _unmerged_in_dtype(adapter_dir: Path, base: Path, target: str, trace: Any, tokenizer: Any,
-                       use_safetensors: bool, trust_remote_code: bool) -> EquivalenceReport:
+def _unmerged_in_dtype(adapter: AdapterFiles, base_folder: ModelFolder, target: str, trace: Any, tokenizer: Any,
+                       trust_remote_code: bool) -> EquivalenceReport:
     """Base + adapter computed in ``target`` with no merge, against the fp32 reference: the error the
     dtype itself costs, which the merged export is judged against."""
     from studio.core.library.equivalence import check_equivalence
 
-    model = _load_peft_model(adapter_dir, base, target, use_safetensors, trust_remote_code)
+    model = load_with_adapter(base_folder, adapter.folder, target, trust_remote_code=trust_remote_code,
+                              vocab=_adapter_vocab(adapter))
     try:
-        return check_equivalence(trace, model, tokenizer, kind="fp32", label=f"unmerged {_KIND[target]}")
+        return check_equivalence(trace, model, tokenizer, kind="fp32", label=f"unmerged {SHORT_DTYPE[target]}")
     finally:
         del model
         gc.collect()
@@ -415,33 +392,11 @@ def _tokenizer_source(adapter_dir: Path, base: Path) -> Path:
     return adapter_dir if has_tokenizer_files(adapter_dir) else base
 
 
-def _load_peft_model(adapter_dir: Path, base: Path, compute: str, use_safetensors: bool, trust_remote_code: bool):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base), dtype=getattr(torch, compute), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
-    vocab = _adapter_vocab(adapter_dir)
-    if vocab is not None and vocab != model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(vocab)
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    except Exception as err:
-        raise StudioError(
-            f"The adapter does not fit the base model {base.name}; it was probably trained on a different model.",
-            detail=f"{type(err).__name__}: {err}", path=adapter_dir,
-        ) from None
-    peft_model.eval()
-    return peft_model
-
-
-def _export_adapter(adapter_dir: Path, files: list[Path], out: Path, progress: Progress, *, check: bool,
+def _export_adapter(adapter: AdapterFiles, files: list[Path], out: Path, progress: Progress, *, check: bool,
                     overwrite: bool) -> ExportReport:
     """The adapter alone (``files``, its standard PEFT files), as a folder or a .zip; verified by checksum."""
-    base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path", "")
-    report = ExportReport(out_dir=out, kind="adapter", dtype=None, adapter_dir=str(adapter_dir.resolve()),
-                          base_model=str(base), status="unchecked", created=_now(),
+    report = ExportReport(out_dir=out, kind="adapter", dtype=None, adapter_dir=str(adapter.folder.resolve()),
+                          base_model=adapter.base_model, status="unchecked", created=_now(),
                           files=[f.name for f in files] + [EXPORT_RECORD])
     sums = {f.name: file_sha256(f) for f in files} if check else {}
     try:
@@ -475,4 +430,4 @@ def _export_adapter(adapter_dir: Path, files: list[Path], out: Path, progress: P
     return report
 
 
-__all__ = ["EXPORT_RECORD", "ExportReport", "export_model", "normalise_dtype", "ollama_modelfile"]
+__all__ = ["EXPORT_RECORD", "ExportReport", "export_model", "ollama_modelfile"]

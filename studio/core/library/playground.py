@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import threading
 import time
 import warnings
@@ -27,25 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.formatting import format_seconds
 from studio.core.heavy_imports import ensure
-from studio.core.library.adapter_keys import check_peft_loads_all
-from studio.core.library.registry import (
-    ADAPTER_CONFIG,
-    LibraryEntry,
-    _adapter_base,
-    _check_peft_files,
-    base_model_hash,
-    check_adapter_shapes,
-    recorded_base_identity,
-    resolve_base,
-)
+from studio.core.library.adapter_files import ADAPTER_CONFIG, adapter_base, read_adapter, resolve_base
+from studio.core.library.adapter_keys import check_adapter_shapes, check_peft_loads_all
+from studio.core.library.registry import LibraryEntry, base_model_hash, recorded_base_identity
+from studio.core.models.device import pick_device, resolve_dtype, torch_dtype
+from studio.core.models.folder import IN_PLAYGROUND, check_safety, load_base, open_model_folder
 from studio.core.models.identity import identity_change, is_recorded
+from studio.core.progress import Progress, no_progress
 
 Messages = Sequence[tuple[str, str]]
 OnToken = Callable[[str], None]
 ShouldStop = Callable[[], bool]
-Progress = Callable[[float, str], None]
 
+MISSING_CONFIG = "This base model folder has no config.json; pick a Hugging Face model folder."
 MAX_NEW_TOKENS_LIMIT = 4096
 DEFAULT_MAX_LOADED = 8
 
@@ -127,8 +122,8 @@ def adapter_ref(source: LibraryEntry | AdapterRef | Path | str) -> AdapterRef:
         if not (folder / ADAPTER_CONFIG).is_file() and (folder / "adapter" / ADAPTER_CONFIG).is_file():
             folder = folder / "adapter"
         label = folder.parent.name if folder.name == "adapter" else folder.name
-        base, base_hash = _adapter_base(folder), recorded_base_identity(folder)
-    _check_peft_files(folder)
+        base, base_hash = adapter_base(folder), recorded_base_identity(folder)
+    read_adapter(folder)
     digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
     return AdapterRef(key=f"a{digest}", label=label, adapter_dir=folder.resolve(), base_model=base, base_hash=base_hash)
 
@@ -185,27 +180,6 @@ def _stopping(should_stop: ShouldStop) -> Any:
     return _UserStop()
 
 
-def _pick_device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _pick_dtype(dtype: str, device: str) -> Any:
-    """fp32 on CPU (bf16 matmuls are slower there on most CPUs), bf16 on GPUs that have it."""
-    import torch
-
-    if dtype != "auto":
-        from studio.core.library.merge import normalise_dtype
-
-        return getattr(torch, normalise_dtype(dtype))
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
 class Playground:
     """A base model loaded once, with library adapters switched on top of it.
 
@@ -225,24 +199,17 @@ class Playground:
         progress: Progress | None = None,
     ) -> None:
         ensure()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from studio.core.training.engine import quiet_libraries
 
         quiet_libraries()  # the caller reports progress; no library bars on the console
         self.base_path = Path(base_path).expanduser().resolve()
-        if not (self.base_path / "config.json").is_file():
-            raise StudioError("This base model folder has no config.json; pick a Hugging Face model folder.",
-                              path=self.base_path)
-        if not any(self.base_path.glob("*.safetensors")):
-            raise StudioError("The base model has no safetensors weights; the playground does not load pickle (.bin) "
-                              "files, which can run arbitrary code.", path=self.base_path)
-        if json.loads((self.base_path / "config.json").read_text(encoding="utf-8")).get("auto_map") and not trust_remote_code:
-            raise StudioError("This base model ships its own Python code; the playground only loads it when you "
-                              "trust the source (trust_remote_code).", path=self.base_path)
-        self.device = _pick_device(device)
-        self.dtype = _pick_dtype(dtype, self.device)
-        report = progress or (lambda _f, _m: None)
+        base = open_model_folder(self.base_path, missing=MISSING_CONFIG)
+        check_safety(base, allow_pickle=False, trust_remote_code=trust_remote_code, words=IN_PLAYGROUND)
+        self.device = pick_device(device)
+        self.dtype = torch_dtype(resolve_dtype(dtype, self.device))
+        report = progress or no_progress
         t0 = time.perf_counter()
         report(0.05, f"Loading {self.base_path.name}")
         self.base_hash = base_model_hash(self.base_path)
@@ -252,8 +219,7 @@ class Playground:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(self.base_path), dtype=self.dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+            model = load_base(base, self.dtype, trust_remote_code=trust_remote_code)
         except Exception as err:
             raise StudioError("The base model could not be loaded.", path=self.base_path,
                               detail=f"{type(err).__name__}: {err}") from None
@@ -267,7 +233,7 @@ class Playground:
         self._loaded: OrderedDict[str, AdapterRef] = OrderedDict()
         self._max_loaded = max(1, max_loaded)
         self._lock = threading.RLock()
-        report(1.0, f"Loaded {self.base_path.name} in {self.load_s:.1f} s")
+        report(1.0, f"Loaded {self.base_path.name} in {format_seconds(self.load_s)}")
 
     # ------------------------------------------------------------------ adapters
 

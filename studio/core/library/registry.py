@@ -24,9 +24,9 @@ from typing import Any
 from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import TMP_PREFIX, atomic_dir, atomic_write_text, sweep_partials
-from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_files import AdapterFiles, point_at_base, read_adapter, resolve_base
+from studio.core.library.adapter_keys import check_adapter_shapes, check_peft_loads_all
 from studio.core.models.identity import base_identity
-from studio.core.models.identity import safetensors_header as _safetensors_header
 
 META_FILE = "meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -34,9 +34,6 @@ MODEL_SUBDIR = "model"  # a full fine-tune's weights, config and tokenizer: a mo
 KIND_ADAPTER = "adapter"
 KIND_FULL = "full model"
 TRASH = ".trash"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-_PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt")
 
 
 @dataclass
@@ -243,14 +240,6 @@ def _write_meta(folder: Path, meta: dict) -> None:
     atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False, default=str))
 
 
-def _adapter_base(adapter_dir: Path) -> str:
-    try:
-        cfg = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    return str(cfg.get("base_model_name_or_path") or "") if isinstance(cfg, dict) else ""
-
-
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
 
 
@@ -284,10 +273,10 @@ def _copy_adapter_files(src: Path, dest: Path) -> None:
 
 def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | None = None) -> LibraryEntry:
     """Copy a trained adapter into the library and describe it; returns the new entry."""
-    adapter_dir = Path(adapter_dir)
-    _check_peft_files(adapter_dir)
+    adapter = read_adapter(adapter_dir)
+    adapter_dir = adapter.folder
     m = asdict(meta) if isinstance(meta, AdapterMeta) else dict(meta)
-    base = str(m.get("base_model") or _adapter_base(adapter_dir))
+    base = str(m.get("base_model") or adapter.base_model)
     base_hash = str(m.get("base_model_hash") or "")
     if not base_hash and base and Path(base).is_dir():
         base_hash = base_model_hash(Path(base))
@@ -410,131 +399,14 @@ def empty_trash() -> int:
 # ---------------------------------------------------------------- import and validation
 
 
-def _check_peft_files(folder: Path) -> None:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise StudioError("Adapter folder not found.", path=folder)
-    if not (folder / ADAPTER_CONFIG).is_file():
-        raise StudioError(
-            f"This folder has no {ADAPTER_CONFIG}, so it is not a PEFT adapter. Choose the folder that holds "
-            f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}.", path=folder,
-        )
-    if not (folder / ADAPTER_WEIGHTS).is_file():
-        if any((folder / p).is_file() for p in _PICKLE_WEIGHTS):
-            raise StudioError(
-                "This adapter is stored as a pickle (.bin), which can run arbitrary code when loaded. "
-                "Convert it to safetensors first (PeftModel.from_pretrained(...).save_pretrained(out)).",
-                path=folder,
-            )
-        raise StudioError(f"This folder has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}.", path=folder)
-    try:
-        cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise StudioError(f"{ADAPTER_CONFIG} is not valid JSON.", path=folder / ADAPTER_CONFIG, detail=str(err)) from None
-    if not isinstance(cfg, dict):
-        raise StudioError(f"{ADAPTER_CONFIG} must hold a JSON object of settings; it may be damaged.",
-                          path=folder / ADAPTER_CONFIG)
-
-
-def resolve_base(adapter_dir: Path, base_override: str | Path | None = None) -> Path:
-    """The local base folder an adapter was trained on: its recorded path, else a store model of that name."""
-    recorded = str(base_override or _adapter_base(adapter_dir))
-    if not recorded:
-        raise StudioError("The adapter does not say which base model it belongs to (base_model_name_or_path).",
-                          path=Path(adapter_dir) / ADAPTER_CONFIG)
-    candidates = [Path(recorded).expanduser(), paths.models_dir() / Path(recorded).name,
-                  paths.models_dir() / recorded.replace("/", "--")]
-    for c in candidates:
-        if (c / "config.json").is_file():
-            return c.resolve()
-    raise StudioError(
-        f"The base model '{recorded}' is not on this machine. Put it in the model store (or import its GGUF) "
-        "and try again; adapters only work on the exact model they were trained on.",
-        path=Path(adapter_dir) / ADAPTER_CONFIG,
-    )
-
-
-def _module_shapes(base: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, ...]]]:
-    """(Linear/Embedding name -> (in, out), parameter name -> shape) of the base, built on the meta device."""
-    ensure()
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    try:
-        cfg = AutoConfig.from_pretrained(str(base))
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(cfg)
-    except Exception as err:
-        raise StudioError("The base model's config.json could not be read to check the adapter.",
-                          path=base, detail=f"{type(err).__name__}: {err}") from None
-    modules: dict[str, tuple[int, int]] = {}
-    for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear):
-            modules[name] = (mod.in_features, mod.out_features)
-        elif isinstance(mod, torch.nn.Embedding):
-            modules[name] = (mod.num_embeddings, mod.embedding_dim)
-    params = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    return modules, params
-
-
-_LORA_KEY = re.compile(
-    r"^(?:base_model\.model\.)?(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B|"
-    r"lora_magnitude_vector)(?:\.[^.]+)?(?:\.weight)?$"
-)
-
-
-def _fits(kind: str, shape: tuple, d_in: int, d_out: int) -> bool:
-    """LoRA A is (r, in), B is (out, r); DoRA's magnitude is (out,). Embeddings count tokens as "in"."""
-    if kind in ("lora_A", "lora_embedding_A"):
-        return len(shape) == 2 and shape[1] == d_in
-    if kind in ("lora_B", "lora_embedding_B"):
-        return len(shape) == 2 and shape[0] == d_out
-    return len(shape) == 1 and shape[0] == d_out
-
-
-def check_adapter_shapes(adapter_dir: Path, base: Path) -> None:
-    """Every adapter tensor must fit a module of ``base``, else a clear StudioError (read from headers only)."""
-    header = _safetensors_header(Path(adapter_dir) / ADAPTER_WEIGHTS)
-    modules, params = _module_shapes(base)
-    problems: list[str] = []
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        shape = tuple(info.get("shape", ()))
-        m = _LORA_KEY.match(key)
-        if m is None:  # modules_to_save and other full tensors: must match a base parameter exactly
-            pname = key.removeprefix("base_model.model.")
-            pname = re.sub(r"\.modules_to_save\.[^.]+", "", pname)
-            if pname in params and params[pname] != shape:
-                problems.append(f"{pname}: adapter {list(shape)} vs base {list(params[pname])}")
-            elif pname not in params:
-                problems.append(f"{pname}: not in the base model")
-            continue
-        module, kind = m.group("module"), m.group("kind")
-        if module not in modules:
-            problems.append(f"{module}: the base model has no such layer")
-            continue
-        d_in, d_out = modules[module]
-        if not _fits(kind, shape, d_in, d_out):
-            problems.append(f"{key}: shape {list(shape)} does not fit {module} ({d_in} in, {d_out} out)")
-    if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise StudioError(
-            f"This adapter was trained on a different model than {base.name}: its tensor shapes do not match ({shown}).",
-            detail="\n".join(problems), path=adapter_dir,
-        )
-
-
 def import_adapter(folder: Path, name: str | None = None, *, base_model: str | Path | None = None) -> LibraryEntry:
     """Add an adapter made elsewhere, after checking that it is complete and fits its base model."""
-    folder = Path(folder)
-    _check_peft_files(folder)
-    base = resolve_base(folder, base_model)
+    adapter = read_adapter(folder)
+    folder = adapter.folder
+    base = resolve_base(adapter, base_model)
     check_adapter_shapes(folder, base)
-    from studio.core.library.adapter_keys import check_peft_loads_all
-
     check_peft_loads_all(folder, base)  # a config that disagrees with the weights would load only in part
-    cfg = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    cfg = adapter.config
     meta: dict[str, Any] = {
         "base_model": str(base),
         "method": str(cfg.get("peft_type", "lora")).lower(),
@@ -544,7 +416,5 @@ def import_adapter(folder: Path, name: str | None = None, *, base_model: str | P
     default_name = folder.parent.name if folder.name == ADAPTER_SUBDIR else folder.name
     entry = register_adapter(folder, meta, name=name or default_name)
     # Point the stored copy at the base found here, so plain PeftModel.from_pretrained works on it.
-    cfg_path = entry.adapter_dir / ADAPTER_CONFIG
-    cfg["base_model_name_or_path"] = str(base)
-    atomic_write_text(cfg_path, json.dumps(cfg, indent=2))
+    point_at_base(AdapterFiles(entry.adapter_dir, adapter.config), base)
     return entry

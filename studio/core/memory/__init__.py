@@ -35,10 +35,8 @@ counted here).
 from studio.core.memory.calibration import Calibration, calibrate, machine_calibration
 from studio.core.memory.constants import BREAKDOWN_KEYS, DTYPE_BYTES, PHASES, DeviceKind, GiB, KiB, MiB
 from studio.core.memory.dataset_lengths import DatasetLengths, count_lengths, widest_batch
-from studio.core.memory.device import device_memory, format_bytes
 from studio.core.memory.estimator import Estimate, estimate
 from studio.core.memory.explain import versus_full
-from studio.core.memory.plan import resolve_dtype
 from studio.core.memory.suggestions import Suggestion, suggestions
 from studio.core.memory.terms import adam8_bytes, lora_params, nf4_bytes
 from studio.core.memory.verdict import GREEN_SHARE, Verdict, green_limit, verdict
@@ -46,6 +44,6 @@ from studio.core.memory.verdict import GREEN_SHARE, Verdict, green_limit, verdic
 __all__ = [
     "BREAKDOWN_KEYS", "DTYPE_BYTES", "GREEN_SHARE", "PHASES", "Calibration", "DatasetLengths", "DeviceKind",
     "Estimate", "GiB", "KiB", "MiB", "Suggestion", "Verdict", "adam8_bytes", "calibrate", "count_lengths",
-    "device_memory", "estimate", "format_bytes", "green_limit", "lora_params", "machine_calibration",
-    "nf4_bytes", "resolve_dtype", "suggestions", "verdict", "versus_full", "widest_batch",
+    "estimate", "green_limit", "lora_params", "machine_calibration",
+    "nf4_bytes", "suggestions", "verdict", "versus_full", "widest_batch",
 ]

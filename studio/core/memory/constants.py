@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-DeviceKind = Literal["cuda", "cpu"]
+from studio.core.formatting import GiB, KiB, MiB  # noqa: F401  (the units live with their formatting)
 
-KiB = 1024
-MiB = 1024**2
-GiB = 1024**3
+DeviceKind = Literal["cuda", "cpu"]
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 FP32 = 4

@@ -62,7 +62,7 @@ def widest_batch(lengths: DatasetLengths, cfg: RunConfig) -> tuple[int, int]:
 
 def train_row_indices(n: int, cfg: RunConfig) -> list[int]:
     """The rows of the train files the trainer trains on: all of them, or those the seeded split keeps."""
-    from studio.core.datasets.validate import split_indices
+    from studio.core.datasets.split import split_indices
 
     if cfg.dataset.eval or cfg.dataset.eval_ratio <= 0:
         return list(range(n))

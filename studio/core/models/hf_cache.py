@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.core.models.folder import has_config
 from studio.core.models.store import model_folder_problem
 
 REPO_PREFIX = "models--"
@@ -40,7 +41,7 @@ class CachedModel:
     @property
     def has_config(self) -> bool:
         """Whether the folder can at least be inspected and estimated (a config without weights can)."""
-        return (self.path / "config.json").is_file()
+        return has_config(self.path)
 
 
 def hub_cache_dir() -> Path:

@@ -39,6 +39,7 @@ from pathlib import Path
 from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_write_text, file_sha256
+from studio.core.models.folder import has_config
 
 IDENTITY_TAG = "id2"
 CACHE_FILE = "model_hashes.json"
@@ -233,7 +234,7 @@ def _weights_digest(files: list[Path]) -> str:
 
 def identity_of(folder: Path) -> BaseIdentity:
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    if not has_config(folder):
         raise StudioError("This base model folder has no config.json; it is not a Hugging Face model folder "
                           "(or it was moved or deleted).", path=folder)
     return BaseIdentity(_config_digest(folder), _weights_digest(weight_files(folder)))

@@ -7,7 +7,6 @@ Results are cached per (folder, config.json mtime) because the pane asks again o
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -16,12 +15,17 @@ from pathlib import Path
 from studio.core.config import TARGET_PRESETS
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
+from studio.core.models.folder import (
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIX,
+    ModelFolder,
+    check_safety,
+    config_file,
+    read_config_file,
+    weight_file_names,
+)
 
 ALL_LINEAR = "all-linear"
-
-SAFETENSORS_SUFFIX = ".safetensors"
-# Pickle-based checkpoints: unpickling can run arbitrary code, so they need an explicit opt-in.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 # Words in a module's parent path that tell which sub-block a Linear sits in. The roles only
 # shape the activation estimate (which inputs autograd keeps), never the parameter counts.
@@ -104,48 +108,11 @@ class ModelInfo:
         return [m for m in self.linear_modules if m.name in wanted]
 
 
-def _weight_files(path: Path) -> tuple[str, ...]:
-    out = []
-    for child in sorted(path.iterdir()):
-        if child.is_file() and (child.name.endswith(SAFETENSORS_SUFFIX) or child.name.endswith(PICKLE_SUFFIXES)):
-            out.append(child.name)
-    return tuple(out)
-
-
-def _read_config_json(cfg_path: Path) -> dict:
-    try:
-        text = cfg_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise StudioError("config.json is not UTF-8 text.", path=cfg_path, detail=str(err)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise StudioError(f"config.json is not valid JSON: {err.msg}.", path=cfg_path, line=err.lineno, detail=str(err)) from None
-    if not isinstance(data, dict):
-        raise StudioError("config.json must hold a JSON object of settings.", path=cfg_path)
-    return data
-
-
-def _check_folder(path: Path) -> Path:
-    if not path.exists():
-        raise StudioError("Model folder not found. Pick a folder that holds config.json.", path=path)
-    if not path.is_dir():
-        raise StudioError("This is a file, not a model folder. Pick the folder that holds config.json.", path=path)
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise StudioError(
-            "No config.json in this folder, so it is not a Hugging Face model folder. "
-            "Pick the folder that holds config.json (and the .safetensors weights).",
-            path=path,
-        )
-    return cfg_path
-
-
 def inspect_model(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> ModelInfo:
     """Describe the model in ``path`` without loading weights. Raises StudioError on anything unusable."""
     path = Path(path).expanduser()
-    cfg_path = _check_folder(path)
-    files = _weight_files(path)
+    cfg_path = config_file(path)
+    files = weight_file_names(path)
     key = (str(path.resolve()), os.stat(cfg_path).st_mtime_ns, trust_remote_code, allow_pickle, files)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
@@ -165,15 +132,11 @@ def clear_cache() -> None:
 
 
 def _inspect(path: Path, cfg_path: Path, files: tuple[str, ...], *, trust_remote_code: bool, allow_pickle: bool) -> ModelInfo:
-    raw = _read_config_json(cfg_path)
+    raw = read_config_file(cfg_path)
     has_st = any(f.endswith(SAFETENSORS_SUFFIX) for f in files)
     has_pickle = any(f.endswith(PICKLE_SUFFIXES) for f in files)
-    if has_pickle and not has_st and not allow_pickle:
-        raise StudioError(
-            "This model has only pickle weights (.bin/.pt), which can run arbitrary code when loaded. "
-            "Convert them to safetensors, or allow pickle weights in the model settings if you trust the source.",
-            path=path,
-        )
+    check_safety(ModelFolder(path, raw, has_st, has_pickle), allow_pickle=allow_pickle, trust_remote_code=None,
+                 weights_required=False)
 
     ensure()
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -6,7 +6,6 @@ cheap after that (a folder check), so the GUI can call it on every start.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,9 @@ from pathlib import Path
 from studio.core import paths
 from studio.core.errors import StudioError
 from studio.core.fsutil import sweep_partials
-from studio.core.models.gguf_import import BUNDLED_NAME, SOURCE_RECORD, Progress, bundled_gguf, import_gguf
+from studio.core.models.folder import has_config, has_safetensors, read_config_quietly
+from studio.core.models.gguf_import import BUNDLED_NAME, SOURCE_RECORD, bundled_gguf, import_gguf
+from studio.core.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ def model_folder_problem(path: Path) -> str | None:
     """Why ``path`` cannot be trained as it is, in words for a status line; None when it can."""
     if not path.is_dir():
         return f"Model folder not found: {path}"
-    if not (path / "config.json").is_file():
+    if not has_config(path):
         return f"No config.json in {path.name}: pick the folder that holds the model files"
-    if not any(path.glob("*.safetensors")):
+    if not has_safetensors(path):
         if any(path.glob("*.bin")):
             return f"{path.name} has only pickle (.bin) weights: allow them in Configure, or convert to safetensors"
         return f"{path.name} has a config but no weights: estimates work, training needs the weights"
@@ -60,10 +61,7 @@ def list_models() -> list[StoredModel]:
             continue
         if not is_model_folder(child):
             continue
-        try:
-            model_type = json.loads((child / "config.json").read_text()).get("model_type", "?")
-        except (OSError, ValueError):
-            model_type = "?"
+        model_type = read_config_quietly(child).get("model_type", "?")
         source = "gguf" if (child / SOURCE_RECORD).exists() else "folder"
         out.append(StoredModel(child.name, child, model_type, source))
     return out

@@ -41,10 +41,10 @@ def saved_step(ckpt: Path) -> tuple[int, int]:
 
 
 def _safetensors_problem(path: Path) -> str | None:
-    from studio.core.library.registry import _safetensors_header
+    from studio.core.models.identity import safetensors_header
 
     try:
-        header = _safetensors_header(path)
+        header = safetensors_header(path)
         with open(path, "rb") as fh:
             (header_len,) = struct.unpack("<Q", fh.read(8))
         end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)

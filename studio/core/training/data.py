@@ -6,7 +6,6 @@ will see without importing torch.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from studio.core.config import RunConfig
 from studio.core.datasets.formats import RowShapeError, to_example
 from studio.core.datasets.load import Row, read_rows
 from studio.core.datasets.render import IGNORE_INDEX, render_example
+from studio.core.datasets.split import split_indices
 from studio.core.datasets.textcheck import invalid_unicode_message, lone_surrogate
 from studio.core.errors import StudioError
 
@@ -34,17 +34,6 @@ def _rows(files: list[str]) -> list[Row]:
     return rows
 
 
-def split_rows(rows: list[Row], ratio: float, seed: int) -> tuple[list[Row], list[Row]]:
-    """Deterministic hold-out: the same seed always holds out the same rows."""
-    if ratio <= 0 or len(rows) < 2:
-        return rows, []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(rows) * ratio))
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
-
-
 def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> Features:
     if not cfg.dataset.train:
         raise StudioError("No training dataset is selected. Pick a dataset file first.")
@@ -52,7 +41,8 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
     if cfg.dataset.eval:
         eval_rows = _rows(cfg.dataset.eval)
     else:
-        train_rows, eval_rows = split_rows(train_rows, cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+        keep, held = split_indices(len(train_rows), cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+        train_rows, eval_rows = [train_rows[i] for i in keep], [train_rows[i] for i in held]
     max_len = cfg.training.max_seq_len
     dropped = truncated = 0
 

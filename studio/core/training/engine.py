@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from studio.core.config import RunConfig, with_absolute_paths
+from studio.core.control import Control
+from studio.core.datasets.fingerprint import dataset_fingerprint
 from studio.core.errors import StudioError, describe_exception, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_write_text
 from studio.core.heavy_imports import ensure
+from studio.core.library.adapter_files import ADAPTER_CONFIG, point_at_base, read_adapter
 from studio.core.training import checkpoints, memory_watch, run_folder, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
@@ -42,37 +44,6 @@ from studio.core.training.run_folder import TrainResult
 from studio.core.training.warn_capture import warnings_to_log
 
 Emit = Callable[[Event], None]
-
-
-class Control:
-    """Thread-safe requests from the UI to a running engine, honoured at the next step boundary."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-        self._running.set()  # a paused run must wake up to stop
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def wait_while_paused(self) -> None:
-        while not self._running.wait(timeout=0.2):
-            pass
 
 
 def _rank() -> int:
@@ -100,17 +71,6 @@ def _default_run_dir(cfg: RunConfig) -> Path:
 
         return paths.runs_dir() / f"{name}-{launch_id}"
     return runs.new_run_dir(name)
-
-
-def file_fingerprint(files: list[str]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def train(
@@ -297,7 +257,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         def on_train_begin(self, args, tstate, tcontrol, **kw):
             send(RunStarted(
                 run_id=run_dir.name, run_dir=str(run_dir), model=cfg.model.path, dataset=list(cfg.dataset.train),
-                dataset_fingerprint=file_fingerprint(cfg.dataset.train), method=cfg.method, device=device_label,
+                dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),
+                method=cfg.method, device=device_label,
                 total_steps=tstate.max_steps, train_rows=len(feats.train), eval_rows=len(feats.eval),
                 trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
                 estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
@@ -441,7 +402,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         with atomic_dir(adapter_dir, overwrite=True) as tmp:
             trainer.model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            _fix_base_path(tmp, cfg.model.path)
+            if (tmp / ADAPTER_CONFIG).is_file():  # a full fine-tune saves a model, not an adapter
+                point_at_base(read_adapter(tmp), cfg.model.path)
     if stopped:
         reason = f"Stopped by you at step {step}; checkpoint saved, resume any time."
     elif early_stopped:
@@ -477,7 +439,8 @@ def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, ste
     else:
         metrics["eval_note"] = _no_eval_reason(state, step)
     meta = AdapterMeta(
-        base_model=str(Path(cfg.model.path).resolve()), dataset_fingerprint=file_fingerprint(cfg.dataset.train),
+        base_model=str(Path(cfg.model.path).resolve()),
+        dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),
         config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
         run_dir=str(run_dir), method=cfg.method, base_model_hash=state.get("base_identity", ""),
     )
@@ -512,14 +475,3 @@ def _checkpointing_args(on: bool) -> dict:
     params = inspect.signature(TrainingArguments.__init__).parameters
     key = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
     return {key: True, f"{key}_kwargs": {"use_reentrant": False}}
-
-
-def _fix_base_path(adapter_dir: Path, base: str) -> None:
-    """Point the adapter at the absolute base folder so plain ``PeftModel.from_pretrained`` finds it."""
-    import json
-
-    cfg_path = Path(adapter_dir) / "adapter_config.json"
-    if cfg_path.exists():
-        data = json.loads(cfg_path.read_text())
-        data["base_model_name_or_path"] = str(Path(base).resolve())
-        cfg_path.write_text(json.dumps(data, indent=2))

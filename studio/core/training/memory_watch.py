@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import RunConfig
+from studio.core.formatting import format_bytes_in
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = No
     journaled figure is uncorrected, so runs can calibrate the estimator (memory.calibration).
     """
     try:
-        from studio.core.memory import DatasetLengths, device_memory, estimate
+        from studio.core.memory import DatasetLengths, estimate
+        from studio.core.models.device import probe_device
         from studio.core.models.introspect import inspect_model
 
         info = inspect_model(Path(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
@@ -41,7 +43,7 @@ def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = No
         lengths = DatasetLengths(tuple(row_lengths), final=True) if row_lengths else None
         est = estimate(info, cfg, device_kind=kind, lengths=lengths)
         peak = est.total_bytes - est.overhead_parts.get("cuda_context", 0)
-        _kind, _name, budget = device_memory()
+        budget = probe_device().memory_bytes
         return RunEstimate(peak_bytes=int(peak), budget_bytes=int(budget), info=info), ""
     except Exception as err:  # advisory only: a model the estimator cannot read still trains
         return None, f"No memory estimate for this model ({type(err).__name__}: {err}); training goes on without it."
@@ -95,25 +97,21 @@ def _status_bytes(field_name: str) -> int:
     return 0
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
 def oom_message(cfg: RunConfig, device: str, est: RunEstimate | None, measured: int, step: int) -> str:
     """What ran out, how it compares with the estimate, and the estimator's ways to fit."""
     where = "GPU memory" if device == "cuda" else "memory"
-    head = f"Out of {where} at step {step}: measured peak {_gib(measured)}"
+    head = f"Out of {where} at step {step}: measured peak {format_bytes_in(measured)}"
     if est is None:
         return (head + ". Lower the batch size or sequence length, turn on gradient checkpointing, or switch "
                 "to QLoRA (the Configure pane shows what fits).")
-    head += f", estimated peak {_gib(est.peak_bytes)} for this configuration; the device has {_gib(est.budget_bytes)}."
+    head += f", estimated peak {format_bytes_in(est.peak_bytes)} for this configuration; the device has {format_bytes_in(est.budget_bytes)}."
     tips: list[str] = []
     try:
         from studio.core.memory import suggestions
 
         kind = "cuda" if device == "cuda" else "cpu"
         found = suggestions(est.info, cfg, est.budget_bytes, device_kind=kind)
-        tips = [f"{s.text} (estimate {_gib(s.estimate.total_bytes)})" for s in found
+        tips = [f"{s.text} (estimate {format_bytes_in(s.estimate.total_bytes)})" for s in found
                 if s.kind not in ("batch_size", "max_seq_len") or s.fits][:3]
     except Exception:  # suggestions are a courtesy; the measured-vs-estimated line still helps
         tips = []

@@ -9,36 +9,28 @@ and reused on its own; the memory estimator and the Train pane describe runs wit
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from studio.core.config import RunConfig
 from studio.core.datasets.templates import apply_choice
 from studio.core.errors import StudioError
 from studio.core.heavy_imports import ensure
+from studio.core.models.device import gpu_has_bf16, resolve_dtype
+from studio.core.models.device import pick_device as choose_device
+from studio.core.models.folder import check_safety, load_base, open_model_folder
+
+MISSING_CONFIG = "The base model folder has no config.json. Pick a Hugging Face model folder."
 
 
 def pick_device(cfg: RunConfig) -> tuple[str, str]:
     """(device, dtype name). CPU trains in fp32 (bf16 matmuls are slower there); CUDA in bf16 or fp16."""
-    import torch
-
-    want = cfg.training.device
-    use_cuda = torch.cuda.is_available() and want in ("auto", "cuda")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise StudioError("CUDA was requested but no CUDA GPU is visible. Set device to auto or cpu.")
-    if not use_cuda:
-        dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
-        return "cpu", dtype
-    if cfg.model.dtype != "auto":
-        return "cuda", cfg.model.dtype
-    return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    device = choose_device(cfg.training.device)
+    return device, resolve_dtype(cfg.model.dtype, device)
 
 
 def qlora_compute_dtype(cfg: RunConfig, device: str) -> str:
     """bf16 compute on a GPU without bf16 (pre-Ampere) would be emulated or refused: use fp16 there."""
-    import torch
-
     want = cfg.quant.compute_dtype
-    if device == "cuda" and want == "bfloat16" and not torch.cuda.is_bf16_supported():
+    if device == "cuda" and want == "bfloat16" and not gpu_has_bf16():
         return "float16"
     return want
 
@@ -60,20 +52,12 @@ def mixed_precision(device: str, dtype_name: str, method: str) -> str:
 def load_model(cfg: RunConfig, device: str, dtype_name: str):
     ensure()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    path = Path(cfg.model.path)
-    if not (path / "config.json").is_file():
-        raise StudioError("The base model folder has no config.json. Pick a Hugging Face model folder.", path=path)
-    has_safetensors = any(path.glob("*.safetensors"))
-    if not has_safetensors and not cfg.model.allow_pickle:
-        raise StudioError(
-            "This model has only pickle (.bin) weights, which can run arbitrary code when loaded. "
-            "Convert it to safetensors, or allow pickle weights in the model settings if you trust it.",
-            path=path,
-        )
-    dtype = getattr(torch, dtype_name)
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code, "use_safetensors": has_safetensors}
+    base = open_model_folder(cfg.model.path, missing=MISSING_CONFIG)
+    check_safety(base, allow_pickle=cfg.model.allow_pickle, trust_remote_code=None)
+    path = base.path
+    kwargs: dict = {}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -90,7 +74,7 @@ def load_model(cfg: RunConfig, device: str, dtype_name: str):
     apply_choice(tokenizer, cfg.model.chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = load_base(base, dtype_name, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
     model.config.use_cache = False
     return model, tokenizer
 

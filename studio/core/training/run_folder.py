@@ -15,6 +15,7 @@ from pathlib import Path
 
 from studio.core.config import RunConfig
 from studio.core.errors import StudioError
+from studio.core.models.folder import has_config
 from studio.core.training import checkpoints, runs
 
 
@@ -94,7 +95,7 @@ def base_identity_for_run(cfg: RunConfig, run_dir: Path, resume: bool) -> str:
     from studio.core.models.identity import base_identity, require_unchanged
 
     path = Path(cfg.model.path)
-    if not (path / "config.json").is_file():
+    if not has_config(path):
         return ""  # _load_model says what is wrong with the folder
     if resume:
         recorded = next((ev.base_identity for ev in runs.read_events(run_dir)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.datasets.formats import to_example
+from studio.qt.style import TONE
 
 NONE = "(none)"
 # Column names that usually hold each role, best first; used only to pre-select the boxes.
@@ -79,7 +80,7 @@ class ColumnMappingDialog(QDialog):
         self.example.setReadOnly(True)
         self.example.setMaximumHeight(160)
         self.problem = QLabel()
-        self.problem.setStyleSheet("color: #b91c1c;")
+        self.problem.setStyleSheet(f"color: {TONE.error};")
         self.problem.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)

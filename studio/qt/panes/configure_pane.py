@@ -1,8 +1,10 @@
 """Configure: the base model, the method and every training knob, with a live memory estimate.
 
-Every edit goes through ``AppState.update`` so the Train pane trains exactly what is shown here,
-and every config change (from this pane, a loaded file or a clicked suggestion) comes back through
-``config_changed`` to refresh the widgets: the state is the single source of truth.
+The pane is a binder: every edit goes to the app's ``ConfigureSession`` (``session.set(key, value)``),
+which holds the config and its rules (alpha link, method recipes, touched fields, length mode,
+budget, field errors), and every change (from this pane, a loaded file, a clicked suggestion or
+another pane) comes back as the session's per-field events to refresh the widgets. The Train pane
+trains exactly what is shown here: the session is the single source of truth.
 
 Inspecting a model builds it on the meta device, which imports transformers and can take seconds,
 so it runs in a worker, once per (folder, safety switches); ``inspect_model`` caches the result.
@@ -32,26 +34,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.config import LoraSection, RunConfig, default_lr, load_config
-from studio.core.errors import StudioError
+from studio.core.config import RunConfig, load_config
+from studio.core.configure import Budget, model_limits
+from studio.core.errors import StudioError, describe_exception
+from studio.core.formatting import format_bytes
 from studio.core.memory import (
     Calibration,
     DatasetLengths,
     Estimate,
-    GiB,
     Suggestion,
     estimate,
-    format_bytes,
     suggestions,
     verdict,
 )
+from studio.core.models.device import DeviceInfo
 from studio.core.models.introspect import ModelInfo
 from studio.qt.errors import show_error
 from studio.qt.panes.configure.form import ConfigureForm
 from studio.qt.panes.configure.model_source import ModelSource
 from studio.qt.state import AppState
 from studio.qt.widgets.base_model_box import BaseModelBox
-from studio.qt.widgets.config_fields import get_value, guard_wheel
+from studio.qt.widgets.config_fields import guard_wheel
 from studio.qt.widgets.estimate_panel import EstimatePanel
 from studio.qt.workers.estimate_inputs import calibration_job, lengths_job, lengths_key
 from studio.qt.workers.task import TaskRunner, TaskState
@@ -59,46 +62,22 @@ from studio.qt.workers.task import TaskRunner, TaskState
 # Coalesce edits this long before recomputing; with the sub-millisecond estimate the panel is
 # current well within 50 ms of the last change.
 ESTIMATE_DEBOUNCE_MS = 15
-DEFAULT_RANK: int = LoraSection.model_fields["r"].default
-ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
 CONFIG_FILTER = "Run configs (*.yaml *.yml);;All files (*)"
 
 
 
-def probe_device(_state: TaskState | None = None) -> tuple[str, str, int, int]:
-    """(kind, name, device bytes, RAM bytes), off the UI thread: it imports torch."""
-    import psutil
+def probe_device(_state: TaskState | None = None) -> DeviceInfo:
+    """This machine, read off the UI thread: it imports torch."""
+    from studio.core.models.device import probe_device as probe
 
-    from studio.core.memory import device_memory
-
-    kind, name, total = device_memory()
-    return kind, name, total, int(psutil.virtual_memory().total)
-
-
-def _field_messages(err: StudioError) -> str:
-    """The field-level lines of a validation error, without the 'overrides has 1 bad value' header."""
-    lines = err.message.splitlines()
-    body = [ln.strip() for ln in lines[1:] if ln.strip()]
-    return "\n".join(body) if body and "bad value" in lines[0] else err.message
-
-
-def touched_in(cfg: RunConfig) -> set[str]:
-    """Knobs of a loaded config that differ from the method's recipe: its author chose them,
-    so a later method switch must not reset them."""
-    out = set()
-    if cfg.training.lr != default_lr(cfg.method):
-        out.add("training.lr")
-    if cfg.lora.r != DEFAULT_RANK:
-        out.add("lora.r")
-    if cfg.lora.alpha != ALPHA_PER_RANK * cfg.lora.r:
-        out.add("lora.alpha")
-    return out
+    return probe()
 
 
 class ConfigurePane(ConfigureForm, ModelSource, QWidget):
     def __init__(self, state: AppState, tasks: TaskRunner | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.session = state.session
         self.tasks = tasks or TaskRunner(self)
         self.info: ModelInfo | None = None
         self.estimate: Estimate | None = None  # what the panel shows now
@@ -107,13 +86,9 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         self._inspect_key: tuple | None = None
         self._inspect_problem = ""
         self._model_pending = False
-        self._device: tuple[str, str, int, int] | None = None
-        self._device_failed = False
-        self._touched: set[str] = set()
         self._syncing = False
         self.editors: dict[str, QWidget] = {}
         self._messages: dict[str, QLabel] = {}
-        self._edit_errors: dict[str, str] = {}
         self._limit_errors: dict[str, str] = {}
         # The estimate's inputs from files: the dataset's token lengths, this machine's calibration.
         self.lengths: DatasetLengths | None = None
@@ -129,13 +104,13 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
 
         self.model_box = BaseModelBox()
         self.model_box.folder_requested.connect(self._choose_folder_dialog)
-        self.model_box.store_chosen.connect(lambda p: self._apply({"model.path": p}, "model.path"))
+        self.model_box.store_chosen.connect(lambda p: self.session.set("model.path", p))
         self.model_box.import_requested.connect(self._import_dialog)
         self.model_box.allow_pickle_toggled.connect(lambda on: self._edit("model.allow_pickle", on))
         self.model_box.trust_code_toggled.connect(lambda on: self._edit("model.trust_remote_code", on))
         self.panel = EstimatePanel()
         self.panel.suggestion_chosen.connect(self.apply_suggestion)
-        self.panel.plan_changed.connect(self.schedule_estimate)
+        self.panel.plan_changed.connect(lambda: self.session.plan_for(self.panel.planned_gpu_gib()))
 
         sections = QWidget()
         sections.setObjectName("configureSections")
@@ -196,42 +171,66 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         layout.addLayout(header)
         layout.addLayout(body, 1)
 
-        state.config_changed.connect(self._on_config_changed)
+        events = self.session.events
+        links = ((events.changed, self._on_field), (events.alpha_linked, self._on_alpha_linked),
+                 (events.errors, self._on_errors), (events.budget, self.schedule_estimate),
+                 (events.config, self._on_config_changed))
+        for event, slot in links:
+            event.connect(slot)
+        # The session outlives a closed pane (it is the app's): stop listening with the widgets gone.
+        self.destroyed.connect(lambda *_: [event.disconnect(slot) for event, slot in links])
         state.model_ready.connect(self._on_model_ready)
         self._refresh_store()
         guard_wheel(sections)
-        self._on_config_changed(state.config)
+        for key in events:
+            self._on_field(key, self.session.get(key))
+        self._on_alpha_linked(self.session.alpha_linked)
+        self._on_config_changed(self.session.config)
         self.tasks.run(probe_device, on_result=self._on_device, on_error=self._on_device_failed, owner=self)
-        self.tasks.run(calibration_job, on_result=self._on_calibration, on_error=lambda _m, _d: None, owner=self)
+        self.tasks.run(calibration_job, on_result=self._on_calibration, on_error=lambda _e: None, owner=self)
 
-    # -- building ---------------------------------------------------------------------------------
-    def _on_config_changed(self, cfg: RunConfig) -> None:
-        self._syncing = True
+    # -- session -> widgets ----------------------------------------------------------------------
+    def _on_field(self, key: str, value: Any) -> None:
+        """Show one config field's new value in its editor and in what derives from it."""
+        syncing, self._syncing = self._syncing, True
         try:
-            for key, widget in self.editors.items():
-                value = get_value(cfg, key)
-                if isinstance(widget, QComboBox):
-                    widget.setCurrentIndex(max(widget.findData(value), 0))
-                elif isinstance(widget, QCheckBox):
-                    widget.setChecked(bool(value))
-                elif isinstance(widget, (QSpinBox, QDoubleSpinBox)) and not (
-                        key == "training.max_steps" and value < 1):  # -1 = use epochs; keep the last count
-                    widget.setValue(value)
-            if self.alpha_link.isChecked() and cfg.lora.alpha != ALPHA_PER_RANK * cfg.lora.r:
-                self.alpha_link.setChecked(False)  # a file or a suggestion set alpha on its own
-            self.alpha.setEnabled(not self.alpha_link.isChecked())
-            by_steps = cfg.training.max_steps > 0
-            self.length_mode.setCurrentIndex(1 if by_steps else 0)
-            self.epochs.setEnabled(not by_steps)
-            self.max_steps.setEnabled(by_steps)
-            self.lora_box.setEnabled(cfg.method != "full")
-            self.quant_box.setEnabled(cfg.method == "qlora")
-            self.effective_batch.setText(f"{cfg.training.batch_size * cfg.training.grad_accum} per update")
-            self.model_box.set_path(cfg.model.path)
-            self.model_box.set_safety(cfg.model.allow_pickle, cfg.model.trust_remote_code)
-            self.model_box.store.setCurrentIndex(max(self.model_box.store.findData(cfg.model.path), 0))
+            widget = self.editors.get(key)
+            if isinstance(widget, QComboBox):
+                widget.setCurrentIndex(max(widget.findData(value), 0))
+            elif isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)) and not (
+                    key == "training.max_steps" and value < 1):  # -1 = use epochs; keep the last count
+                widget.setValue(value)
+            cfg = self.session.config
+            if key == "training.max_steps":
+                by_steps = self.session.length_mode == "steps"
+                self.length_mode.setCurrentIndex(1 if by_steps else 0)
+                self.epochs.setEnabled(not by_steps)
+                self.max_steps.setEnabled(by_steps)
+            elif key == "method":
+                self.lora_box.setEnabled(value != "full")
+                self.quant_box.setEnabled(value == "qlora")
+            elif key in ("training.batch_size", "training.grad_accum"):
+                self.effective_batch.setText(f"{cfg.training.batch_size * cfg.training.grad_accum} per update")
+            elif key == "model.path":
+                self.model_box.set_path(value)
+                self.model_box.store.setCurrentIndex(max(self.model_box.store.findData(value), 0))
+            elif key in ("model.allow_pickle", "model.trust_remote_code"):
+                self.model_box.set_safety(cfg.model.allow_pickle, cfg.model.trust_remote_code)
         finally:
-            self._syncing = False
+            self._syncing = syncing
+
+    def _on_alpha_linked(self, linked: bool) -> None:
+        syncing, self._syncing = self._syncing, True
+        try:
+            self.alpha_link.setChecked(linked)
+            self.alpha.setEnabled(not linked)
+        finally:
+            self._syncing = syncing
+
+    def _on_config_changed(self, cfg: RunConfig) -> None:
+        """After any change: what depends on the model and the whole config."""
         if self.info is not None:
             self.model_box.show_info(self.info)  # clears a notice about an earlier attempt
             self.targets.set_selection(cfg.lora.target_modules)
@@ -242,17 +241,16 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
 
     def _check_limits(self, cfg: RunConfig) -> None:
         """Cross-checks the config cannot make alone because they depend on the model."""
-        self._limit_errors.clear()
-        info = self.info
-        if info is not None and info.context_length and cfg.training.max_seq_len > info.context_length:
-            self._limit_errors["training.max_seq_len"] = (
-                f"Longer than this model's context window ({info.context_length:,} tokens): it has never seen "
-                f"positions past that. Use {info.context_length:,} or less.")
+        self._limit_errors = model_limits(cfg, self.info)
+        self._render_messages()
+
+    def _on_errors(self, _errors: dict[str, str]) -> None:
         self._render_messages()
 
     def _render_messages(self) -> None:
+        edit_errors = self.session.errors
         for key, label in self._messages.items():
-            text = "\n".join(t for t in (self._edit_errors.get(key), self._limit_errors.get(key)) if t)
+            text = "\n".join(t for t in (edit_errors.get(key), self._limit_errors.get(key)) if t)
             label.setText(text)
             label.setVisible(bool(text))
 
@@ -261,98 +259,33 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         label = self._messages.get(key)
         return label.text() if label is not None and label.isVisible() else ""
 
-    # -- widgets -> state -------------------------------------------------------------------------
-    def _edit(self, key: str, value: Any, **extra: Any) -> None:
-        if self._syncing:
-            return
-        self._touched.add(key)
-        self._apply({key: value, **extra}, key)
-
-    def _apply(self, overrides: dict[str, Any], key: str) -> bool:
-        try:
-            self.state.update(**overrides)
-        except StudioError as err:
-            self._edit_errors[key] = _field_messages(err)
-            self._render_messages()
-            return False
-        for k in overrides:
-            self._edit_errors.pop(k, None)
-        self._edit_errors.pop(key, None)
-        self._render_messages()
-        return True
-
-    def _on_rank(self, r: int) -> None:
-        extra = {"lora.alpha": ALPHA_PER_RANK * r} if self.alpha_link.isChecked() else {}
-        self._touched.add("lora.r")
-        self._apply({"lora.r": r, **extra}, "lora.r")
-
-    def _on_alpha_link(self, linked: bool) -> None:
-        self.alpha.setEnabled(not linked)
-        if linked and not self._syncing:
-            self._apply({"lora.alpha": ALPHA_PER_RANK * self.state.config.lora.r}, "lora.alpha")
-
-    def _on_method(self, method: str) -> None:
-        """Switch method and bring the untouched knobs to that method's recipe."""
-        cfg = self.state.config
-        if method == cfg.method:
-            return
-        # Beside the user's own edits, whatever differs from the current recipe was chosen by someone
-        # (a loaded file, the demo's defaults, another pane) and is kept too.
-        touched = self._touched | touched_in(cfg)
-        overrides: dict[str, Any] = {"method": method}
-        if "training.lr" not in touched:
-            overrides["training.lr"] = default_lr(method)
-        if method != "full":
-            r = cfg.lora.r if "lora.r" in touched else DEFAULT_RANK
-            overrides["lora.r"] = r
-            if self.alpha_link.isChecked() or "lora.alpha" not in touched:
-                overrides["lora.alpha"] = ALPHA_PER_RANK * r
-        self._apply(overrides, "method")
-
-    def _on_length_mode(self) -> None:
-        if self.length_mode.currentData() == "steps":
-            self._apply({"training.max_steps": self.max_steps.value()}, "training.max_steps")
-        else:
-            self._apply({"training.max_steps": -1}, "training.max_steps")
+    # -- widgets -> session -----------------------------------------------------------------------
+    def _edit(self, key: str, value: Any) -> None:
+        if not self._syncing:
+            self.session.set(key, value)
 
     def apply_suggestion(self, suggestion: Suggestion) -> None:
-        self._touched.update(suggestion.overrides)
-        self._apply(dict(suggestion.overrides), next(iter(suggestion.overrides), "method"))
+        self.session.apply_suggestion(dict(suggestion.overrides))
 
     # -- the model --------------------------------------------------------------------------------
-    def _on_device(self, result: tuple[str, str, int, int]) -> None:
-        self._device = result
-        kind, name, total, ram = result
-        if kind == "cuda":
-            text = f"This machine: {name}, {format_bytes(total)} GPU memory; {format_bytes(ram)} RAM."
+    def _on_device(self, device: DeviceInfo) -> None:
+        self.session.set_machine(device)
+        if device.kind == "cuda":
+            text = (f"This machine: {device.name}, {format_bytes(device.memory_bytes)} GPU memory; "
+                    f"{format_bytes(device.ram_bytes)} RAM.")
         else:
-            text = f"This machine: {name.removesuffix(' (system RAM)')}, {format_bytes(ram)} RAM, no CUDA GPU."
+            text = f"This machine: {device.name}, {format_bytes(device.ram_bytes)} RAM, no CUDA GPU."
         self.panel.set_device_text(text)
-        self.schedule_estimate()
 
-    def _on_device_failed(self, message: str, _detail: str) -> None:
-        self._device_failed = True
+    def _on_device_failed(self, exc: BaseException) -> None:
+        message = describe_exception(exc)[0]
         self.panel.set_device_text(f"This machine's memory could not be read ({message}); "
                                    "choose a GPU size under Plan for.")
-        self.schedule_estimate()
+        self.session.machine_unknown()
 
-    def budget(self, cfg: RunConfig) -> tuple[str, int | None, str] | None:
+    def budget(self, cfg: RunConfig) -> Budget | None:
         """(device kind to estimate for, budget bytes or None, budget name); None while detecting."""
-        gib = self.panel.planned_gpu_gib()
-        if gib:
-            return "cuda", int(gib * GiB), "GPU"
-        want = cfg.training.device
-        if self._device is None:
-            if not self._device_failed:
-                return None
-            return ("cpu" if want == "auto" else want), None, "this machine's memory is unknown"
-        kind, _name, total, ram = self._device
-        target = kind if want == "auto" else want
-        if target == "cpu":
-            return "cpu", ram, "RAM"
-        if kind == "cuda":
-            return "cuda", total, "GPU"
-        return "cuda", None, "no CUDA GPU here: pick a GPU size under Plan for"
+        return self.session.budget(cfg)
 
     # -- the estimate -----------------------------------------------------------------------------
     def schedule_estimate(self) -> None:
@@ -415,7 +348,8 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         self._lengths_note = f"; the dataset could not be counted: {problem}" if problem else ""
         self.schedule_estimate()
 
-    def _on_lengths_failed(self, message: str, _detail: str) -> None:
+    def _on_lengths_failed(self, exc: BaseException) -> None:
+        message = describe_exception(exc)[0]
         self._lengths_note = f"; the dataset could not be counted: {message}"
         self.schedule_estimate()
 
@@ -444,9 +378,7 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         except StudioError as err:
             show_error(self, err.user_text(), err.detail, title="Config not loaded")
             return False
-        self._touched = touched_in(cfg)
-        self._edit_errors.clear()
-        self.state.set_config(cfg)
+        self.session.load(cfg)
         self.file_status.setText(f"Loaded {Path(path).name}")
         return True
 

@@ -3,9 +3,10 @@ it without touching the original.
 
 Layout: a top bar (open, files, format, fingerprint, progress), then a splitter with the rows
 table on the left and tabs on the right (Findings / What the model sees / Stats / Split & clean).
-All reading, checking, tokenizing and writing runs in workers (``dataset/jobs.py``); the pane
-only edits the run config in ``AppState`` and paints results. A newer request always wins: each
-job carries a generation number and stale results are dropped.
+All reading, checking, tokenizing and writing runs in workers (the dataset check is
+``core/datasets/pipeline.py``, the preview and clean-up ``dataset/jobs.py``); the pane only edits
+the run config in ``AppState`` and paints results. A newer request always wins: reads and checks
+share one task slot, so starting one cancels the last and its late results are dropped.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from PySide6.QtWidgets import (
 
 from studio.core import paths as studio_paths
 from studio.core.config import RunConfig
-from studio.core.datasets.load import SUPPORTED_SUFFIXES
-from studio.core.errors import StudioError
+from studio.core.datasets import pipeline
+from studio.core.datasets.readers import SUPPORTED_SUFFIXES
+from studio.core.errors import StudioError, describe_exception
 from studio.qt.dialogs.column_mapping import ColumnMappingDialog
 from studio.qt.panes.dataset import header, jobs
 from studio.qt.panes.dataset.findings_view import FindingsView
@@ -43,10 +45,11 @@ from studio.qt.panes.dataset.rows_model import RowsModel
 from studio.qt.panes.dataset.split_clean_view import SplitCleanView
 from studio.qt.panes.dataset.stats_view import StatsView
 from studio.qt.state import AppState
-from studio.qt.workers.task import Task, TaskRunner
+from studio.qt.style import TONE
+from studio.qt.workers.task import Task, TaskRunner, TaskSlot
 
 FILE_FILTER = "Datasets (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;All files (*)"
-FORMAT_COLORS = {"unknown": "#b91c1c", "mixed": "#b45309"}
+FORMAT_COLORS = {"unknown": TONE.error, "mixed": TONE.warning}
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:
@@ -63,11 +66,10 @@ class DatasetPane(QWidget):
         super().__init__(parent)
         self.state = state
         self.tasks = tasks
-        self.tokenizers = jobs.TokenizerCache()
-        self.loaded: jobs.Loaded | None = None
-        self._spec: jobs.LoadSpec | None = None
-        self._gen = 0
-        self._task: Task | None = None
+        self.tokenizers = pipeline.TokenizerCache()
+        self.loaded: pipeline.Loaded | None = None
+        self._spec: pipeline.LoadSpec | None = None
+        self._jobs = TaskSlot(tasks, self)   # the read or check under way
         self._reading = False
         self._preview_task: Task | None = None
         self._preview_wanted: int | None = None
@@ -142,7 +144,7 @@ class DatasetPane(QWidget):
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
-        self.banner.setStyleSheet("background:#fef3c7; color:#78350f; border:1px solid #fcd34d; border-radius:5px; "
+        self.banner.setStyleSheet(f"background:{TONE.warn_tint}; color:{TONE.warn_ink}; border:1px solid {TONE.warn_edge}; border-radius:5px; "
                                   "padding:6px 8px;")
         self.banner.hide()
 
@@ -248,7 +250,7 @@ class DatasetPane(QWidget):
 
     # -- reacting to the config ------------------------------------------------------------------
     def _on_config(self, cfg: RunConfig) -> None:
-        spec = jobs.LoadSpec.from_config(cfg)
+        spec = pipeline.LoadSpec.from_config(cfg)
         previous, self._spec = self._spec, spec
         self.split_clean.set_config(cfg)
         self._show_files()
@@ -269,19 +271,12 @@ class DatasetPane(QWidget):
     @property
     def busy(self) -> bool:
         """A read or check is under way."""
-        return self._task is not None
-
-    def _stop_running(self) -> None:
-        if self._task is not None:
-            self._task.request_stop()
-            self._task = None
+        return self._jobs.busy
 
     def _read(self) -> None:
         spec = self._spec
         assert spec is not None
-        self._gen += 1
-        gen = self._gen
-        self._stop_running()
+        self._jobs.cancel()
         self.loaded = None
         self.model.clear(spec.columns, many_files=len(spec.train) > 1)
         self.table.horizontalHeader().resizeSection(RowsModel.LINE, 150 if len(spec.train) > 1 else 70)
@@ -292,13 +287,12 @@ class DatasetPane(QWidget):
         self._reading = True
         self._set_progress(-1.0, "Reading…")
         tokenizers = self.tokenizers
-        self._task = self.tasks.run(
-            lambda s: jobs.read(s, spec, tokenizers),
-            on_partial=lambda v, g=gen: self._on_partial(g, v),
-            on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
-            on_result=lambda v, g=gen: self._on_done(g, v),
-            on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
-            owner=self,
+        self._jobs.start(
+            lambda s: pipeline.read(s, spec, tokenizers),
+            on_partial=self._on_partial,
+            on_progress=self._set_progress,
+            on_result=self._on_done,
+            on_error=self._on_failed,
         )
 
     def _check(self) -> None:
@@ -308,54 +302,39 @@ class DatasetPane(QWidget):
             if spec is not None and spec.train:
                 self._read()
             return
-        self._gen += 1
-        gen = self._gen
-        self._stop_running()
         loaded, tokenizers = self.loaded, self.tokenizers
         self._set_progress(-1.0, "Checking…")
-        self._task = self.tasks.run(
-            lambda s: jobs.check(s, loaded, spec, tokenizers),
-            on_progress=lambda f, m, g=gen: self._on_progress(g, f, m),
-            on_result=lambda v, g=gen: self._on_done(g, v),
-            on_error=lambda m, d, g=gen: self._on_failed(g, m, d),
-            owner=self,
+        self._jobs.start(
+            lambda s: pipeline.check(s, loaded, spec, tokenizers),
+            on_progress=self._set_progress,
+            on_result=self._on_done,
+            on_error=self._on_failed,
         )
         self._refresh_preview()
 
     # -- results ---------------------------------------------------------------------------------
-    def _on_partial(self, gen: int, value) -> None:
-        if gen != self._gen:
-            return
-        if isinstance(value, jobs.RowsRead):
+    def _on_partial(self, value) -> None:
+        if isinstance(value, pipeline.RowsRead):
             self.model.append_rows(value.rows)
             if self.table.currentIndex().row() < 0 and self.model.rowCount():
                 self.table.selectRow(0)
-        elif isinstance(value, jobs.Loaded):
+        elif isinstance(value, pipeline.Loaded):
             self._reading = False
             self._show_loaded(value)
 
-    def _on_progress(self, gen: int, frac: float, message: str) -> None:
-        if gen == self._gen:
-            self._set_progress(frac, message)
-
-    def _on_done(self, gen: int, value) -> None:
-        if gen != self._gen:
-            return
-        self._task = None
+    def _on_done(self, value) -> None:
         self._reading = False
         self.progress.hide()
         self.status.setText("")
-        if isinstance(value, jobs.Loaded):
+        if isinstance(value, pipeline.Loaded):
             self._show_loaded(value)
             if self._recheck_when_done and not value.report.token_checked:
                 self._recheck_when_done = False
                 self._check()
         self._recheck_when_done = False
 
-    def _on_failed(self, gen: int, message: str, _detail: str) -> None:
-        if gen != self._gen:
-            return
-        self._task = None
+    def _on_failed(self, exc: BaseException) -> None:
+        message = describe_exception(exc)[0]
         self._reading = False
         self.progress.hide()
         self.status.setText("")
@@ -382,7 +361,7 @@ class DatasetPane(QWidget):
         self.banner.hide()
         self.map_button.setVisible(bool(self._spec and self._spec.column_map))
 
-    def _show_loaded(self, loaded: jobs.Loaded) -> None:
+    def _show_loaded(self, loaded: pipeline.Loaded) -> None:
         self.loaded = loaded
         result, report = loaded.result, loaded.report
         if self.model.result is not result:
@@ -406,11 +385,11 @@ class DatasetPane(QWidget):
         self.files_label.setText(text)
         self.files_label.setToolTip(tip)
 
-    def _show_summary(self, loaded: jobs.Loaded) -> None:
+    def _show_summary(self, loaded: pipeline.Loaded) -> None:
         result, report = loaded.result, loaded.report
         self._show_files()
         fmt = result.format
-        color = FORMAT_COLORS.get(fmt, "#1d4ed8")
+        color = FORMAT_COLORS.get(fmt, TONE.info)
         counts = ", ".join(f"{n:,} {k}" for k, n in sorted(result.format_counts.items(), key=lambda kv: -kv[1]))
         self.format_label.setText(f"Format: <b style='color:{color}'>{fmt}</b>")
         self.format_label.setToolTip(f"Rows by format: {counts or 'none'}")
@@ -483,7 +462,7 @@ class DatasetPane(QWidget):
         self._preview_task = self.tasks.run(
             lambda s: jobs.view_row(s, example, spec, tokenizers),
             on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
-            on_error=lambda m, _d, r=row: self.preview.show_message(f"⚠ {m}", r),
+            on_error=lambda e, r=row: self.preview.show_message(f"⚠ {describe_exception(e)[0]}", r),
             on_finished=self._on_preview_finished,
             owner=self,
         )
@@ -527,7 +506,7 @@ class DatasetPane(QWidget):
         self._clean_task = self.tasks.run(
             lambda s: jobs.clean(s, loaded.result, loaded.report, actions),
             on_result=self._on_cleaned,
-            on_error=lambda m, _d: self.split_clean.show_clean_error(m),
+            on_error=lambda e: self.split_clean.show_clean_error(describe_exception(e)[0]),
             on_finished=self._on_clean_finished,
             owner=self,
         )

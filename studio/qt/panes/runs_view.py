@@ -29,17 +29,19 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
+from studio.core.formatting import format_bytes_in, format_duration
 from studio.core.training import runs
 from studio.core.training.compare import ranked, recommend
 from studio.qt.errors import show_error
+from studio.qt.style import SERIES, TONE
 from studio.qt.widgets.curves import LivePlot
 
 COLUMNS = ("Run", "Status", "Model", "Dataset", "Method", "Steps", "Train loss", "Eval loss", "Duration",
            "Tokens/s", "Peak memory")
 RANK_COLUMNS = ("#", "Run", "Best eval loss", "Trainable params", "Method")
-PALETTE = ("#2b6cb0", "#dd6b20", "#2f855a", "#9b2c2c", "#6b46c1", "#b7791f", "#319795", "#d53f8c")
-STATUS_COLORS = {"completed": "#2f855a", "running": "#2b6cb0", "stopped": "#b7791f", "failed": "#c53030",
-                 "interrupted": "#c53030"}
+PALETTE = SERIES
+STATUS_COLORS = {"completed": TONE.green, "running": TONE.blue, "stopped": TONE.amber, "failed": TONE.red,
+                 "interrupted": TONE.red}
 # What the overlay plot can show: label -> (event kind, attribute, y-axis label, scale)
 METRICS = {
     "Train loss": ("step", "loss", "loss", 1.0),
@@ -54,10 +56,6 @@ def _fmt(v, spec: str = ".4f") -> str:
     return "—" if v is None else format(v, spec)
 
 
-def _dur(s: float) -> str:
-    m, sec = divmod(int(s), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def _params(n: int) -> str:
@@ -194,16 +192,16 @@ class RunsView(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.summaries))
         for i, s in enumerate(self.summaries):
-            peak = f"{s.peak_memory_bytes / 2**30:.2f} GiB" if s.peak_memory_bytes else "—"
+            peak = format_bytes_in(s.peak_memory_bytes) if s.peak_memory_bytes else "—"
             values = (
                 s.name, s.status, Path(s.model).name, ", ".join(Path(d).name for d in s.dataset), _method(s),
-                f"{s.step}/{s.total_steps}", _fmt(s.train_loss), _fmt(s.eval_loss), _dur(s.duration_s),
+                f"{s.step}/{s.total_steps}", _fmt(s.train_loss), _fmt(s.eval_loss), format_duration(s.duration_s),
                 f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "—", peak,
             )
             for j, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 if COLUMNS[j] == "Status":
-                    color = STATUS_COLORS.get(s.status, "#718096")
+                    color = STATUS_COLORS.get(s.status, TONE.quiet)
                     item.setIcon(_dot(color))
                     item.setForeground(QColor(color))
                     tip = s.reason or ("Still training" if s.status == "running" else "")
@@ -217,7 +215,7 @@ class RunsView(QWidget):
                 elif COLUMNS[j] == "Eval loss" and s.best_eval_loss is not None:
                     item.setToolTip(f"best {s.best_eval_loss:.4f}")
                 elif COLUMNS[j] == "Peak memory" and s.estimated_peak_bytes:
-                    item.setToolTip(f"estimated {s.estimated_peak_bytes / 2**30:.2f} GiB")
+                    item.setToolTip(f"estimated {format_bytes_in(s.estimated_peak_bytes)}")
                 if j >= 5:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(i, j, item)
@@ -249,8 +247,8 @@ class RunsView(QWidget):
                 item = QTableWidgetItem(v)
                 if picked:
                     item.setFont(bold)
-                    item.setBackground(QColor("#e6fffa"))
-                    item.setForeground(QColor("#0f172a"))  # dark ink on the light tint, in the dark scheme too
+                    item.setBackground(QColor(TONE.best_tint))
+                    item.setForeground(QColor(TONE.tint_ink))  # dark ink on the light tint, in the dark scheme too
                 if j == 1:
                     item.setToolTip(str(s.run_dir))
                 if j in (0, 2, 3):

@@ -3,6 +3,10 @@
 The pane only listens: the engine's events arrive as a signal, go into curve buffers, and the
 plots redraw on their own timer. Progress text is updated from the same events, and a one-second
 tick keeps the elapsed time moving between steps.
+
+The run is a task like every other background job: the engine's events come back as the task's
+partial results (relayed to the GUI thread, dropped once the pane is gone), its failure as the
+exception, and Pause/Stop set the task's ``Control``, which the engine reads at step boundaries.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.config import RunConfig
+from studio.core.errors import describe_exception
+from studio.core.formatting import format_bytes_in, format_duration
 from studio.core.training import trackers
 from studio.core.training.events import Event
 from studio.qt.panes.runs_view import RunsView
 from studio.qt.state import AppState
+from studio.qt.style import TONE
 from studio.qt.widgets.curves import LivePlot
-from studio.qt.workers.training import TrainingSession
+from studio.qt.workers.task import Task, TaskRunner, TaskSlot, TaskState
 
 TRACKER_LABELS = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
 
@@ -52,23 +60,16 @@ def _dataset_problem(cfg) -> str:
     return ""
 
 
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class TrainPane(QWidget):
     run_finished = Signal(object)   # RunFinished event
     run_failed = Signal(str)        # the worker raised: the message shown in the dialog
     attention_needed = Signal(str)  # a warning the run logged (desktop notification while away)
     running_changed = Signal(bool)
 
-    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, tasks: TaskRunner | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.session: TrainingSession | None = None
+        self._run_slot = TaskSlot(tasks or TaskRunner(self), self)
         self._started = 0.0
         self._total = 0
         self._step = 0
@@ -106,7 +107,7 @@ class TrainPane(QWidget):
             )
             box.toggled.connect(self._on_tracker_toggled)
             self.tracker_boxes[name] = box
-        self.train_button.clicked.connect(self.start_training)
+        self.train_button.clicked.connect(lambda: self.start_training())  # not clicked's bool as run_dir
         self.pause_button.clicked.connect(self._on_pause_clicked)
         self.stop_button.clicked.connect(self.stop_training)
 
@@ -117,15 +118,15 @@ class TrainPane(QWidget):
         self.status.setObjectName("muted")
 
         self.loss_plot = LivePlot("Loss", "loss")
-        self.loss_plot.add_curve("train", "#2b6cb0")
-        self.loss_plot.add_curve("eval", "#dd6b20", symbol="o")
+        self.loss_plot.add_curve("train", TONE.blue)
+        self.loss_plot.add_curve("eval", TONE.orange, symbol="o")
         self.lr_plot = LivePlot("Learning rate", "lr", legend=False)
-        self.lr_plot.add_curve("lr", "#6b46c1")
+        self.lr_plot.add_curve("lr", TONE.purple)
         self.lr_plot.getAxis("left").enableAutoSIPrefix(False)  # 0.0003, not "300" under "lr (x1e-06)"
         self.speed_plot = LivePlot("Throughput", "tokens/s", legend=False)
-        self.speed_plot.add_curve("tokens/s", "#2f855a")
+        self.speed_plot.add_curve("tokens/s", TONE.green)
         self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
-        self.memory_plot.add_curve("measured", "#c53030")
+        self.memory_plot.add_curve("measured", TONE.red)
         self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot)
         self.runs_view = RunsView()
         self.runs_view.resume_requested.connect(self.resume_run)
@@ -204,9 +205,9 @@ class TrainPane(QWidget):
         text = (f"<b>{model}</b> on <b>{data}</b> — {method}{rank}, lr {cfg.training.lr:g}, "
                 f"batch {cfg.training.batch_size}, {steps}, max {cfg.training.max_seq_len} tokens{stop}")
         if changed:
-            text += "<br><span style='color:#718096'>Changes made since it started apply to the next run.</span>"
+            text += f"<br><span style='color:{TONE.quiet}'>Changes made since it started apply to the next run.</span>"
         elif self._data_problem and self._run_cfg is None:
-            text += f"<br><span style='color:#b91c1c'>⚠ {html.escape(self._data_problem)}</span>"
+            text += f"<br><span style='color:{TONE.error}'>⚠ {html.escape(self._data_problem)}</span>"
         self.summary.setText(text)
 
     def _on_tracker_toggled(self) -> None:
@@ -233,10 +234,16 @@ class TrainPane(QWidget):
             self.train_button.setToolTip("Start a fine-tune with the current dataset and configuration")
 
     # -- actions ----------------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self.session is not None and self.session.is_running()
+    @property
+    def task(self) -> Task | None:
+        """The task of the run started last (None before the first)."""
+        return self._run_slot.task
 
-    def start_training(self, run_dir: Path | None = None, resume: bool = False) -> None:
+    def is_running(self) -> bool:
+        return self._run_slot.is_running()
+
+    def start_training(self, run_dir: Path | None = None, resume: bool = False, cfg: RunConfig | None = None) -> None:
+        """Train ``cfg`` (the current config when None) into a new run folder, or continue ``run_dir``."""
         if self.is_running():
             return
         if not resume:
@@ -244,7 +251,8 @@ class TrainPane(QWidget):
             if self._data_problem:
                 self._on_config_changed(self.state.config)
                 return
-        self._run_cfg = self.state.config
+        cfg = cfg or self.state.config
+        self._run_cfg = cfg
         self._show_summary(self._run_cfg)
         for plot in self.plots:
             plot.clear_data()
@@ -261,12 +269,14 @@ class TrainPane(QWidget):
         self._paused_since = self._paused_total = 0.0
         self._step, self._epoch = 0, 0.0
         self._tick.start()
-        session = TrainingSession(self.state.config, run_dir=run_dir, resume=resume, parent=self)
-        session.worker.event.connect(self._on_event)
-        session.worker.failed.connect(self._on_failed)
-        session.thread.finished.connect(self._on_thread_finished)
-        self.session = session
-        session.start()
+
+        def work(task: TaskState):
+            from studio.core.training.engine import train
+
+            return train(cfg, run_dir=run_dir, emit=task.partial, control=task.control, resume=resume)
+
+        self._run_slot.start(work, on_partial=self._on_event, on_error=self._on_failed,
+                             on_finished=self._on_thread_finished)
         self.pause_button.setText("Pause")
         self._sync_buttons()
         self.running_changed.emit(True)
@@ -278,15 +288,17 @@ class TrainPane(QWidget):
         LaunchDialog(self.state.config, paths.data_home() / "launch" / (self.state.config.name or "run"), self).open()
 
     def resume_run(self, summary) -> None:
-        """Continue an interrupted/stopped run with the config it was started with."""
+        """Continue an interrupted/stopped run with the config it was started with, read from its
+        own folder; the user's current config (what the next new run trains) is left as it is."""
         from studio.core.config import load_config
         from studio.core.training.runs import CONFIG_FILE
 
         if self.is_running():
             return
-        self.state.set_config(load_config(Path(summary.run_dir) / CONFIG_FILE))
+        run_dir = Path(summary.run_dir)
+        cfg = load_config(run_dir / CONFIG_FILE)
         self.tabs.setCurrentIndex(0)
-        self.start_training(run_dir=Path(summary.run_dir), resume=True)
+        self.start_training(run_dir=run_dir, resume=True, cfg=cfg)
 
     def _replay(self, run_dir: Path) -> None:
         """Draw the journaled part of a run up to the checkpoint it resumes from, so the resumed
@@ -301,7 +313,7 @@ class TrainPane(QWidget):
 
     def stop_training(self) -> None:
         if self.is_running():
-            self.session.stop()
+            self.task.request_stop()
             self.stop_button.setEnabled(False)
             self.pause_button.setEnabled(False)
             self._append_log("Stopping after the current step…")
@@ -310,19 +322,20 @@ class TrainPane(QWidget):
     def _on_pause_clicked(self) -> None:
         if not self.is_running():
             return
-        if self.session.paused:
-            self.session.resume()
+        control = self.task.control
+        if control.paused:
+            control.resume()
             self.pause_button.setText("Pause")
             self.pause_button.setToolTip("Hold training after the current step; nothing is lost")
             self._append_log("Resuming…")
         else:
-            self.session.pause()
+            control.pause()
             self.pause_button.setText("Resume")
             self.pause_button.setToolTip("Continue training from where it was held")
             self._append_log("Pausing after the current step…")
 
     def wait_for_worker(self, ms: int = 120000) -> bool:
-        return self.session is None or self.session.wait(ms)
+        return self.task is None or self.task.wait(ms)
 
     # -- events -----------------------------------------------------------------------------------
     def _append_log(self, text: str) -> None:
@@ -351,11 +364,11 @@ class TrainPane(QWidget):
         eta = "—"
         if done > 0 and self._total > self._step:
             per_step = max(1e-9, (self._paused_since or now) - t0 - self._paused_total) / done
-            eta = _fmt_duration(per_step * (self._total - self._step))
+            eta = format_duration(per_step * (self._total - self._step))
         elif self._total and self._step >= self._total:
             eta = "0:00"
         head = f"Paused at step {self._step}/{self._total}" if self._paused_since else f"step {self._step}/{self._total}"
-        self.progress.setFormat(f"{head} · epoch {self._epoch:.2f} · elapsed {_fmt_duration(elapsed)} · ETA {eta}")
+        self.progress.setFormat(f"{head} · epoch {self._epoch:.2f} · elapsed {format_duration(elapsed)} · ETA {eta}")
 
     def _on_event(self, ev: Event) -> None:
         kind = ev.kind
@@ -372,8 +385,8 @@ class TrainPane(QWidget):
                 f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"
             )
             if ev.estimated_peak_bytes:
-                self._append_log(f"memory: estimated peak {ev.estimated_peak_bytes / 2**30:.2f} GiB of "
-                                 f"{ev.memory_budget_bytes / 2**30:.1f} GiB")
+                self._append_log(f"memory: estimated peak {format_bytes_in(ev.estimated_peak_bytes)} of "
+                                 f"{format_bytes_in(ev.memory_budget_bytes, digits=1)}")
             if ev.trackers:
                 self._append_log("also logging to " + ", ".join(TRACKER_LABELS.get(t, t) for t in ev.trackers))
             self._rate_origin = (time.time(), ev.resumed_from_step)
@@ -384,7 +397,7 @@ class TrainPane(QWidget):
             self.progress.setValue(ev.step)
             if self._rate_origin is None:
                 self._rate_origin = (time.time(), ev.step - 1)
-            mem = f" · memory {ev.memory_bytes / 2**30:.2f} GiB" if ev.memory_bytes else ""
+            mem = f" · memory {format_bytes_in(ev.memory_bytes)}" if ev.memory_bytes else ""
             self.status.setText(
                 f"loss {ev.loss:.4f} · lr {ev.lr:.2e} · {ev.tokens_per_s:,.0f} tokens/s{mem}"
                 + ("" if ev.grad_norm is None or not math.isfinite(ev.grad_norm) else f" · grad norm {ev.grad_norm:.3f}")
@@ -414,7 +427,7 @@ class TrainPane(QWidget):
             self._tick.stop()
             self.progress.setRange(0, max(1, self._total))
             self.progress.setValue(ev.step)
-            took = _fmt_duration(time.time() - self._started - self._paused_total)
+            took = format_duration(time.time() - self._started - self._paused_total)
             self.progress.setFormat(f"{ev.status.capitalize()} at step {ev.step}/{self._total} · took {took}")
             self._append_log(f"{ev.status}: {ev.reason}")
             if ev.adapter_path:
@@ -422,7 +435,8 @@ class TrainPane(QWidget):
             self.runs_view.refresh()
             self.run_finished.emit(ev)
 
-    def _on_failed(self, message: str, detail: str) -> None:
+    def _on_failed(self, exc: BaseException) -> None:
+        message, detail = describe_exception(exc)
         self._tick.stop()
         self._append_log(f"failed: {message}")
         self.run_failed.emit(message)

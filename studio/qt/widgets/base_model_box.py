@@ -22,11 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.memory.device import format_bytes
+from studio.core.configure.fields import field_description
+from studio.core.formatting import format_bytes, format_count
 from studio.core.models.hf_cache import CachedModel
 from studio.core.models.introspect import ModelInfo
 from studio.core.models.store import StoredModel
-from studio.qt.widgets.config_fields import field_tip, format_count
+from studio.qt.style import TONE
 
 SAFETY_WARNING = (
     "⚠ Allowed: loading this model may run code from its files with your permissions. "
@@ -47,7 +48,7 @@ class BaseModelBox(QGroupBox):
         self.path = QLineEdit()
         self.path.setReadOnly(True)
         self.path.setPlaceholderText("No model chosen")
-        self.path.setToolTip(field_tip("model.path"))
+        self.path.setToolTip(field_description("model.path"))
         self.folder_button = QPushButton("Folder…")
         self.folder_button.setToolTip("Pick a local Hugging Face model folder (config.json + .safetensors weights).")
         self.folder_button.clicked.connect(self.folder_requested)
@@ -60,14 +61,14 @@ class BaseModelBox(QGroupBox):
         self.import_button.clicked.connect(self.import_requested)
 
         self.allow_pickle = QCheckBox("Allow pickle weights (.bin)")
-        self.allow_pickle.setToolTip(field_tip("model.allow_pickle"))
+        self.allow_pickle.setToolTip(field_description("model.allow_pickle"))
         self.allow_pickle.toggled.connect(self._on_allow_pickle)
         self.trust_code = QCheckBox("Trust remote code")
-        self.trust_code.setToolTip(field_tip("model.trust_remote_code"))
+        self.trust_code.setToolTip(field_description("model.trust_remote_code"))
         self.trust_code.toggled.connect(self._on_trust_code)
         self.warning = QLabel(SAFETY_WARNING)
         self.warning.setWordWrap(True)
-        self.warning.setStyleSheet("color: #92400e; background: #fef3c7; border-radius: 4px; padding: 4px 6px;")
+        self.warning.setStyleSheet(f"color: {TONE.caution_ink}; background: {TONE.warn_tint}; border-radius: 4px; padding: 4px 6px;")
         self.warning.hide()
 
         self.status = QLabel("")
@@ -179,7 +180,7 @@ class BaseModelBox(QGroupBox):
     def set_path(self, path: str) -> None:
         self.path.setText(path)
         self.path.setCursorPosition(0)
-        self.path.setToolTip(path or field_tip("model.path"))
+        self.path.setToolTip(path or field_description("model.path"))
 
     def _clear_facts(self) -> None:
         for lbl in (self.architecture, self.params, self.dtype, self.context, self.shape):
@@ -211,7 +212,7 @@ class BaseModelBox(QGroupBox):
     def _set_status(self, text: str, kind: str) -> None:
         self.status.setText(text)
         self.status.setVisible(bool(text))
-        colour = {"error": "color: #b91c1c;", "muted": "color: #64748b;"}.get(kind, "")
+        colour = {"error": f"color: {TONE.error};", "muted": f"color: {TONE.note};"}.get(kind, "")
         if colour and colour != self.status.styleSheet():
             self.status.setStyleSheet(colour)
 

@@ -1,4 +1,4 @@
-"""Small input widgets and helpers for editing a RunConfig.
+"""Small input widgets for editing a RunConfig.
 
 Learning rates live between 1e-7 and 1e-2; a plain QDoubleSpinBox shows them as ``0.000200`` and
 rounds the rest away, so the learning rate gets its own spin box that reads and writes ``2e-4``
@@ -8,51 +8,12 @@ and steps along 1-2-5 per decade (the values people actually try).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QAbstractScrollArea, QAbstractSpinBox, QComboBox, QDoubleSpinBox, QWidget
 
-from studio.core.config import RunConfig
-
-if TYPE_CHECKING:  # importing pydantic before PySide6 trips shiboken's import hook; RunConfig loads it fully
-    from pydantic import BaseModel
-
 _MANTISSAS = (1.0, 2.0, 5.0)
-
-
-def section_of(key: str) -> type[BaseModel]:
-    """The pydantic class that owns a dotted config key (``training.lr`` -> TrainingSection)."""
-    cls: type[BaseModel] = RunConfig
-    for part in key.split(".")[:-1]:
-        cls = cls.model_fields[part].annotation  # type: ignore[assignment]
-    return cls
-
-
-def field_tip(key: str) -> str:
-    """The config field's own description, so a tooltip and the YAML schema never disagree."""
-    cls = section_of(key)
-    field = cls.model_fields[key.rsplit(".", 1)[-1]]
-    return field.description or ""
-
-
-def get_value(cfg: BaseModel, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def format_count(n: int) -> str:
-    """Parameter counts the way model cards write them: 135 M, 70.6 B, 2.44 M."""
-    n = int(n)
-    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            val = n / div
-            digits = 0 if val >= 100 else 1 if val >= 10 else 2
-            return f"{val:.{digits}f} {unit}"
-    return str(n)
 
 
 def _grid_step(value: float, steps: int) -> float:

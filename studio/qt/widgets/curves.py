@@ -11,6 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 
+from studio.qt.style import TONE
+
 
 class CurveBuffer:
     def __init__(self, capacity: int = 1024) -> None:
@@ -66,7 +68,7 @@ class LivePlot(pg.PlotWidget):
         self._items[name] = self.plot([], [], name=name, pen=pen, symbol=symbol,
                                       symbolBrush=color, symbolPen=None, symbolSize=7)
 
-    def set_reference(self, name: str, value: float | None, color: str = "#718096") -> None:
+    def set_reference(self, name: str, value: float | None, color: str = TONE.quiet) -> None:
         """A horizontal line at ``value`` (e.g. the memory estimate) that spans the plotted steps.
 
         Drawn as a two-point curve rather than an infinite line so it sits in the legend and the

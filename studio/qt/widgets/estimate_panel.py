@@ -20,16 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.formatting import format_bytes, format_count
 from studio.core.memory import (
     GREEN_SHARE,
     Calibration,
     Estimate,
     Suggestion,
-    format_bytes,
     verdict,
     versus_full,
 )
-from studio.qt.widgets.config_fields import format_count
+from studio.qt.style import TONE
 from studio.qt.widgets.memory_bar import MemoryBar, MemoryLegend
 
 PHASE_WORDS = {
@@ -44,10 +44,10 @@ PHASE_SHORT = {"forward_end": "forward", "backward": "backward", "optimizer": "o
 GPU_SIZES_GIB = (8, 12, 16, 24, 40, 48, 80, 141)
 
 _BADGE_STYLE = {
-    "fits": "background: #dcfce7; color: #14532d; border: 1px solid #86efac;",
-    "tight": "background: #fef3c7; color: #78350f; border: 1px solid #fcd34d;",
-    "nofit": "background: #fee2e2; color: #7f1d1d; border: 1px solid #fca5a5;",
-    "neutral": "background: #f1f5f9; color: #334155; border: 1px solid #cbd5e1;",
+    "fits": f"background: {TONE.ok_tint}; color: {TONE.ok_ink}; border: 1px solid {TONE.ok_edge};",
+    "tight": f"background: {TONE.warn_tint}; color: {TONE.warn_ink}; border: 1px solid {TONE.warn_edge};",
+    "nofit": f"background: {TONE.bad_tint}; color: {TONE.bad_ink}; border: 1px solid {TONE.bad_edge};",
+    "neutral": f"background: {TONE.neutral_tint}; color: {TONE.label}; border: 1px solid {TONE.neutral_edge};",
 }
 
 
@@ -113,7 +113,7 @@ class EstimatePanel(QGroupBox):
         facts.addRow(self.file_label, self.file_size)
 
         self.suggest_title = QLabel("To make it fit, click one:")
-        self.suggest_title.setStyleSheet("font-weight: 600; color: #7f1d1d;")
+        self.suggest_title.setStyleSheet(f"font-weight: 600; color: {TONE.bad_ink};")
         self.suggest_box = QVBoxLayout()
         self.suggest_box.setSpacing(4)
         self.suggest_title.hide()
@@ -254,10 +254,10 @@ class SuggestionCard(QFrame):
         self.suggestion = suggestion
         if suggestion.fits != self._fits:
             self._fits = suggestion.fits
-            edge = "#86efac" if suggestion.fits else "#e2e8f0"
+            edge = TONE.ok_edge if suggestion.fits else TONE.faint_edge
             self.setStyleSheet(f"QFrame#suggestionCard {{ border: 1px solid {edge}; border-radius: 5px; "
                                "background: white; }")
         verdict = "fits" if suggestion.fits else "helps, but still too big on its own"
-        self.text.setText(f"{suggestion.text}<br><span style='color:#64748b'>→ "
+        self.text.setText(f"{suggestion.text}<br><span style='color:{TONE.note}'>→ "
                           f"{format_bytes(suggestion.estimate.total_bytes)}, {verdict}</span>")
         self.apply_button.setToolTip("Change: " + ", ".join(f"{k} = {v}" for k, v in suggestion.overrides.items()))

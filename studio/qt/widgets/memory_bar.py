@@ -11,18 +11,20 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QHelpEvent, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolTip, QWidget
 
-from studio.core.memory import BREAKDOWN_KEYS, format_bytes
+from studio.core.formatting import format_bytes
+from studio.core.memory import BREAKDOWN_KEYS
+from studio.qt.style import TONE
 
 # Order and words follow studio.core.memory.BREAKDOWN_KEYS; colours are distinguishable for the
 # common colour-vision deficiencies (blue/orange/purple/teal first, red and green not adjacent).
 TERM_COLORS: dict[str, str] = {
-    "weights": "#2563eb",
-    "adapter": "#9333ea",
-    "gradients": "#db2777",
-    "optimizer": "#f59e0b",
-    "activations": "#0d9488",
-    "logits": "#65a30d",
-    "overhead": "#94a3b8",
+    "weights": TONE.weights,
+    "adapter": TONE.adapter,
+    "gradients": TONE.gradients,
+    "optimizer": TONE.optimizer,
+    "activations": TONE.activations,
+    "logits": TONE.logits,
+    "overhead": TONE.bar_grey,
 }
 TERM_LABELS: dict[str, str] = {
     "weights": "Base weights",
@@ -126,14 +128,14 @@ class MemoryBar(QWidget):
         if self.budget:
             over = self.total_bytes > self.budget
             x = bar.left() + bar.width() * self.budget / self._scale()
-            pen = QPen(QColor("#dc2626") if over else ink, 2, Qt.PenStyle.DashLine)
+            pen = QPen(QColor(TONE.error_mark) if over else ink, 2, Qt.PenStyle.DashLine)
             p.setPen(pen)
             p.drawLine(QPointF(x, bar.top() - 4), QPointF(x, bar.bottom() + 2))
             label = self.budget_label or f"budget {format_bytes(self.budget)}"
             fm = p.fontMetrics()
             tw = fm.horizontalAdvance(label)
             tx = min(max(bar.left(), x - tw / 2), bar.right() - tw)
-            p.setPen(QColor("#dc2626") if over else ink)
+            p.setPen(QColor(TONE.error_mark) if over else ink)
             p.drawText(QPointF(tx, bar.top() - 6), label)
         p.end()
 

@@ -1,27 +1,29 @@
 """Run a Qt-free function on a QThread and get its progress and result as signals.
 
 The function receives a ``TaskState`` (Orange3's pattern): ``progress(frac, msg)`` for the UI,
-``should_stop()`` to end early. Stopping is a flag the function reads, because a queued slot on a
-busy thread would never run. Threads quit and are deleted when the work ends; ``TaskRunner.wait_all``
-lets the window make sure none is left running at close.
+``should_stop()`` to end early, and ``control``, the stop/pause token that work such as the
+training engine reads itself. Stopping is a flag the function reads, because a queued slot on a
+busy thread would never run. A failure arrives as the exception object (superqt's way), so the
+place that shows it decides how (``describe_exception`` for a dialog, the message for a banner).
+Threads quit when the work ends; ``TaskRunner.wait_all`` lets the window make sure none is left
+running at close. A ``TaskSlot`` keeps one task per owner: starting the next cancels the last.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from studio.core.errors import describe_exception
+from studio.core.control import Control
 
 
 class TaskState:
     def __init__(self, worker: TaskWorker) -> None:
         self._worker = worker
-        self._stop = threading.Event()
+        self.control = Control()
 
     def progress(self, frac: float, message: str = "") -> None:
         self._worker.progress.emit(float(frac), message)
@@ -30,17 +32,17 @@ class TaskState:
         self._worker.partial.emit(value)
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self.control.request_stop()
 
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        return self.control.stop_requested
 
 
 class TaskWorker(QObject):
     progress = Signal(float, str)
     partial = Signal(object)
     result = Signal(object)
-    failed = Signal(str, str)
+    failed = Signal(object)        # the exception itself
     finished = Signal()
 
     def __init__(self, fn: Callable[[TaskState], Any]) -> None:
@@ -53,8 +55,7 @@ class TaskWorker(QObject):
         try:
             value = self._fn(self.state)
         except BaseException as exc:
-            message, detail = describe_exception(exc)
-            self.failed.emit(message, detail)
+            self.failed.emit(exc)
         else:
             self.result.emit(value)
         finally:
@@ -69,18 +70,22 @@ class Task(QObject):
     thread*; relayed through a GUI-thread QObject, every callback runs on the GUI thread. With an
     ``owner`` (the widget whose callbacks these are), nothing is delivered once it has been
     deleted: a result that arrives after its pane closed is dropped, not applied to dead widgets.
+    Nothing is delivered after ``cancel()`` either, so a replaced task cannot paint over the new
+    one's results and its owner need not number its requests to tell stale ones apart.
     """
 
     progress = Signal(float, str)
     partial = Signal(object)
     result = Signal(object)
-    failed = Signal(str, str)
+    failed = Signal(object)        # the exception itself
     finished = Signal()
 
     def __init__(self, fn: Callable[[TaskState], Any], parent: QObject | None = None,
                  owner: QObject | None = None) -> None:
         super().__init__(parent)
         self._owner = owner
+        self._cancelled = False
+        self.settled = False       # its result or failure has been delivered (or dropped)
         self.thread = QThread()
         self.worker = TaskWorker(fn)
         self.worker.moveToThread(self.thread)
@@ -95,28 +100,31 @@ class Task(QObject):
         self.worker.failed.connect(self._on_failed, queued)
         self.thread.finished.connect(self._on_finished, queued)   # after result/failed: same queue
 
-    def _owner_alive(self) -> bool:
-        return self._owner is None or shiboken6.isValid(self._owner)
+    def delivers(self) -> bool:
+        """Whether its callbacks still run: not cancelled, and its owner (if any) still exists."""
+        return not self._cancelled and (self._owner is None or shiboken6.isValid(self._owner))
 
     @Slot(float, str)
     def _on_progress(self, frac: float, message: str) -> None:
-        if self._owner_alive():
+        if self.delivers():
             self.progress.emit(frac, message)
 
     @Slot(object)
     def _on_partial(self, value: Any) -> None:
-        if self._owner_alive():
+        if self.delivers():
             self.partial.emit(value)
 
     @Slot(object)
     def _on_result(self, value: Any) -> None:
-        if self._owner_alive():
+        self.settled = True
+        if self.delivers():
             self.result.emit(value)
 
-    @Slot(str, str)
-    def _on_failed(self, message: str, detail: str) -> None:
-        if self._owner_alive():
-            self.failed.emit(message, detail)
+    @Slot(object)
+    def _on_failed(self, exc: BaseException) -> None:
+        self.settled = True
+        if self.delivers():
+            self.failed.emit(exc)
 
     @Slot()
     def _on_finished(self) -> None:
@@ -126,8 +134,18 @@ class Task(QObject):
         self.thread.start()
         return self
 
+    @property
+    def control(self) -> Control:
+        """The stop/pause token the function reads (the training engine takes it as is)."""
+        return self.worker.state.control
+
     def request_stop(self) -> None:
-        self.worker.state.request_stop()
+        self.control.request_stop()
+
+    def cancel(self) -> None:
+        """Stop it and drop whatever it still sends: its callbacks never run again."""
+        self._cancelled = True
+        self.request_stop()
 
     def is_running(self) -> bool:
         return self.thread.isRunning()
@@ -148,14 +166,15 @@ class TaskRunner(QObject):
         fn: Callable[[TaskState], Any],
         *,
         on_result: Callable[[Any], None] | None = None,
-        on_error: Callable[[str, str], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         on_progress: Callable[[float, str], None] | None = None,
         on_partial: Callable[[Any], None] | None = None,
         on_finished: Callable[[], None] | None = None,
         owner: QObject | None = None,
     ) -> Task:
         """Start ``fn`` on its own thread. Every callback runs on the GUI thread, ``on_finished``
-        last (after ``on_result`` or ``on_error``); none runs once ``owner`` is deleted."""
+        last (after ``on_result`` or ``on_error``); none runs once ``owner`` is deleted or the task
+        is cancelled. Without ``on_error`` a failure goes to the app's one error dialog."""
         task = Task(fn, self, owner)
         if on_result:
             task.result.connect(on_result)
@@ -166,13 +185,13 @@ class TaskRunner(QObject):
 
             rep = reporter()
             if rep is not None:
-                task.failed.connect(rep.error.emit)
+                task.failed.connect(rep.report)
         if on_progress:
             task.progress.connect(on_progress)
         if on_partial:
             task.partial.connect(on_partial)
         if on_finished:
-            task.finished.connect(lambda t=task: on_finished() if t._owner_alive() else None)
+            task.finished.connect(lambda t=task: on_finished() if t.delivers() else None)
         self._tasks.add(task)
         task.finished.connect(lambda t=task: self._tasks.discard(t))
         return task.start()
@@ -186,3 +205,34 @@ class TaskRunner(QObject):
 
     def wait_all(self, ms: int = 60000) -> bool:
         return all(t.wait(ms) for t in list(self._tasks))
+
+
+class TaskSlot:
+    """One task at a time for one owner (Orange3's one-task-per-widget): starting a task cancels the
+    previous one, whose late progress and result are then dropped, so the newest request wins
+    without the owner numbering its requests."""
+
+    def __init__(self, runner: TaskRunner, owner: QObject) -> None:
+        self._runner = runner
+        self._owner = owner
+        self.task: Task | None = None
+
+    def start(self, fn: Callable[[TaskState], Any], **callbacks: Any) -> Task:
+        """``TaskRunner.run`` for this owner, after cancelling the slot's previous task."""
+        self.cancel()
+        self.task = self._runner.run(fn, owner=self._owner, **callbacks)
+        return self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    @property
+    def busy(self) -> bool:
+        """A task was started and its result or failure has not arrived yet."""
+        return self.task is not None and not self.task.settled
+
+    def is_running(self) -> bool:
+        """Its thread is still alive (it may have delivered its result and be winding down)."""
+        return self.task is not None and self.task.is_running()

@@ -1,11 +1,8 @@
 """The Configure pane's form: field grids, the editors bound to run-config keys, and the Method,
 LoRA, Training and Evaluation boxes built from them. A mixin of ``ConfigurePane``: it builds widgets
-and registers them in ``self.editors``; the pane owns the state they edit."""
+and registers them in ``self.editors``; the pane binds them to the configure session they edit."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -20,8 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.configure.fields import field_description
 from studio.core.datasets.templates import LABELS as TEMPLATE_LABELS
-from studio.qt.widgets.config_fields import LearningRateSpinBox, field_tip
+from studio.qt.style import TONE
+from studio.qt.widgets.config_fields import LearningRateSpinBox
 from studio.qt.widgets.target_picker import TargetPicker
 
 METHODS = (
@@ -57,7 +56,7 @@ class _FieldGrid(QGridLayout):
             self.addWidget(widget, 2 * row, 2 * col, 1, 2)
         msg = QLabel("")
         msg.setWordWrap(True)
-        msg.setStyleSheet("color: #b91c1c;")
+        msg.setStyleSheet(f"color: {TONE.error};")
         msg.hide()
         self.addWidget(msg, 2 * row + 1, 2 * col, 1, 2)
         return msg
@@ -66,18 +65,16 @@ class _FieldGrid(QGridLayout):
 class ConfigureForm:
     """Builders for the pane's editors (mixed into ConfigurePane)."""
 
-    def _bind(self, grid: _FieldGrid, label: str, key: str, widget: QWidget,
-              on_edit: Callable[[Any], None] | None = None) -> QWidget:
-        """Register ``widget`` as the editor of config ``key``; user edits call ``on_edit`` (default: set it)."""
-        handler = on_edit or (lambda v, k=key: self._edit(k, v))
+    def _bind(self, grid: _FieldGrid, label: str, key: str, widget: QWidget) -> QWidget:
+        """Register ``widget`` as the editor of config ``key``; the user's edits go to the session."""
         self.editors[key] = widget
-        self._messages[key] = grid.add(label, widget, field_tip(key))
+        self._messages[key] = grid.add(label, widget, field_description(key))
         if isinstance(widget, QComboBox):
-            widget.currentIndexChanged.connect(lambda _i, w=widget: self._syncing or handler(w.currentData()))
+            widget.currentIndexChanged.connect(lambda _i, w=widget: self._edit(key, w.currentData()))
         elif isinstance(widget, QCheckBox):
-            widget.toggled.connect(lambda v: self._syncing or handler(bool(v)))
+            widget.toggled.connect(lambda v: self._edit(key, bool(v)))
         elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-            widget.valueChanged.connect(lambda v: self._syncing or handler(v))
+            widget.valueChanged.connect(lambda v: self._edit(key, v))
         return widget
 
     @staticmethod
@@ -114,7 +111,7 @@ class ConfigureForm:
     def _method_box(self) -> QGroupBox:
         box = QGroupBox("Method")
         grid = _FieldGrid(1)
-        self.method = self._bind(grid, "Method", "method", self._combo(METHODS), on_edit=self._on_method)
+        self.method = self._bind(grid, "Method", "method", self._combo(METHODS))
         self.dtype = self._bind(grid, "Weights dtype", "model.dtype", self._combo((
             ("auto", "auto (bf16 on a GPU, fp32 on CPU)"), ("bfloat16", "bfloat16"),
             ("float16", "float16"), ("float32", "float32"))))
@@ -138,7 +135,7 @@ class ConfigureForm:
     def _lora_box(self) -> QGroupBox:
         self.lora_box = QGroupBox("LoRA adapter")
         grid = _FieldGrid(2)
-        self.rank = self._bind(grid, "Rank r", "lora.r", self._spin(1, 1024), on_edit=self._on_rank)
+        self.rank = self._bind(grid, "Rank r", "lora.r", self._spin(1, 1024))
         alpha_row = QWidget()
         row = QHBoxLayout(alpha_row)
         row.setContentsMargins(0, 0, 0, 0)
@@ -146,24 +143,24 @@ class ConfigureForm:
         self.alpha_link = QCheckBox("= 2 × rank")
         self.alpha_link.setToolTip("Keep alpha at twice the rank, the usual recipe. Untick to set alpha yourself.")
         self.alpha_link.setChecked(True)
-        self.alpha_link.toggled.connect(self._on_alpha_link)
+        self.alpha_link.toggled.connect(lambda on: self._syncing or self.session.set_alpha_linked(on))
         row.addWidget(self.alpha, 1)
         row.addWidget(self.alpha_link)
         self._bind(grid, "Alpha", "lora.alpha", alpha_row)
         self.editors["lora.alpha"] = self.alpha
-        self.alpha.valueChanged.connect(lambda v: self._syncing or self._edit("lora.alpha", v))
-        self.alpha.setToolTip(field_tip("lora.alpha"))
+        self.alpha.valueChanged.connect(lambda v: self._edit("lora.alpha", v))
+        self.alpha.setToolTip(field_description("lora.alpha"))
         self.dropout = self._bind(grid, "Dropout", "lora.dropout", self._dspin(0.0, 0.95, 0.05))
         self.use_rslora = self._bind(grid, "", "lora.use_rslora", QCheckBox("rsLoRA (alpha / √r)"))
         self.use_dora = self._bind(grid, "", "lora.use_dora", QCheckBox("DoRA"))
         self.targets = TargetPicker()
-        self.targets.setToolTip(field_tip("lora.target_modules"))
+        self.targets.setToolTip(field_description("lora.target_modules"))
         self.targets.edited.connect(lambda names: self._edit("lora.target_modules", names))
         self.editors["lora.target_modules"] = self.targets
         layout = QVBoxLayout(self.lora_box)
         layout.addLayout(grid)
         targets_label = QLabel("Target layers")
-        targets_label.setToolTip(field_tip("lora.target_modules"))
+        targets_label.setToolTip(field_description("lora.target_modules"))
         layout.addWidget(targets_label)
         layout.addWidget(self.targets)
         return self.lora_box
@@ -183,7 +180,8 @@ class ConfigureForm:
 
         self.length_mode = self._combo((("epochs", "Epochs"), ("steps", "Steps")))
         self.length_mode.setToolTip("Train for a number of passes over the data, or for a fixed number of steps.")
-        self.length_mode.currentIndexChanged.connect(lambda _i: self._syncing or self._on_length_mode())
+        self.length_mode.currentIndexChanged.connect(
+            lambda _i: self._syncing or self.session.set_length_mode(self.length_mode.currentData()))
         grid.add("Train for", self.length_mode)
         self.epochs = self._bind(grid, "Epochs", "training.epochs", self._dspin(0.01, 1000.0, 0.5))
         self.max_steps = self._bind(grid, "Max steps", "training.max_steps", self._spin(1, 10_000_000, 10))

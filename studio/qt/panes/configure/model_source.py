@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
+from studio.core.models.folder import has_config
 from studio.core.models.introspect import ModelInfo, inspect_model
 from studio.qt.errors import show_error
 from studio.qt.workers.task import TaskState
@@ -66,9 +67,9 @@ class ModelSource:
         self._check_limits(cfg)
         self.refresh_estimate()
 
-    def _on_inspect_crashed(self, message: str, _detail: str) -> None:
+    def _on_inspect_crashed(self, exc: BaseException) -> None:
         if self._inspect_key is not None:
-            self._on_inspect_failed(self._inspect_key, message)
+            self._on_inspect_failed(self._inspect_key, describe_exception(exc)[0])
 
     def _on_inspect_failed(self, key: tuple, message: str) -> None:
         self.inspecting = False
@@ -103,12 +104,12 @@ class ModelSource:
     def choose_model_folder(self, folder: str) -> bool:
         """Use ``folder`` as the base model if it looks like one; otherwise say why and keep the old one."""
         path = Path(folder)
-        if not (path / "config.json").is_file():
+        if not has_config(path):
             self.model_box.show_notice(
                 f"{folder} has no config.json, so it is not a Hugging Face model folder. Pick the folder "
                 "that holds config.json and the .safetensors weights. The base model was not changed.")
             return False
-        return self._apply({"model.path": str(path)}, "model.path")
+        return self.session.set("model.path", str(path))
 
     def _choose_folder_dialog(self) -> None:
         start = str(Path(self.state.config.model.path).parent) if self.state.config.model.path else ""
@@ -137,9 +138,10 @@ class ModelSource:
     def _on_imported(self, dest: Path) -> None:
         self.model_box.end_import()
         self._refresh_store()
-        self._apply({"model.path": str(dest)}, "model.path")
+        self.session.set("model.path", str(dest))
 
-    def _on_import_failed(self, message: str, detail: str) -> None:
+    def _on_import_failed(self, exc: BaseException) -> None:
+        message, detail = describe_exception(exc)
         self.model_box.end_import()
         show_error(self, message, detail, title="GGUF import failed")
 

@@ -7,7 +7,9 @@ from functools import cache
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
-SEVERITY_COLORS = {"error": "#dc2626", "warning": "#d97706", "ok": "#16a34a"}
+from studio.qt.style import TONE
+
+SEVERITY_COLORS = {"error": TONE.error_mark, "warning": TONE.warning_mark, "ok": TONE.ok_mark}
 SEVERITY_RANK = {"error": 2, "warning": 1}
 
 
@@ -19,7 +21,7 @@ def dot_icon(severity: str, size: int = 12) -> QIcon:
     painter = QPainter(pix)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(SEVERITY_COLORS.get(severity, "#64748b")))
+    painter.setBrush(QColor(SEVERITY_COLORS.get(severity, TONE.note)))
     painter.drawEllipse(1, 1, size - 2, size - 2)
     painter.end()
     return QIcon(pix)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from studio.core.datasets.findings import Finding
 from studio.core.datasets.validate import Report
 from studio.qt.panes.dataset.badges import SEVERITY_COLORS, dot_icon
+from studio.qt.style import TONE
 
 MAX_PLACES = 500          # children listed per finding; the rest are summed up in one line
 ROW_ROLE = Qt.ItemDataRole.UserRole
@@ -96,11 +97,11 @@ class FindingsView(QWidget):
         n_err, n_warn = len(report.errors), len(report.warnings)
         parts = []
         if n_err:
-            parts.append(f"<b style='color:#dc2626'>{n_err} error{'s' * (n_err != 1)}</b>")
+            parts.append(f"<b style='color:{TONE.error_mark}'>{n_err} error{'s' * (n_err != 1)}</b>")
         if n_warn:
-            parts.append(f"<b style='color:#d97706'>{n_warn} warning{'s' * (n_warn != 1)}</b>")
+            parts.append(f"<b style='color:{TONE.warning_mark}'>{n_warn} warning{'s' * (n_warn != 1)}</b>")
         if not parts:
-            parts.append("<b style='color:#16a34a'>No problems found</b>")
+            parts.append(f"<b style='color:{TONE.ok_mark}'>No problems found</b>")
         if report.token_checked:
             parts.append(f"token checks done (max length {report.stats.get('max_len')})")
         elif tokens_note:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.core.datasets.findings import FATAL_CODES
-from studio.qt.panes.dataset import jobs
+from studio.core.datasets.pipeline import Loaded, LoadSpec
+from studio.core.datasets.scan import overall_format
+from studio.qt.style import TONE
 
 
-def files_html(spec: jobs.LoadSpec | None, loaded: jobs.Loaded | None) -> tuple[str, str]:
+def files_html(spec: LoadSpec | None, loaded: Loaded | None) -> tuple[str, str]:
     """(rich text naming the training and eval files with format and rows, tooltip with full paths)."""
     if spec is None or not spec.train:
         return "<i>No dataset yet — open a file or drop one on the window.</i>", ""
@@ -24,9 +26,9 @@ def files_html(spec: jobs.LoadSpec | None, loaded: jobs.Loaded | None) -> tuple[
         if info is None:
             parts.append(name)
         elif info.fatal:
-            parts.append(f"{name} <span style='color:#b91c1c'>(could not be read)</span>")
+            parts.append(f"{name} <span style='color:{TONE.error}'>(could not be read)</span>")
         else:
-            parts.append(f"{name} <span style='color:#64748b'>({jobs.file_format(info.formats)}, "
+            parts.append(f"{name} <span style='color:{TONE.note}'>({overall_format(info.formats)}, "
                          f"{info.rows:,} rows)</span>")
     text = "Training data: " + " + ".join(parts)
     if spec.eval:

@@ -12,12 +12,13 @@ from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextDocu
 from PySide6.QtWidgets import QLabel, QTextEdit, QVBoxLayout, QWidget
 
 from studio.core.datasets.preview import RowView
+from studio.qt.style import TONE
 
 # kind -> (text colour, background for even tokens, background for odd tokens)
 PALETTE = {
-    "trained": ("#14532d", "#bbf7d0", "#86efac"),
-    "masked": ("#475569", "#f1f5f9", "#e2e8f0"),
-    "cut": ("#991b1b", "#fee2e2", "#fecaca"),
+    "trained": (TONE.ok_ink, TONE.trained_tint, TONE.ok_edge),
+    "masked": (TONE.masked, TONE.neutral_tint, TONE.faint_edge),
+    "cut": (TONE.cut_ink, TONE.bad_tint, TONE.cut_edge),
 }
 LEGEND = (("trained", "trained (carries the loss)"), ("masked", "masked prompt (no loss)"),
           ("cut", "cut off by the max length"))
@@ -91,17 +92,17 @@ class PreviewView(QWidget):
         self.text.moveCursor(QTextCursor.MoveOperation.Start)
         parts = [
             f"<b>{label}</b>: <b>{view.total_tokens:,}</b> tokens",
-            f"<span style='color:#15803d'><b>{view.trained_tokens:,}</b> trained</span>",
-            f"<span style='color:#475569'>{view.masked_tokens:,} masked</span>",
+            f"<span style='color:{TONE.ok}'><b>{view.trained_tokens:,}</b> trained</span>",
+            f"<span style='color:{TONE.masked}'>{view.masked_tokens:,} masked</span>",
         ]
         if view.cut_tokens:
             lost = view.trained_full - view.trained_tokens
-            parts.append(f"<span style='color:#b91c1c'><b>{view.cut_tokens:,}</b> cut at max length {view.max_len}"
+            parts.append(f"<span style='color:{TONE.error}'><b>{view.cut_tokens:,}</b> cut at max length {view.max_len}"
                          + (f", {lost:,} of them trained" if lost else "") + "</span>")
         else:
             parts.append(f"fits in max length {view.max_len}")
         if view.trained_tokens == 0:
-            parts.append("<b style='color:#b91c1c'>nothing left to learn from this row</b>")
+            parts.append(f"<b style='color:{TONE.error}'>nothing left to learn from this row</b>")
         self.counts.setText(" · ".join(parts))
 
     def kind_at(self, position: int) -> str | None:

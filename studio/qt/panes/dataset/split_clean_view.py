@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.config import DatasetSection, RunConfig
-from studio.core.datasets.validate import Report, split_sizes
+from studio.core.datasets.split import split_sizes
+from studio.core.datasets.validate import Report
+from studio.qt.style import TONE
 
 # clean.py action -> (label, finding codes whose rows it drops, tooltip)
 ACTIONS = {
@@ -248,12 +250,12 @@ class SplitCleanView(QWidget):
         gone = ", ".join(f"{n:,} {why.replace('_', ' ')}" for why, n in dropped.items()) or "none"
         self.clean_result.setText(
             f"Wrote <b>{Path(path).name}</b>: {kept:,} rows kept; dropped: {gone}; {stripped:,} rows stripped.<br>"
-            f"<span style='color:#64748b'>{path}</span><br>"
+            f"<span style='color:{TONE.note}'>{path}</span><br>"
             f"Original unchanged (sha256 {original_fp[:16]}…)."
         )
         self.use_button.setEnabled(not in_use)
         self.use_button.setText("Training uses the cleaned copy" if in_use else "Train on the cleaned copy")
 
     def show_clean_error(self, message: str) -> None:
-        self.clean_result.setText(f"<span style='color:#b91c1c'>⚠ {message}</span>")
+        self.clean_result.setText(f"<span style='color:{TONE.error}'>⚠ {message}</span>")
         self.use_button.setEnabled(False)

@@ -9,7 +9,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-BLUE, GREEN, RED, GREY = "#3b82f6", "#22c55e", "#ef4444", "#94a3b8"
+from studio.qt.style import TONE
+
+BLUE, GREEN, RED, GREY = TONE.bar_blue, TONE.bar_green, TONE.bar_red, TONE.bar_grey
 
 
 def _plot(title: str, x_label: str, y_label: str = "rows") -> pg.PlotWidget:
@@ -158,8 +160,8 @@ class StatsView(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.tokens = HistogramPlot("Tokens per row", "tokens (after the chat template)")
-        self.formats = CategoryPlot("Rows by format", "format", color="#8b5cf6")
-        self.turns = CategoryPlot("Rows by turn count", "turns per row", color="#0ea5e9")
+        self.formats = CategoryPlot("Rows by format", "format", color=TONE.bar_violet)
+        self.turns = CategoryPlot("Rows by turn count", "turns per row", color=TONE.bar_sky)
         self.answers = HistogramPlot("Answer length", "answer characters", color=GREEN)
         grid = QGridLayout()
         grid.setSpacing(6)
@@ -198,7 +200,7 @@ class StatsView(QWidget):
         if tokens:
             over = sum(c for e, c in zip(tokens["edges"], tokens["counts"], strict=False) if tokens["cutoff"] and e >= tokens["cutoff"])
             parts.append(f"tokens per row: median {tokens['p50']}, p90 {tokens['p90']}, max {tokens['max']:,}")
-            parts.append(f"<span style='color:{RED if over else '#15803d'}'>{over:,} over the max length {tokens['cutoff']}</span>")
+            parts.append(f"<span style='color:{RED if over else TONE.ok}'>{over:,} over the max length {tokens['cutoff']}</span>")
         elif tokens_note:
             parts.append(tokens_note)
         self.summary.setText(" · ".join(parts))

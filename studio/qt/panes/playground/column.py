@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.formatting import format_seconds
 from studio.core.library.playground import Generation
 from studio.core.library.registry import LibraryEntry
 
@@ -149,7 +150,7 @@ class ColumnView(QFrame):
         if replace_text and gen.text != self._text:
             self._text = gen.text
             self.output.setPlainText(gen.text)
-        first = "—" if gen.first_token_s is None else f"{gen.first_token_s:.2f} s"
+        first = "—" if gen.first_token_s is None else format_seconds(gen.first_token_s, 2)
         self.stats.setText(f"{gen.new_tokens} tokens · {gen.tokens_per_s:.1f} tok/s · first token {first} · "
                            f"{_FINISH.get(gen.finish, gen.finish)}")
 

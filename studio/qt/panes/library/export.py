@@ -36,6 +36,7 @@ from studio.core.library.gguf_export import GGUF_TYPES
 from studio.core.library.registry import LibraryEntry
 from studio.qt.dialogs.sizing import grow_to_fit
 from studio.qt.settings import settings
+from studio.qt.style import TONE
 
 KINDS = ("merged", "adapter", "gguf")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -162,7 +163,7 @@ class ExportDialog(QDialog):
         self.check_box.setChecked(True)
         self.overwrite_box = QCheckBox("Overwrite the destination if it exists")
         self.problem = QLabel("")
-        self.problem.setStyleSheet("color: #b91c1c")
+        self.problem.setStyleSheet(f"color: {TONE.error}")
         self.problem.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)

@@ -13,20 +13,13 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
+from studio.core.formatting import format_bytes
 from studio.core.library.registry import LibraryEntry
 
 COLUMNS = ("Name", "Base model", "Method", "Eval loss", "Created", "Size")
 _HEADER_TIPS = {3: "Final eval loss of the training run (lower is better)", 4: "When the adapter entered the library"}
 ID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def final_eval_loss(entry: LibraryEntry) -> float | None:
@@ -63,7 +56,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
         (f"{e.method.upper()} (full model)" if e.is_full_model else e.method.upper(), e.method),
         ("—" if loss is None else f"{loss:.4f}", loss),
         (e.created[:16].replace("T", " "), e.created),
-        (human_bytes(e.size_bytes), e.size_bytes),
+        (format_bytes(e.size_bytes, 1), e.size_bytes),
     ]
 
 

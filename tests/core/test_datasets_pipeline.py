@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from studio.core.datasets.validate import check_files
-from studio.qt.panes.dataset import jobs
+from studio.core.datasets import pipeline
+from studio.core.datasets.pipeline import check_files
 
 
 class _State:
@@ -33,8 +33,8 @@ def _dataset(path, n: int):
     return path
 
 
-def _spec(path, model: str) -> jobs.LoadSpec:
-    return jobs.LoadSpec(train=(str(path),), eval=(), column_map=(), model_path=model, trust_remote_code=False,
+def _spec(path, model: str) -> pipeline.LoadSpec:
+    return pipeline.LoadSpec(train=(str(path),), eval=(), column_map=(), model_path=model, trust_remote_code=False,
                          chat_template="", max_len=64, eval_ratio=0.0, split_seed=42)
 
 
@@ -47,10 +47,10 @@ def test_read_counts_tokens_while_reading_and_matches_the_cli(tmp_path, smol_tok
     monkeypatch.setattr(tokencheck, "worth_a_process", lambda **_: worker)
     path = _dataset(tmp_path / "d.jsonl", 4500)
     state = _State()
-    loaded = jobs.read(state, _spec(path, str(smol_tokenizer_dir)), jobs.TokenizerCache())
+    loaded = pipeline.read(state, _spec(path, str(smol_tokenizer_dir)), pipeline.TokenizerCache())
     assert loaded is not None and loaded.report.token_checked and loaded.tokens_note == ""
     # The quick report (no token findings yet) was shown before the complete one.
-    first = next(p for p in state.partials if isinstance(p, jobs.Loaded))
+    first = next(p for p in state.partials if isinstance(p, pipeline.Loaded))
     assert not first.report.token_checked
     cli = check_files(path, tokenizer=AutoTokenizer.from_pretrained(smol_tokenizer_dir), max_len=64)
     assert [(f.code, f.lines) for f in loaded.report.findings] == [(f.code, f.lines) for f in cli.findings]
@@ -59,7 +59,7 @@ def test_read_counts_tokens_while_reading_and_matches_the_cli(tmp_path, smol_tok
 
 def test_read_without_a_usable_tokenizer_still_reports(tmp_path):
     path = _dataset(tmp_path / "d.jsonl", 2500)
-    loaded = jobs.read(_State(), _spec(path, str(tmp_path / "no-such-model")), jobs.TokenizerCache())
+    loaded = pipeline.read(_State(), _spec(path, str(tmp_path / "no-such-model")), pipeline.TokenizerCache())
     assert loaded is not None and not loaded.report.token_checked
     assert loaded.tokens_note.startswith("Token checks are off")
     assert loaded.report.rows == 2500
@@ -82,11 +82,11 @@ def test_a_model_without_a_chat_template_is_named_and_a_choice_counts_tokens(tmp
     data = tmp_path / "chat.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
                                              {"role": "assistant", "content": "Hello."}]}) + "\n")
-    tokenizers = jobs.TokenizerCache()
+    tokenizers = pipeline.TokenizerCache()
 
     def run(choice: str):
         spec = replace(_spec(data, str(base)), chat_template=choice)
-        return jobs.read(_State(), spec, tokenizers)
+        return pipeline.read(_State(), spec, tokenizers)
 
     plain = run("")
     codes = [f.code for f in plain.report.findings]

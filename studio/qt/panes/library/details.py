@@ -13,47 +13,47 @@ from pathlib import Path
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from studio.core.errors import StudioError
+from studio.core.formatting import format_bytes
 from studio.core.library.registry import LibraryEntry
+from studio.core.models.folder import has_config
 from studio.core.models.identity import BaseIdentity, cached_identity, identity_change
-from studio.qt.widgets.library_table import human_bytes
-
-_OK, _WARN, _MUTED = "#15803d", "#b45309", "#64748b"
+from studio.qt.style import TONE
 
 
 def base_status(entry: LibraryEntry, cache: dict[str, str] | None = None) -> tuple[str, str]:
     """(colour, words) saying whether the recorded base is still on disk and unchanged."""
     base = Path(entry.base_model) if entry.base_model else None
-    if base is None or not (base / "config.json").is_file():
-        return _WARN, "base model folder not found on this machine"
+    if base is None or not has_config(base):
+        return TONE.warning, "base model folder not found on this machine"
     if not entry.base_model_hash:
-        return _MUTED, "no hash recorded (imported without one)"
+        return TONE.note, "no hash recorded (imported without one)"
     key = str(base)
     current = cache.get(key) if cache is not None else None
     if current is None:
         current = cached_identity(base)  # never reads weights on the GUI thread
     if current is None and BaseIdentity.parse(entry.base_model_hash) is not None:
-        return _MUTED, "not checked yet (export, playground and resume check it)"
+        return TONE.note, "not checked yet (export, playground and resume check it)"
     if cache is not None and current is not None:
         cache[key] = current
     try:
         change = identity_change(entry.base_model_hash, base, current=current)
     except (OSError, StudioError):
-        return _WARN, "base model files could not be read"
+        return TONE.warning, "base model files could not be read"
     if change is None:
-        return _OK, "✓ unchanged since training"
-    return _WARN, f"⚠ changed since training ({change}); outputs may differ"
+        return TONE.ok, "✓ unchanged since training"
+    return TONE.warning, f"⚠ changed since training ({change}); outputs may differ"
 
 
 def _fmt_metric(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int) and abs(value) >= 2**20:
-        return human_bytes(value) if value > 0 else str(value)
+        return format_bytes(value, 1) if value > 0 else str(value)
     return html.escape(str(value))
 
 
 def _row(label: str, value: str) -> str:
-    return (f"<tr><td style='color:{_MUTED}; padding-right:14px; white-space:nowrap'>{label}</td>"
+    return (f"<tr><td style='color:{TONE.note}; padding-right:14px; white-space:nowrap'>{label}</td>"
             f"<td>{value}</td></tr>")
 
 
@@ -61,11 +61,11 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
     esc = html.escape
     colour, words = status
     rows = [
-        _row("Name", f"<b>{esc(entry.name)}</b> <span style='color:{_MUTED}'>({esc(entry.id)})</span>"),
+        _row("Name", f"<b>{esc(entry.name)}</b> <span style='color:{TONE.note}'>({esc(entry.id)})</span>"),
         _row("Method", esc(entry.method.upper()) + (" — a full model (no adapter; exports without a merge)"
                                                      if entry.is_full_model else "")),
         _row("Created", esc(entry.created.replace("T", " "))),
-        _row("Size", human_bytes(entry.size_bytes)),
+        _row("Size", format_bytes(entry.size_bytes, 1)),
         _row("Stored in", esc(str(entry.path))),
     ]
     lineage = [
@@ -76,13 +76,13 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
     ]
     metrics = [_row(esc(k), _fmt_metric(v)) for k, v in sorted(entry.metrics.items())] or [_row("—", "no metrics recorded")]
     config = json.dumps(entry.config, indent=2, ensure_ascii=False, default=str) if entry.config else "—"
-    section = "<h4 style='margin:10px 0 4px 0; color:#334155'>{}</h4><table cellspacing='2'>{}</table>"
+    section = f"<h4 style='margin:10px 0 4px 0; color:{TONE.label}'>{{}}</h4><table cellspacing='2'>{{}}</table>"
     return (
         "<div style='font-family: sans-serif'>"
         + section.format("Adapter", "".join(rows))
         + section.format("Lineage", "".join(lineage))
         + section.format("Final metrics", "".join(metrics))
-        + "<h4 style='margin:10px 0 4px 0; color:#334155'>Full config</h4>"
+        + f"<h4 style='margin:10px 0 4px 0; color:{TONE.label}'>Full config</h4>"
         + f"<pre style='font-family: monospace; font-size: 9pt'>{esc(config)}</pre></div>"
     )
 

@@ -22,14 +22,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.formatting import format_bytes
 from studio.core.library.merge import ExportReport
-from studio.qt.widgets.library_table import human_bytes
+from studio.qt.style import TONE
 
 CHECK_COLUMNS = ("Check", "Greedy-token agreement", "Max |Δlogit|", "Relative", "Result")
 _VERDICT = {
-    "passed": ("✓ Export verified", "#dcfce7", "#14532d"),
-    "failed": ("✗ Equivalence check FAILED — do not ship this export", "#fee2e2", "#7f1d1d"),
-    "unchecked": ("Export written; equivalence not checked", "#f1f5f9", "#334155"),
+    "passed": ("✓ Export verified", TONE.ok_tint, TONE.ok_ink),
+    "failed": ("✗ Equivalence check FAILED — do not ship this export", TONE.bad_tint, TONE.bad_ink),
+    "unchecked": ("Export written; equivalence not checked", TONE.neutral_tint, TONE.label),
 }
 
 
@@ -81,7 +82,7 @@ class ExportResultView(QGroupBox):
                                    "border-radius: 4px;")
         what = f"{report.kind} · {report.dtype}" if report.dtype else report.kind
         extra = f" · GGUF: {', '.join(report.gguf_files)}" if report.gguf_files else ""
-        self.where.setText(f"{report.out_dir}  ({what}, {human_bytes(report.size_bytes)}{extra})")
+        self.where.setText(f"{report.out_dir}  ({what}, {format_bytes(report.size_bytes, 1)}{extra})")
         self.checks.setRowCount(len(report.equivalence))
         for row, eq in enumerate(report.equivalence):
             cells = (eq.label, f"{eq.agreement * 100:.1f}% of {eq.prompts}×{eq.new_tokens}", f"{eq.max_abs_diff:.3g}",
@@ -90,7 +91,7 @@ class ExportResultView(QGroupBox):
                 item = QTableWidgetItem(text)
                 item.setToolTip(f"{eq.summary()}")
                 if col == len(cells) - 1:
-                    item.setForeground(QBrush(QColor("#15803d" if eq.passed else "#b91c1c")))
+                    item.setForeground(QBrush(QColor(TONE.ok if eq.passed else TONE.error)))
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, describe_exception
+from studio.core.formatting import format_seconds
 from studio.core.library.playground import GenerationSettings, PlaygroundHolder, adapter_ref
 from studio.core.library.prompt_set import (
     CompareReport,
@@ -42,18 +43,20 @@ from studio.core.library.prompt_set import (
     run_columns,
 )
 from studio.core.library.registry import LibraryEntry
+from studio.core.models.folder import is_loadable
 from studio.core.models.identity import cached_identity
 from studio.qt.errors import show_error
+from studio.qt.panes.playground.column import ColumnView
 from studio.qt.state import AppState
-from studio.qt.widgets.playground_column import ColumnView
+from studio.qt.style import TONE
 from studio.qt.workers.task import Task, TaskRunner, TaskState
 
 MIN_COLUMNS, MAX_COLUMNS = 2, 6
-_MATCH, _MISS = QColor("#dcfce7"), QColor("#fee2e2")
+_MATCH, _MISS = QColor(TONE.ok_tint), QColor(TONE.bad_tint)
 
 
 def _is_model(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    return is_loadable(path)
 
 
 def score_text(col) -> str:
@@ -262,7 +265,7 @@ class PlaygroundPane(QWidget):
         if pg is None:
             return ""
         dtype = str(pg.dtype).removeprefix("torch.")
-        return (f"Loaded once in {pg.load_s:.1f} s · {dtype} on {pg.device} · "
+        return (f"Loaded once in {format_seconds(pg.load_s)} · {dtype} on {pg.device} · "
                 f"{len(pg.loaded_adapters)} adapter(s) hot-swapped in")
 
     # -- columns --------------------------------------------------------------------------------
@@ -433,7 +436,8 @@ class PlaygroundPane(QWidget):
         self.base_status.setText(self._describe_loaded() + (" · stopped" if report.stopped else ""))
         self._update_buttons()
 
-    def _on_failed(self, message: str, detail: str) -> None:
+    def _on_failed(self, exc: BaseException) -> None:
+        message, detail = describe_exception(exc)
         self.task = None
         for col in self._running:
             if col.running:
@@ -459,7 +463,7 @@ class PlaygroundPane(QWidget):
         item.setToolTip(text)
         if exact is not None:
             item.setBackground(QBrush(_MATCH if exact else _MISS))
-            item.setForeground(QBrush(QColor("#0f172a")))  # dark ink on the light tint, in the dark scheme too
+            item.setForeground(QBrush(QColor(TONE.tint_ink)))  # dark ink on the light tint, in the dark scheme too
         self.results.setItem(row, 2 + column, item)
 
     def result_text(self, row: int, column: int) -> str:

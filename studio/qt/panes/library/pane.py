@@ -32,13 +32,13 @@ from studio.core.errors import describe_exception
 from studio.core.library import registry
 from studio.core.library.registry import LibraryEntry
 from studio.qt.errors import show_error
-from studio.qt.panes.playground_pane import PlaygroundPane
+from studio.qt.panes.library.details import LineageView
+from studio.qt.panes.library.export import ExportChoice, ExportDialog
+from studio.qt.panes.library.export_result import ExportResultView
+from studio.qt.panes.library.table import AdapterTable
+from studio.qt.panes.library.trash import TrashDialog
+from studio.qt.panes.playground.pane import PlaygroundPane
 from studio.qt.state import AppState
-from studio.qt.widgets.library_details import LineageView
-from studio.qt.widgets.library_export import ExportChoice, ExportDialog
-from studio.qt.widgets.library_export_result import ExportResultView
-from studio.qt.widgets.library_table import AdapterTable
-from studio.qt.widgets.library_trash import TrashDialog
 from studio.qt.workers.task import TaskRunner
 
 
@@ -256,7 +256,8 @@ class LibraryPane(QWidget):
         self.undo_button.hide()
         self._announce(entry.id)
 
-    def _on_import_failed(self, message: str, detail: str) -> None:
+    def _on_import_failed(self, exc: BaseException) -> None:
+        message, detail = describe_exception(exc)
         self.import_button.setEnabled(True)
         self.status.setText(f"⚠ Not imported: {message}")
         show_error(self, message, detail, title="Import failed")
@@ -315,7 +316,8 @@ class LibraryPane(QWidget):
         self.status.setText(report.summary().splitlines()[0])
         self._on_selection()
 
-    def _on_export_failed(self, message: str, detail: str) -> None:
+    def _on_export_failed(self, exc: BaseException) -> None:
+        message, detail = describe_exception(exc)
         self.busy = False
         self.progress.hide()
         self.status.setText(f"⚠ Export failed: {message}")

@@ -1,0 +1,1 @@
+"""The Playground's parts: the pane (one prompt, shared settings) and its answer columns."""
