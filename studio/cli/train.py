@@ -71,6 +71,7 @@ class ProgressPrinter:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.started = time.time()
+        self.phase_estimate: dict[str, int] = {}
 
     def __call__(self, ev) -> None:
         kind = ev.kind
@@ -97,11 +98,17 @@ class ProgressPrinter:
             print(f"run {ev.run_dir}\n  {ev.method} on {ev.device}: {ev.trainable_params:,} trainable of "
                   f"{ev.total_params:,} params; {ev.train_rows} train / {ev.eval_rows} eval rows; {ev.total_steps} steps",
                   file=sys.stderr)
+            self.phase_estimate = dict(ev.estimated_phase_bytes)
             if ev.estimated_peak_bytes:
                 print(f"  memory: estimated peak {format_bytes_in(ev.estimated_peak_bytes)} of "
                       f"{format_bytes_in(ev.memory_budget_bytes, digits=1)} ({ev.precision})", file=sys.stderr)
         elif kind == "run_finished":
             print(f"{ev.status}: {ev.reason}", file=sys.stderr)
+            from studio.core.training.memory_watch import phase_summary
+
+            line = phase_summary(self.phase_estimate, ev.measured_phase_bytes)
+            if line:
+                print("  " + line, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,10 +24,10 @@ from studio.core.datasets.readers import SUPPORTED_SUFFIXES
 from studio.core.errors import describe_exception
 from studio.core.formatting import format_bytes_in
 from studio.qt.notify import DesktopNotifier
-from studio.qt.panes.configure_pane import ConfigurePane
-from studio.qt.panes.dataset_pane import DatasetPane
+from studio.qt.panes.configure.pane import ConfigurePane
+from studio.qt.panes.dataset.pane import DatasetPane
 from studio.qt.panes.library.pane import LibraryPane
-from studio.qt.panes.train_pane import TrainPane
+from studio.qt.panes.train.pane import TrainPane
 from studio.qt.settings import settings
 from studio.qt.state import AppState, default_config
 from studio.qt.widgets.interrupted_banner import InterruptedBanner, newest_interrupted

@@ -148,8 +148,10 @@ def measure(work: Path, name: str, config: Path) -> dict:
             continue
         if ev.get("estimated_peak_bytes"):
             row["journal_estimate"] = ev["estimated_peak_bytes"]
+            row["estimated_phases"] = ev.get("estimated_phase_bytes") or {}
         if ev.get("peak_memory_bytes"):
             row["engine_peak"] = ev["peak_memory_bytes"]
+            row["measured_phases"] = ev.get("measured_phase_bytes") or {}
     if proc.returncode != 0:
         row["error"] = proc.stderr[-600:]
     return row
@@ -211,6 +213,18 @@ def write_table(out: Path, rows: list[dict], work: Path) -> float:
             f"{_mib(r['worst'])} |")
     lines += ["", f"Worst error: {worst_err:.1f} % (goal: within 10 %). The GPU grid is "
               "`tests/benchmarks/gpu_check.py`; it has not been run here (no GPU).", ""]
+    phased = [r for r in rows if r.get("measured_phases")]
+    if phased:
+        lines += ["Per phase of a step, as the run journals it (`run_started.estimated_phase_bytes` vs the largest "
+                  "peak each phase reached, `run_finished.measured_phase_bytes`), MiB estimated / measured (error):", "",
+                  "| config | forward | backward | optimizer step |", "|---|---|---|---|"]
+        for r in phased:
+            cells = []
+            for phase in ("forward_end", "backward", "optimizer"):
+                est, got = r.get("estimated_phases", {}).get(phase, 0), r["measured_phases"].get(phase, 0)
+                cells.append(f"{_mib(est)} / {_mib(got)} ({100 * (est - got) / got:+.1f} %)" if est and got else "–")
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        lines.append("")
     out.write_text("\n".join(lines), encoding="utf-8")
     return worst_err
 

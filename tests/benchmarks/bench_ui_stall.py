@@ -94,7 +94,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from studio.core.config import apply_overrides
-    from studio.qt.panes.train_pane import TrainPane
+    from studio.qt.panes.train.pane import TrainPane
     from studio.qt.state import AppState, default_config
 
     app = QApplication.instance() or QApplication([])

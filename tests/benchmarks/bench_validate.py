@@ -9,7 +9,11 @@ Measures, each stage in a fresh subprocess so peak RSS is honest:
   * the complete report with token checks, using the bundled SmolLM2 tokenizer,
   * a plain ``json.loads`` loop over the same file, as the baseline the scan is compared to.
 ``--family`` instead times only the complete report with each model-zoo family's tokenizer (its real
-kind: Llama-3/Qwen2 split regex, SentencePiece style), with piece counting on and off.
+kind: Llama-3/Qwen2 split regex, SentencePiece style), with piece counting on and off. The switch
+travels in an environment variable that this script reads when it is imported, which happens in the
+stage's process and again in the token worker process (``spawn`` imports the main script there), so
+"off" tokenizes whole rows in both; each process notes that it saw the switch, and a stage whose
+token worker did not is an error, not a number.
 Text comes from the standard library's own docstrings, so the tokenizer sees real English with its
 real vocabulary spread (a tiny repeated vocabulary would flatter the tokenizer's cache).
 """
@@ -28,6 +32,32 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# "on:FILE" or "off:FILE": every process of a family stage notes its pid in FILE when it builds a
+# token counter; with "off" it gets none, so every row is tokenized whole.
+PIECES_SWITCH = "BENCH_VALIDATE_PIECES"
+_UNSWITCHED: dict = {}   # the real ``PieceCounter.for_tokenizer``, to name the counter a family would get
+
+
+def _apply_pieces_switch() -> None:
+    """Runs on import: in a family stage's process and in the token worker it spawns."""
+    switch = os.environ.get(PIECES_SWITCH)
+    if not switch:
+        return
+    mode, _, log = switch.partition(":")
+    from studio.core.datasets.piececount import PieceCounter
+
+    chosen = _UNSWITCHED["for_tokenizer"] = PieceCounter.for_tokenizer.__func__
+
+    def for_tokenizer(cls, tokenizer):
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return None if mode == "off" else chosen(cls, tokenizer)
+
+    PieceCounter.for_tokenizer = classmethod(for_tokenizer)
+
+
+_apply_pieces_switch()
 
 
 def _corpus() -> list[str]:
@@ -112,12 +142,14 @@ def _peak_mb() -> float:
 
 
 def _watch_children():
-    """Sample the RSS of this process's children (the token worker) until the returned function is called."""
+    """Sample this process's children until the returned function is called; it returns their peak
+    RSS (the token worker's) and the pids of the worker processes ``spawn`` started."""
     import threading
 
     import psutil
 
     peak = [0.0]
+    workers: set[int] = set()
     done = threading.Event()
 
     def sample() -> None:
@@ -126,12 +158,14 @@ def _watch_children():
             for proc in me.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     peak[0] = max(peak[0], proc.memory_info().rss / 2**20)
+                    if any("spawn_main" in part for part in proc.cmdline()):
+                        workers.add(proc.pid)
 
     threading.Thread(target=sample, daemon=True).start()
 
-    def stop() -> float:
+    def stop() -> tuple[float, set[int]]:
         done.set()
-        return peak[0]
+        return peak[0], workers
 
     return stop
 
@@ -174,7 +208,7 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
         report = check_files(path, tokenizer=tok, max_len=max_len)
         out["seconds"] = time.perf_counter() - t0
         out["cpu_seconds"] = time.process_time() - c0
-        out["worker_peak_mb"] = worker_peak()
+        out["worker_peak_mb"] = worker_peak()[0]
         # How often pieces repeat, from a serial count of the same rows in this process.
         renderer = fastrender.ChatRenderer(tok)
         from studio.core.datasets.scan import scan
@@ -190,23 +224,31 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
         out["tokens_p50"], out["tokens_max"] = tokens["p50"], tokens["max"]
         out["findings"] = {f.code: len(f.lines) for f in report.findings}
     elif stage in ("family_on", "family_off"):
-        # One zoo family's tokenizer; "off" takes piece counting away, so every row is tokenized whole.
+        # One zoo family's tokenizer; "off" takes piece counting away (``_apply_pieces_switch``, here
+        # and in the token worker), so every row is tokenized whole.
         from transformers import AutoTokenizer
 
         from studio.core.datasets.piececount import PieceCounter
         from studio.core.datasets.pipeline import check_files
 
         tok = AutoTokenizer.from_pretrained(tok_dir)
-        counter = PieceCounter.for_tokenizer(tok)
+        counter = _UNSWITCHED["for_tokenizer"](PieceCounter, tok)
         out["counter"] = type(counter).__name__ if counter is not None else "none"
-        if stage == "family_off":
-            PieceCounter.for_tokenizer = classmethod(lambda cls, tokenizer: None)
+        log = Path(os.environ[PIECES_SWITCH].partition(":")[2])
+        children = _watch_children()
         t0, c0 = time.perf_counter(), time.process_time()
         report = check_files(path, tokenizer=tok, max_len=max_len)
         out["seconds"] = time.perf_counter() - t0
         out["cpu_seconds"] = time.process_time() - c0
         out["rows"] = report.rows
         out["tokens_p50"] = report.stats["tokens"]["p50"]
+        # Every process that counted tokens, the token worker included, must have seen the switch.
+        switched = set(map(int, log.read_text(encoding="utf-8").split())) if log.exists() else set()
+        workers = children()[1]
+        if not switched or workers - switched:
+            raise SystemExit(f"{stage}: the piece-counting switch reached processes {sorted(switched)}, "
+                             f"token workers were {sorted(workers)}; this figure would measure nothing")
+        out["counting_processes"] = len(switched)
     elif stage == "gui":
         # The Dataset pane's own job (studio/core/datasets/pipeline.py): rows streamed to
         # the table, tokens counted while reading, the quick report, then the complete one. In the
@@ -258,9 +300,9 @@ def child(stage: str, path: str, tok_dir: str, max_len: int) -> dict:
     return out
 
 
-def _run_child(stage: str, path: Path, tok_dir: Path, max_len: int) -> dict:
+def _run_child(stage: str, path: Path, tok_dir: Path, max_len: int, env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--file", str(path), "--tok", str(tok_dir), "--max-len", str(max_len)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -339,8 +381,8 @@ def _families(args, tmp: Path, path: Path, size_mb: float) -> None:
     for name in names:
         tok_dir = tmp / "zoo" / name
         make_tokenizer(name, tok_dir)
-        on = _run_child("family_on", path, tok_dir, args.max_len)
-        off = _run_child("family_off", path, tok_dir, args.max_len)
+        on, off = (_run_child(f"family_{mode}", path, tok_dir, args.max_len,
+                              env={PIECES_SWITCH: f"{mode}:{tmp / f'{name}_{mode}.pids'}"}) for mode in ("on", "off"))
         rows.append(f"| {name} | {on['counter']} | {on['tokens_p50']} | {on['seconds']:.2f} s (CPU {on['cpu_seconds']:.1f} s) "
                     f"| {off['seconds']:.2f} s (CPU {off['cpu_seconds']:.1f} s) | {off['seconds'] / on['seconds']:.1f}× |")
         print(rows[-1], flush=True)
@@ -350,7 +392,7 @@ def _families(args, tmp: Path, path: Path, size_mb: float) -> None:
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_avg)} → {'/'.join(f'{x:.1f}' for x in load_after)}",
         "",
-        "| family | counter | tokens per row (median) | pieces on | pieces off (whole rows) | on / off |",
+        "| family | counter | tokens per row (median) | pieces on | pieces off (whole rows) | off / on |",
         "|---|---|---|---|---|---|",
         *rows,
     ]

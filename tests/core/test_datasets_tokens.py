@@ -74,9 +74,12 @@ def _fresh(smol_tokenizer_dir, template: str):
     return tok
 
 
-def test_content_sensitive_template_takes_the_exact_path(smol_tokenizer_dir):
+@pytest.mark.parametrize("shown", ["m['content'] | trim | upper", "m['content'] | trim('. ')",
+                                   "m['content'] | replace('a', 'b')", "m['content'].split()[0]"])
+def test_content_sensitive_template_takes_the_exact_path(smol_tokenizer_dir, shown):
+    # A bare ``| trim`` is planned (see test_fastrender_templates); anything beyond it is not.
     tok = _fresh(smol_tokenizer_dir, (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ " + shown + " }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     ))
     renderer = ChatRenderer(tok)

@@ -500,3 +500,41 @@ def test_machine_calibration_reads_the_runs_store(tmp_path):
     cpu = machine_calibration("cpu", tmp_path)
     assert cpu.runs == 2 and cpu.factor == pytest.approx(1.05)
     assert machine_calibration("cuda", tmp_path).runs == 1
+
+
+
+def test_full_finetune_states_reuse_the_heap_activations_left_but_big_tensors_do_not(tmp_path):
+    """A full fine-tune's gradients and Adam states are allocated after the forward pass freed its
+    activations; each tensor below glibc's mmap threshold takes a kept chunk, so the retention term
+    shrinks by their bytes. A tensor above the threshold is mapped on its own and reuses nothing."""
+    from studio.core.memory.constants import (
+        ADAM_STATES,
+        CPU_ALLOCATOR_RETENTION,
+        CPU_HEAP_ALLOCATION_MAX,
+        FP32,
+    )
+    from studio.core.memory.plan import make_plan
+    from studio.core.memory.terms import _activations, _heap_reuse
+
+    over = {"training.max_seq_len": 512, "training.batch_size": 8, "model.dtype": "float32"}
+    small = inspect_model(write_config(tmp_path / "small", dict(TINY["llama"])))
+    p = make_plan(small, cfg_for(tmp_path / "small", method="full", **over), "cpu")
+    every = small.total_params * FP32 * (1 + ADAM_STATES)  # all of the tiny model's tensors are heap-sized
+    assert _heap_reuse(small, p, []) == every
+    produced, _, _ = _activations(small, dataclasses.replace(p, grad_ckpt=False), [])
+    full = estimate(small, cfg_for(tmp_path / "small", method="full", **over), device_kind="cpu")
+    lora = estimate(small, cfg_for(tmp_path / "small", method="lora", **over), device_kind="cpu")
+    assert full.overhead_parts["allocator_retention"] == max(0, int(CPU_ALLOCATOR_RETENTION * produced - every))
+    assert full.overhead_parts["allocator_retention"] < lora.overhead_parts["allocator_retention"]
+
+    # 4096 x 1024 fp32 (16 MiB) is heap-sized; the 4096 x 4096 ones (64 MiB) are mapped and reuse nothing.
+    assert 4096 * 1024 * FP32 < CPU_HEAP_ALLOCATION_MAX < 4096 * 4096 * FP32
+    wide = {**TINY["llama"], "hidden_size": 4096, "intermediate_size": 1024, "num_attention_heads": 32,
+            "num_key_value_heads": 32, "vocab_size": 1000}
+    big = inspect_model(write_config(tmp_path / "big", wide))
+    pb = make_plan(big, cfg_for(tmp_path / "big", method="full", **over), "cpu")
+    heap_sized = sum(m.count * m.d_in * m.d_out for m in big.linear_modules if m.d_in * m.d_out * FP32 < CPU_HEAP_ALLOCATION_MAX)
+    assert heap_sized == big.num_layers * 3 * 4096 * 1024  # the MLP's gate, up and down projections only
+    head = 0 if big.tie_word_embeddings else big.head.d_in * big.head.d_out  # 1000 x 4096: 16 MiB, heap-sized
+    expected = heap_sized + big.vector_params + big.embedding_params + head
+    assert _heap_reuse(big, pb, []) == expected * FP32 * (1 + ADAM_STATES)

@@ -353,9 +353,9 @@ def test_zoo_chat_rows_count_exactly_as_render_example(zoo_tokenizers, family, m
     examples += [Example(text="".join(rnd.choice(HOSTILE) for _ in range(rnd.randint(0, 20))), fmt="text")
                  for _ in range(60)]
     renderer = ChatRenderer(tok)
-    # Templates that look at contents (trim, content + '…') are rendered row by row; the rest by plan.
+    # Every zoo template is rendered by plan, the trimming ones (Llama-3, Gemma) too.
     planned = renderer.shortcut
-    assert planned or family not in ("mistral", "phi3")
+    assert planned
     got = token_counts(examples, tok, max_len, renderer=renderer)
     for ex, g in zip(examples, got, strict=True):
         try:

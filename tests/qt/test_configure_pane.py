@@ -20,7 +20,7 @@ WAIT = 60000  # inspection imports transformers in a worker: generous on a busy 
 
 @pytest.fixture()
 def pane(qtbot, tiny_model_dir):
-    from studio.qt.panes.configure_pane import ConfigurePane
+    from studio.qt.panes.configure.pane import ConfigurePane
     from studio.qt.state import AppState, default_config
     from studio.qt.workers.task import TaskRunner
 
@@ -368,7 +368,7 @@ def test_a_deleted_pane_stops_listening_to_the_session(qtbot, tiny_model_dir):
     """The session is the app's and outlives a pane; edits made elsewhere must not reach dead widgets."""
     import shiboken6
 
-    from studio.qt.panes.configure_pane import ConfigurePane
+    from studio.qt.panes.configure.pane import ConfigurePane
     from studio.qt.state import AppState
     from studio.qt.workers.task import TaskRunner
 
@@ -383,3 +383,88 @@ def test_a_deleted_pane_stops_listening_to_the_session(qtbot, tiny_model_dir):
     assert len(state.session.events.config) == listening
     state.update(**{"lora.r": 16, "training.batch_size": 3})  # would raise on a deleted widget
     assert state.config.lora.r == 16
+
+
+def test_a_model_read_that_was_superseded_does_not_land(qtbot, pane, tmp_path, monkeypatch):
+    """Reading a model can take seconds; choosing another meanwhile must keep the late answer of the
+    first from painting over the second (the inspection's task slot drops it)."""
+    import threading
+
+    from studio.qt.panes.configure import model_source
+
+    ready(qtbot, pane)
+    good = pane.state.config.model.path
+    slow = tmp_path / "slow_model"
+    slow.mkdir()
+    shutil.copy(Path(good) / "config.json", slow / "config.json")
+    release = threading.Event()
+    real_job = model_source._inspect_job
+
+    def job_for(key):
+        if key[0] != str(slow):
+            return real_job(key)
+        return lambda _state: (release.wait(WAIT / 1000), (None, "the slow model's late answer"))[1]
+
+    monkeypatch.setattr(model_source, "_inspect_job", job_for)
+    assert pane.choose_model_folder(str(slow))
+    stale = pane._inspecting.task
+    assert stale is not None and pane.inspecting and pane.info is None
+    assert pane.choose_model_folder(good)
+    qtbot.waitUntil(lambda: pane.info is not None, timeout=WAIT)
+    release.set()
+    qtbot.waitUntil(lambda: not stale.is_running(), timeout=WAIT)
+    qtbot.wait(100)  # the late answer, had it been kept, is queued for this thread by now
+    assert "late answer" not in pane.model_box.status.text()
+    assert pane.info is not None and not pane.inspecting
+
+
+def test_a_token_count_that_was_superseded_does_not_land(qtbot, pane, monkeypatch):
+    """A max length changed twice in a row counts twice; only the newer count may reach the estimate."""
+    import threading
+
+    from studio.qt.panes.configure import pane as pane_module
+
+    ready(qtbot, pane)
+    release = threading.Event()
+    real_job = pane_module.lengths_job
+
+    def job_for(cfg):
+        if cfg.training.max_seq_len != 40:
+            return real_job(cfg)
+        return lambda _state: (release.wait(WAIT / 1000), (None, "the late count"))[1]
+
+    monkeypatch.setattr(pane_module, "lengths_job", job_for)
+    pane.seq.setValue(40)
+    stale = pane._counting.task
+    assert stale is not None and pane.lengths is None
+    pane.seq.setValue(48)
+    qtbot.waitUntil(lambda: pane.estimate is not None and pane.estimate.basis == "dataset"
+                    and pane.estimate.batch_tokens == 48, timeout=WAIT)
+    release.set()
+    qtbot.waitUntil(lambda: not stale.is_running(), timeout=WAIT)
+    qtbot.wait(100)  # the late count, had it been kept, is queued for this thread by now
+    pane.refresh_estimate()
+    assert pane.lengths is not None and pane.estimate.basis == "dataset" and pane.estimate.batch_tokens == 48
+    assert "late count" not in pane.panel.dataset_line.text() + pane.panel.worst_line.text()
+
+
+def test_clearing_the_model_while_it_is_read_says_what_to_choose(qtbot, pane, tmp_path, monkeypatch):
+    """The cancelled read never reports back, so the pane must stop saying "Reading the model…" itself."""
+    import threading
+
+    from studio.qt.panes.configure import model_source
+
+    ready(qtbot, pane)
+    slow = tmp_path / "slow_model"
+    slow.mkdir()
+    shutil.copy(Path(pane.state.config.model.path) / "config.json", slow / "config.json")
+    release = threading.Event()
+    monkeypatch.setattr(model_source, "_inspect_job",
+                        lambda key: lambda _state: (release.wait(WAIT / 1000), (None, "late"))[1])
+    assert pane.choose_model_folder(str(slow))
+    assert pane.inspecting
+    pane.state.update(**{"model.path": ""})
+    assert not pane.inspecting
+    assert "Choose a model folder" in pane.model_box.status.text()
+    release.set()
+    qtbot.waitUntil(lambda: not pane._inspecting.is_running(), timeout=WAIT)

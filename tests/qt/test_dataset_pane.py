@@ -60,7 +60,7 @@ def state(smol_tokenizer_dir):
 
 @pytest.fixture()
 def pane(qtbot, state):
-    from studio.qt.panes.dataset_pane import DatasetPane
+    from studio.qt.panes.dataset.pane import DatasetPane
     from studio.qt.workers.task import TaskRunner
 
     tasks = TaskRunner()

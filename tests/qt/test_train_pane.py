@@ -35,7 +35,7 @@ def state(tiny_model_dir, demo_train, demo_eval):
 
 @pytest.fixture()
 def pane(qtbot, state):
-    from studio.qt.panes.train_pane import TrainPane
+    from studio.qt.panes.train.pane import TrainPane
 
     p = TrainPane(state)
     qtbot.addWidget(p)
@@ -123,7 +123,7 @@ def _two_finished_runs(tiny_model_dir, demo_train, demo_eval):
 
 
 def test_runs_view_reopens_history_and_overlays_two_runs(qtbot, tiny_model_dir, demo_train, demo_eval):
-    from studio.qt.panes.runs_view import RunsView
+    from studio.qt.panes.train.runs_view import RunsView
 
     _two_finished_runs(tiny_model_dir, demo_train, demo_eval)
     view = RunsView()  # a fresh view, as after reopening the app: everything comes from disk

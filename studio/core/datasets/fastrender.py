@@ -9,10 +9,13 @@ literals are counted once per plan and each content from cached word counts (``p
 Other rows are tokenized in batches (the Rust tokenizer works on both cores and releases the GIL),
 and their loss-mask counts come from a binary search over token offsets, not a loop per token.
 
-Exactness is kept, not assumed: templates that look at content (``trim``, ``split``, ``in content``
-…) never take the shortcut; a plan is only used when two different placeholder sets give identical
-literals; and a sample of rows is always checked against ``render_example`` itself — on any
-mismatch the whole batch is redone the slow way.
+Exactness is kept, not assumed: templates that look at content (``split``, ``in content``,
+``replace`` …) never take the shortcut; a plan is only used when two different placeholder sets give
+identical literals; and a sample of rows is always checked against ``render_example`` itself — on
+any mismatch the whole batch is redone the slow way. The one look at content allowed is
+``message['content'] | trim`` (Llama-3, Gemma): Jinja's ``trim`` is ``str.strip()``, so the plan
+finds which contents come out trimmed (their placeholders lose the whitespace at both ends) and
+strips those contents before assembling the row.
 """
 
 from __future__ import annotations
@@ -37,17 +40,25 @@ from studio.core.datasets.render import (
 from studio.core.datasets.textcheck import MarkerFinder
 
 # Template constructs that make the output depend on what a message says, not only its role.
+# (Concatenating a content with text, ``content + '<|im_end|>'``, is not one: the placeholder plan
+# reproduces it, and two placeholder sets must agree before a plan is used.)
 _CONTENT_SENSITIVE = re.compile(
-    r"content\s*(\||\.|\[|\bin\b|==|!=|\+\s*['\"])|\bin\s+(message|m|msg)\s*\[\s*['\"]content|"
+    r"content\s*(\||\.|\[|\bin\b|==|!=)|\bin\s+(message|m|msg)\s*\[\s*['\"]content|"
     r"\|\s*(trim|replace|split|wordcount|truncate|striptags)\b|\.(strip|split|startswith|endswith|replace)\(|"
     r"reasoning|tool_calls|</think>"
 )
+# ``message['content'] | trim`` (or ``message.content | trim``) with nothing chained after it: Jinja's
+# ``trim`` without arguments is ``str.strip()``, which a plan can apply itself.
+_TRIMMED_CONTENT = re.compile(r"""(\.content|\[\s*['"]content['"]\s*\])\s*\|\s*trim\b(?!\s*[(|.\[])""")
 VERIFY_EVERY = 500
 
 
 def _sentinel(k: int, variant: int) -> str:
-    # Whitespace at both ends: a template that trims content cannot keep it intact, so it is caught.
-    return f" \n\ue000{k}{'#' * (variant * 3 + k % 5)}\ue001\n "
+    # Whitespace at both ends, different in each variant: a template that trims content is seen
+    # (only the core survives), and one that strips a single side leaves variant-dependent literals.
+    # Letters of both cases: a filter that changes case (``upper``, ``title`` …) cannot keep it intact.
+    left, right = ((" \n", "\n "), ("\t \u3000", " \r\n\t"))[variant]
+    return f"{left}\ue000{k}Aa{'#' * (variant * 3 + k % 5)}\ue001{right}"
 
 
 @dataclass
@@ -57,6 +68,19 @@ class _Plan:
     # per assistant turn: (before_len, through_len) measured in the placeholder rendering
     spans: list[tuple[int, int]]
     sent_ends: list[int]      # end offset of each placeholder in the placeholder rendering
+    trimmed: tuple[bool, ...] = ()   # per content: the template emits it ``| trim``-med
+
+    def fill(self, contents: Sequence[str]) -> list[str] | None:
+        """The contents as the template emits them (stripped where it trims), or None when one is
+        empty: templates test contents for truth ("{% if system %}"), so an empty one may change
+        the literals, and a trimmed one may be empty only after trimming."""
+        if not all(contents):
+            return None
+        if any(self.trimmed):
+            contents = [c.strip() if t else c for c, t in zip(contents, self.trimmed, strict=True)]
+            if not all(contents):
+                return None
+        return list(contents)
 
     def _map(self, pos: int, deltas: list[int]) -> int:
         out = pos
@@ -95,8 +119,10 @@ class _Plan:
 
     def apply(self, contents: Sequence[str]) -> tuple[str, list[tuple[int, int]], list[int]] | None:
         """Text, loss spans, and where each literal/content part ends."""
-        if not all(contents):
-            return None   # templates test contents for truth ("{% if system %}"): an empty one may change the literals
+        filled = self.fill(contents)
+        if filled is None:
+            return None
+        contents = filled
         parts = [self.literals[0]]
         for c, lit in zip(contents, self.literals[1:], strict=True):
             parts.append(c)
@@ -123,7 +149,8 @@ class ChatRenderer:
         ensure_chat_template(tokenizer)
         self.tokenizer = tokenizer
         template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-        self.shortcut = bool(template) and not _CONTENT_SENSITIVE.search(template)
+        self.shortcut = bool(template) and not _CONTENT_SENSITIVE.search(_TRIMMED_CONTENT.sub(" ", template))
+        self._may_trim = bool(_TRIMMED_CONTENT.search(template))
         self._plans: dict[tuple[str, ...], _Plan | None] = {}
         # Counts without a full tokenizer pass, for byte-level BPE tokenizers (see piececount).
         self.pieces = PieceCounter.for_tokenizer(tokenizer)
@@ -147,6 +174,9 @@ class ChatRenderer:
                 sents = [_sentinel(k, variant) for k in range(len(roles))]
                 msgs = [{"role": r, "content": s} for r, s in zip(roles, sents, strict=True)]
                 full = self._render(msgs)
+                # Each placeholder appears once, intact or (where the template trims) as its core.
+                trimmed = tuple(self._may_trim and s not in full for s in sents)
+                sents = [s.strip() if t else s for s, t in zip(sents, trimmed, strict=True)]
                 literals, ends, pos = [], [], 0
                 for s in sents:
                     at = full.find(s, pos)
@@ -167,15 +197,15 @@ class ChatRenderer:
                     if any(e - len(s) < p < e for s, e in zip(sents, ends, strict=True) for p in (len(before), len(through))):
                         return None
                     spans.append((len(before), len(through)))
-                renders.append((literals, [len(s) for s in sents], spans, ends))
+                renders.append((literals, [len(s) for s in sents], spans, ends, trimmed))
         except Exception:
             return None
-        (lit0, lens0, spans0, ends0), (lit1, _, spans1, ends1) = renders
-        if lit0 != lit1:
+        (lit0, lens0, spans0, ends0, trim0), (lit1, lens1, spans1, ends1, trim1) = renders
+        if lit0 != lit1 or trim0 != trim1:
             return None
         # The span offsets must move exactly with the placeholder lengths.
-        plan = _Plan(lit0, lens0, spans0, ends0)
-        other = _Plan(lit1, renders[1][1], spans1, ends1)
+        plan = _Plan(lit0, lens0, spans0, ends0, trim0)
+        other = _Plan(lit1, lens1, spans1, ends1, trim1)
         probe = [f"c{k}" for k in range(len(roles))]
         if plan.apply(probe) != other.apply(probe):
             return None
@@ -201,7 +231,10 @@ class ChatRenderer:
             edges = plan.literal_edges() if plan is not None else None
             self._plan_counts[roles] = self.pieces.plan(plan.literals, edges) if plan is not None and edges else None
         counter = self._plan_counts[roles]
-        return counter.count([c for _, c in example.messages], max_len) if counter is not None else None
+        if counter is None:
+            return None
+        contents = self._plans[roles].fill([c for _, c in example.messages])  # type: ignore[union-attr]
+        return counter.count(contents, max_len) if contents is not None else None
 
     def layout(self, example: Example) -> tuple[str, list[tuple[int, int]], list[int]]:
         """Text, loss spans, and the template/content boundaries where they are known (else [])."""

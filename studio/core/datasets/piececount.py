@@ -283,31 +283,13 @@ class PieceCounter:
                 right.append(_LAST_NEWLINE)
             else:
                 return None
-        cuts: list[set[int]] = [set() for _ in literals]
-        for a, b, _trim in edges:
-            for j, o in (a, b):
-                if 0 < o < len(literals[j]):
-                    if not self._additive_inside(literals[j], o):
-                        return None
-                    cuts[j].add(o)
-        if any(b <= a for a, b, _ in edges):
+        cuts = edge_cuts(literals, edges, self._additive_inside)
+        if cuts is None or any(b <= a for a, b, _ in edges):
             return None
         pieces = [[lit[x:y] for x, y in pairwise([0, *sorted(c), len(lit)])] for lit, c in zip(literals, cuts, strict=True)]
         tokens = self._literal_tokens(pieces)
-        lit_before = [0, *accumulate(sum(t) for t in tokens)]
-
-        def at(edge: tuple[int, int]) -> tuple[int, int]:
-            j, o = edge
-            inside, pos = 0, 0
-            for piece, t in zip(pieces[j], tokens[j], strict=True):
-                if pos >= o:
-                    break
-                inside += t
-                pos += len(piece)
-            return j, lit_before[j] + inside
-
-        spans = [(at(a), at(b), b[0] - 1 if trim else -1) for a, b, trim in edges]
-        return PlanCounts(self, left, right, lit_before[-1], spans)
+        literal_tokens, spans = span_positions(pieces, tokens, edges)
+        return PlanCounts(self, left, right, literal_tokens, spans)
 
     def _additive_inside(self, lit: str, o: int) -> bool:
         """A cut inside a literal whose neighbourhood lies wholly in the literal."""
@@ -325,6 +307,45 @@ class PieceCounter:
 
 
 _ANY, _FIRST_SPACE, _FIRST_WORD, _LAST_WORD, _LAST_NEWLINE = range(5)
+
+
+def edge_cuts(literals: list[str], edges: list[tuple[tuple[int, int], tuple[int, int], bool]],
+              additive: Callable[[str, int], bool]) -> list[set[int]] | None:
+    """Where each literal must be cut so loss-span edges inside it fall between counted parts; None
+    when a cut could change the tokens around it (``additive`` is the counter kind's rule)."""
+    cuts: list[set[int]] = [set() for _ in literals]
+    for a, b, _trim in edges:
+        for j, o in (a, b):
+            if 0 < o < len(literals[j]):
+                if not additive(literals[j], o):
+                    return None
+                cuts[j].add(o)
+    return cuts
+
+
+def span_positions(pieces: list[list[str]], tokens: list[list[int]],
+                   edges: list[tuple[tuple[int, int], tuple[int, int], bool]],
+                   ) -> tuple[int, list[tuple[tuple[int, int], tuple[int, int], int]]]:
+    """(tokens in all literals, loss spans as (content index, tokens before)) for a template plan.
+
+    ``pieces[j]`` cut literal ``j`` where the plan counts it in parts and ``tokens[j]`` are their
+    counts; an edge (literal index, character offset) becomes the tokens of all literals before
+    it plus those of its own literal's pieces before the offset. Shared by every counter kind:
+    where the counts come from differs, how a span edge is placed does not.
+    """
+    lit_before = [0, *accumulate(sum(t) for t in tokens)]
+
+    def at(edge: tuple[int, int]) -> tuple[int, int]:
+        j, o = edge
+        inside, pos = 0, 0
+        for piece, t in zip(pieces[j], tokens[j], strict=True):
+            if pos >= o:
+                break
+            inside += t
+            pos += len(piece)
+        return j, lit_before[j] + inside
+
+    return lit_before[-1], [(at(a), at(b), b[0] - 1 if trim else -1) for a, b, trim in edges]
 
 
 class PlanCounts:

@@ -33,10 +33,18 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from typing import Any
 
-from studio.core.datasets.piececount import _WS, _WS_SET, PieceCounter, PlanCounts, _Counts
+from studio.core.datasets.piececount import (
+    _WS,
+    _WS_SET,
+    PieceCounter,
+    PlanCounts,
+    _Counts,
+    edge_cuts,
+    span_positions,
+)
 
 # The split regexes this argument was made for, exactly as the families' tokenizer.json files hold them.
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -281,13 +289,9 @@ class ContextPlan(PlanCounts):
                 right.append(nxt[0])
             else:
                 return None
-        cuts: list[set[int]] = [set() for _ in literals]
-        for a, b, _trim in edges:
-            for j, o in (a, b):
-                if 0 < o < len(literals[j]):
-                    if not counter.additive_at(literals[j], o):
-                        return None
-                    cuts[j].add(o)
+        cuts = edge_cuts(literals, edges, counter.additive_at)
+        if cuts is None:
+            return None
         glue_at: list[int | None] = []
         for k in range(n):
             lit = literals[k]
@@ -304,21 +308,9 @@ class ContextPlan(PlanCounts):
             pieces.append([lit[x:y] for x, y in bounds])
             # A literal after a content follows other text; the row check refuses contents ending in an added token.
             tokens.append([cls._literal_count(counter, lit, x, y, j) for x, y in bounds])
-        lit_before = [0, *accumulate(sum(t) for t in tokens)]
-
-        def at(edge: tuple[int, int]) -> tuple[int, int]:
-            j, o = edge
-            inside, pos = 0, 0
-            for piece, t in zip(pieces[j], tokens[j], strict=True):
-                if pos >= o:
-                    break
-                inside += t
-                pos += len(piece)
-            return j, lit_before[j] + inside
-
-        spans = [(at(a), at(b), b[0] - 1 if trim else -1) for a, b, trim in edges]
+        literal_tokens, spans = span_positions(pieces, tokens, edges)
         glue = [None if g is None else (literals[k][g:], tokens[k][-1]) for k, g in enumerate(glue_at)]
-        return cls(counter, left, right, lit_before[-1], spans, glue)
+        return cls(counter, left, right, literal_tokens, spans, glue)
 
     @staticmethod
     def _literal_count(counter, lit: str, x: int, y: int, j: int) -> int:

@@ -80,6 +80,10 @@ CPU_PROCESS_BASELINE_BYTES = 620 * MiB
 # tensors by a share of what each forward pass allocates and frees. Calibrated by the benchmark:
 # (default-allocator peak RSS - live-tracking peak RSS) / activations a forward pass produces.
 CPU_ALLOCATOR_RETENTION = 0.6
+# glibc serves an allocation from the heap (where freed chunks are kept and reused) below this size
+# and maps it on its own above (returned to the system when freed): the dynamic mmap threshold
+# never rises above 32 MiB on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX = 4 MiB * sizeof(long)).
+CPU_HEAP_ALLOCATION_MAX = 32 * 2**20
 
 PHASES = ("forward_end", "backward", "optimizer")
 BREAKDOWN_KEYS = ("weights", "adapter", "gradients", "optimizer", "activations", "logits", "overhead")

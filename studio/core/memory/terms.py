@@ -18,6 +18,7 @@ from studio.core.memory.constants import (
     BWD_MLP_GRADS,
     BWD_RESIDUAL_GRADS,
     CPU_ALLOCATOR_RETENTION,
+    CPU_HEAP_ALLOCATION_MAX,
     CPU_PROCESS_BASELINE_BYTES,
     CUDA_CONTEXT_BYTES,
     CUDA_DROPOUT_MASK_BYTES,
@@ -220,6 +221,32 @@ def _overhead_parts(info: ModelInfo, p: Plan, adapted: list[LinearModule]) -> di
         # reclaimable page cache, but counted in the resident set).
         parts["mapped_weight_files"] = info.linear_weight_params * file_bytes
     produced, _, _ = _activations(info, replace(p, grad_ckpt=False), adapted)
-    parts["allocator_retention"] = int(CPU_ALLOCATOR_RETENTION * produced)
+    retained = CPU_ALLOCATOR_RETENTION * produced
+    parts["allocator_retention"] = int(max(0.0, retained - _heap_reuse(info, p, adapted)))
     return parts
+
+
+def _heap_reuse(info: ModelInfo, p: Plan, adapted: list[LinearModule]) -> int:
+    """Bytes of gradients and optimizer states that glibc places in the heap the forward pass's
+    freed activations left behind: they are allocated after that memory was freed (gradients in the
+    backward pass, Adam's states at the first step) and each tensor below the mmap threshold takes a
+    kept chunk instead of new pages, so that much of the retention is not extra. It matters for a
+    full fine-tune of a small model (every weight's gradient and states; measured: S-full rows of
+    tests/benchmarks/memory_results_cpu.md); an adapter's tensors are too few to count much."""
+    eight_bit = p.optimizer in ("adamw_8bit", "paged_adamw_8bit")
+    per_element = 1 + (0 if eight_bit else ADAM_STATES)  # gradient + states, each the tensor's size
+
+    def reused(numel: int, elem_bytes: int) -> int:
+        return numel * elem_bytes * per_element if numel * elem_bytes < CPU_HEAP_ALLOCATION_MAX else 0
+
+    if p.method == "full":
+        sb = DTYPE_BYTES[p.dtype]
+        total = sum(m.count * reused(m.d_in * m.d_out, sb) for m in info.linear_modules)
+        vec = info.vector_params // max(info.vector_tensors, 1)
+        total += info.vector_tensors * reused(vec, sb)
+        total += reused(info.embedding_params, sb)  # one tensor (shared with the head when tied)
+        if info.head is not None and not info.tie_word_embeddings:
+            total += reused(info.head.d_in * info.head.d_out, sb)
+        return total
+    return sum(m.count * reused(n, ADAPTER_BYTES) for m in adapted for n in _adapter_tensors(m, p))
 

@@ -125,7 +125,7 @@ def train(
     def send_failure(reason: str) -> None:
         ev = RunFinished(status="failed", reason=reason, step=progress["step"], train_loss=progress["loss"],
                          eval_loss=progress["eval"], duration_s=time.time() - started,
-                         peak_memory_bytes=progress["peak"])
+                         peak_memory_bytes=progress["peak"], measured_phase_bytes=dict(progress.get("phases") or {}))
         try:
             send(ev)
         except OSError:  # a journal the full disk refuses: the caller must still hear why the run ended
@@ -174,6 +174,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     set_seed(cfg.training.seed)
     device, dtype_name = pick_device(cfg)
     memory_watch.reset_peak(device)
+    meter = memory_watch.PhaseMeter(device)
     use_trackers, note = trackers.resolve(list(cfg.training.report_to))
     if note:
         send(Log(level="warning", message=note))
@@ -189,6 +190,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     if note:
         send(Log(level="warning", message=note))
     model = apply_peft(cfg, model)
+    model.register_forward_hook(meter.forward_end)
     trainable, total = count_params(model)
     collator = PadCollator(tokenizer.pad_token_id)
 
@@ -248,7 +250,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     state: dict = progress if progress is not None else {}
     state.update({"t_last": time.time(), "tok_last": 0, "step": 0, "peak": 0, "loss": None, "eval": None,
                   "nan": None, "bad_grad": None, "eval_step": -1, "base_identity": base_id,
-                  "has_eval": bool(feats.eval), "eval_every": t.eval_steps if feats.eval else 0})
+                  "has_eval": bool(feats.eval), "eval_every": t.eval_steps if feats.eval else 0,
+                  "phases": meter.peaks})
 
     def bad_grad_norm(step: int, norm: float) -> None:
         state["bad_grad"] = (step, norm)
@@ -262,6 +265,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 total_steps=tstate.max_steps, train_rows=len(feats.train), eval_rows=len(feats.eval),
                 trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
                 estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
+                estimated_phase_bytes=dict(run_est.phase_bytes) if run_est else {},
                 memory_budget_bytes=run_est.budget_bytes if run_est else 0,
                 precision=precision_label(device, dtype_name, cfg.method), trackers=list(use_trackers),
                 base_identity=base_id,
@@ -275,6 +279,15 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             state["t_last"] = time.time()
             state["tok_last"] = collator.tokens_seen * max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
+        def on_step_begin(self, args, tstate, tcontrol, **kw):
+            meter.step_begin()
+
+        def on_pre_optimizer_step(self, args, tstate, tcontrol, **kw):
+            meter.backward_end()
+
+        def on_optimizer_step(self, args, tstate, tcontrol, **kw):
+            meter.optimizer_end()
+
         def on_log(self, args, tstate, tcontrol, logs=None, **kw):
             logs = logs or {}
             if "loss" not in logs:
@@ -283,7 +296,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             toks = collator.tokens_seen * max(1, int(os.environ.get("WORLD_SIZE", "1")))
             rate = (toks - state["tok_last"]) / max(1e-6, now - state["t_last"])
             state["t_last"], state["tok_last"] = now, toks
-            mem = memory_watch.measured_bytes(device)
+            mem = meter.peak()
             state["peak"] = max(state["peak"], mem)
             loss = float(logs["loss"])
             state["loss"], state["step"] = loss, tstate.global_step
@@ -372,17 +385,22 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         else:
             with warnings_to_log(lambda m: send(Log(level="warning", message=m)),
                                  qlora_on_cpu=cfg.method == "qlora" and device == "cpu"):
-                trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+                try:
+                    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+                finally:
+                    meter.close()
     except (torch.OutOfMemoryError, MemoryError) as err:
-        state["peak"] = measured = max(state["peak"], memory_watch.measured_bytes(device))
+        state["peak"] = measured = max(state["peak"], meter.peak())
         raise StudioError(
             memory_watch.oom_message(cfg, device, run_est, measured, trainer.state.global_step + 1),
             detail=str(err),
         ) from None
     step = trainer.state.global_step
+    state["peak"] = max(state["peak"], meter.peak())
     if state["nan"]:
         send(RunFinished(status="failed", reason=state["nan"], step=step, train_loss=state["loss"],
-                         eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"]))
+                         eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
+                         measured_phase_bytes=dict(meter.peaks)))
         return TrainResult("failed", state["nan"], run_dir, None, step, state["loss"], state["eval"])
 
     if has_eval and not keep_best and not control.stop_requested and state["eval_step"] != trainer.state.global_step:
@@ -422,7 +440,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         library_id = _register(cfg, run_dir, adapter_dir, state, step, send)
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
-                     library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
+                     measured_phase_bytes=dict(meter.peaks), library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
                      early_stopped=early_stopped))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
 

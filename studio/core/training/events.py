@@ -41,6 +41,8 @@ class RunStarted(Event):
     # the context; CPU: resident set), so the two can share one plot; 0 when no estimate was possible.
     estimated_peak_bytes: int = 0
     memory_budget_bytes: int = 0  # the device's memory (GPU total, or system RAM on CPU)
+    # The estimate of each phase of a step (memory.constants.PHASES), on the scale above.
+    estimated_phase_bytes: dict[str, int] = field(default_factory=dict)
     precision: str = ""  # weights dtype and mixed-precision mode the run trains in, e.g. "bfloat16 + bf16 autocast"
     trackers: list[str] = field(default_factory=list)  # external trackers fed alongside the journal
     base_identity: str = ""  # the base model's identity (studio.core.models.identity); resume checks it
@@ -102,6 +104,8 @@ class RunFinished(Event):
     eval_loss: float | None = None
     duration_s: float = 0.0
     peak_memory_bytes: int = 0
+    # The largest peak each phase of a step reached (memory_watch.PhaseMeter), beside RunStarted's estimate.
+    measured_phase_bytes: dict[str, int] = field(default_factory=dict)
     library_id: str = ""
     best_checkpoint: str = ""  # the checkpoint the saved adapter comes from when the best one was kept
     best_eval_loss: float | None = None

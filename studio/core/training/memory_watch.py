@@ -22,6 +22,7 @@ from studio.core.formatting import format_bytes_in
 class RunEstimate:
     peak_bytes: int  # comparable with measured_bytes() on the same device
     budget_bytes: int  # the device's memory (GPU total, or system RAM)
+    phase_bytes: dict[str, int] = field(default_factory=dict)  # each phase's estimate, same scale (PhaseMeter's)
     info: object = field(repr=False, default=None)  # ModelInfo, kept for the OOM suggestions
 
 
@@ -42,9 +43,11 @@ def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = No
         kind = "cuda" if device == "cuda" else "cpu"
         lengths = DatasetLengths(tuple(row_lengths), final=True) if row_lengths else None
         est = estimate(info, cfg, device_kind=kind, lengths=lengths)
-        peak = est.total_bytes - est.overhead_parts.get("cuda_context", 0)
+        context = est.overhead_parts.get("cuda_context", 0)
         budget = probe_device().memory_bytes
-        return RunEstimate(peak_bytes=int(peak), budget_bytes=int(budget), info=info), ""
+        phases = {name: int(total - context) for name, total in est.phases.items()}
+        return RunEstimate(peak_bytes=int(est.total_bytes - context), budget_bytes=int(budget),
+                           phase_bytes=phases, info=info), ""
     except Exception as err:  # advisory only: a model the estimator cannot read still trains
         return None, f"No memory estimate for this model ({type(err).__name__}: {err}); training goes on without it."
 
@@ -83,6 +86,130 @@ def measured_bytes(device: str) -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+class PhaseMeter:
+    """Measured peak of each phase of a training step, to set beside the estimate's phases.
+
+    The estimator predicts three moments (memory.constants.PHASES): the end of the forward pass,
+    the backward pass, the optimizer step. The meter keeps the largest figure each phase reached
+    over the run, so a run journals estimate vs measured per phase and a wrong term shows in the
+    phase it belongs to. With gradient accumulation only the first micro-batch's forward counts as
+    "forward_end"; the later micro-batches fall in "backward".
+
+    CUDA: the allocator's peak counter is reset where a phase begins and read where it ends (exact).
+    CPU: the kernel's high-water mark cannot be reset per phase without losing the whole process's
+    peak that ``/usr/bin/time`` and ``getrusage`` report (they read the same mark), so a thread
+    samples the resident set every ``interval`` seconds and at every phase boundary; a phase's
+    figure is then a lower bound of its true peak (a spike shorter than the interval can be missed),
+    and the run's peak stays the exact high-water mark.
+    """
+
+    def __init__(self, device: str, interval: float = 0.002) -> None:
+        self.device = device
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self.overall = 0
+        self._phase: str | None = None
+        self._thread = None
+        self._done = None
+
+    # -- phase boundaries (trainer callbacks and a forward hook) ---------------------------------
+    def step_begin(self) -> None:
+        if self.device == "cuda":
+            self.overall = max(self.overall, measured_bytes(self.device))
+            reset_peak(self.device)
+        else:
+            self._start_sampling()
+        self._phase = "forward_end"
+
+    def forward_end(self, module, args, output) -> None:
+        """A forward hook on the trained model; evaluation forwards (eval mode) are not steps."""
+        if self._phase == "forward_end" and module.training:
+            self._close("forward_end", "backward")
+
+    def backward_end(self) -> None:
+        self._close("backward", "optimizer")
+
+    def optimizer_end(self) -> None:
+        self._close("optimizer", None)
+
+    def _close(self, phase: str, following: str | None) -> None:
+        if self.device == "cuda":
+            got = measured_bytes(self.device)
+            self.overall = max(self.overall, got)
+            reset_peak(self.device)
+        else:
+            got = current_rss_bytes()
+        self.peaks[phase] = max(self.peaks.get(phase, 0), got)
+        self._phase = following
+
+    # -- CPU sampling ------------------------------------------------------------------------------
+    def _start_sampling(self) -> None:
+        if self._thread is not None:
+            return
+        import threading
+
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="phase-meter", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.interval):
+            phase = self._phase
+            if phase is not None:
+                got = current_rss_bytes()
+                if got > self.peaks.get(phase, 0):
+                    self.peaks[phase] = got
+
+    def close(self) -> None:
+        """Stop sampling (training is over; evaluation and saving are not phases of a step)."""
+        self._phase = None
+        if self._thread is not None:
+            self._done.set()
+            self._thread.join(timeout=1.0)
+            self._thread = None
+
+    def peak(self) -> int:
+        """The run's peak so far: the high-water mark, or a sample above it (the kernel's per-CPU RSS
+        counters make the mark lag a sample by a few hundred KiB)."""
+        self.overall = max(self.overall, measured_bytes(self.device), *self.peaks.values())
+        return self.overall
+
+
+def current_rss_bytes() -> int:
+    """The process's resident set now (not its peak): /proc/self/statm, else psutil."""
+    try:
+        import os
+
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+
+PHASE_LABELS = {"forward_end": "forward", "backward": "backward", "optimizer": "optimizer step"}
+
+
+def phase_summary(estimated: dict[str, int], measured: dict[str, int]) -> str:
+    """One line, estimate beside measurement for each phase of a step, so a user (and whoever tunes
+    the estimator) sees which phase the estimate misses; empty when nothing was measured."""
+    parts = []
+    for phase, label in PHASE_LABELS.items():
+        got = measured.get(phase)
+        if not got:
+            continue
+        est = estimated.get(phase)
+        if est:
+            parts.append(f"{label} {format_bytes_in(est)} → {format_bytes_in(got)} ({100 * (est - got) / got:+.0f} %)")
+        else:
+            parts.append(f"{label} {format_bytes_in(got)}")
+    if not parts:
+        return ""
+    head = "memory by phase, estimated → measured: " if estimated else "memory by phase: "
+    return head + " · ".join(parts)
 
 
 def _status_bytes(field_name: str) -> int:

@@ -10,24 +10,25 @@ from studio.qt.workers.task import TaskState
 
 
 def lengths_key(cfg: RunConfig) -> tuple:
-    """What the dataset's lengths depend on; a new key means counting again."""
+    """What the dataset's lengths depend on; a new key means counting again (an edit that leaves it
+    unchanged, such as the learning rate, must not start a recount)."""
     d = cfg.dataset
     return (cfg.model.path, tuple(d.train), bool(d.eval), d.eval_ratio, d.split_seed,
             tuple(sorted(d.column_map.items())), cfg.training.max_seq_len)
 
 
 def lengths_job(cfg: RunConfig) -> Callable[[TaskState], tuple]:
-    """(key, DatasetLengths or None, problem text): counted like the dataset check counts."""
-    key = lengths_key(cfg)
+    """(DatasetLengths or None, problem text): counted like the dataset check counts. Run it in a
+    ``TaskSlot``: a newer count cancels this one and drops its answer."""
 
     def job(state: TaskState) -> tuple:
         from studio.core.errors import describe_exception
         from studio.core.memory import count_lengths
 
         try:
-            return key, count_lengths(cfg, should_stop=state.should_stop), ""
+            return count_lengths(cfg, should_stop=state.should_stop), ""
         except Exception as exc:  # a dataset that cannot be counted leaves the worst case as the verdict
-            return key, None, describe_exception(exc)[0]
+            return None, describe_exception(exc)[0]
 
     return job
 

@@ -1,1 +1,1 @@
-"""The Configure pane's parts: the form it is built from and where its base model comes from."""
+"""The Configure room: the pane (a binder to core.configure.ConfigureSession), the form it is built from and where its base model comes from."""

@@ -17,15 +17,16 @@ from studio.qt.workers.task import TaskState
 
 
 def _inspect_job(key: tuple[str, bool, bool]) -> Callable[[TaskState], tuple]:
-    """A worker function that reads one model and returns (key, info or None, problem text), so the
-    pane can drop answers for a model the user has already moved away from."""
+    """A worker function that reads one model and returns (info or None, problem text). It runs in
+    the pane's inspection slot, so the answer for a model the user has already moved away from is
+    dropped by the slot, not by the pane."""
     path, trust, pickle = key
 
     def job(_state: TaskState) -> tuple:
         try:
-            return key, inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
+            return inspect_model(Path(path), trust_remote_code=trust, allow_pickle=pickle), ""
         except Exception as exc:  # every failure becomes a message in the Base model box
-            return key, None, describe_exception(exc)[0]
+            return None, describe_exception(exc)[0]
 
     return job
 
@@ -34,10 +35,13 @@ class ModelSource:
     """Model choosing and inspection (mixed into ConfigurePane)."""
 
     def _inspect_if_needed(self, cfg: RunConfig) -> None:
+        """Inspect the model once per (folder, safety switches): other edits keep what was read."""
         key = (cfg.model.path, cfg.model.trust_remote_code, cfg.model.allow_pickle)
         if key == self._inspect_key:
             return
         self._inspect_key = key
+        self._inspecting.cancel()
+        self.inspecting = False  # a cancelled read never reports back
         self.info = None
         self._inspect_problem = ""
         self.targets.set_model(None)
@@ -47,16 +51,12 @@ class ModelSource:
             return
         self.inspecting = True
         self.model_box.show_busy("Reading the model's architecture (no weights are loaded)…")
-        # Results come back through bound methods: PySide delivers those on this object's (GUI)
-        # thread, whereas a lambda would run on the worker's thread.
-        self.tasks.run(_inspect_job(key), on_result=self._on_inspected, on_error=self._on_inspect_crashed, owner=self)
+        self._inspecting.start(_inspect_job(key), on_result=self._on_inspected, on_error=self._on_inspect_crashed)
 
-    def _on_inspected(self, result: tuple[tuple, ModelInfo | None, str]) -> None:
-        key, info, problem = result
-        if key != self._inspect_key:
-            return  # the user moved on while this one was being read
+    def _on_inspected(self, result: tuple[ModelInfo | None, str]) -> None:
+        info, problem = result
         if info is None:
-            self._on_inspect_failed(key, problem)
+            self._on_inspect_failed(problem)
             return
         self.inspecting = False
         self.info = info
@@ -68,14 +68,14 @@ class ModelSource:
         self.refresh_estimate()
 
     def _on_inspect_crashed(self, exc: BaseException) -> None:
-        if self._inspect_key is not None:
-            self._on_inspect_failed(self._inspect_key, describe_exception(exc)[0])
+        self._on_inspect_failed(describe_exception(exc)[0])
 
-    def _on_inspect_failed(self, key: tuple, message: str) -> None:
+    def _on_inspect_failed(self, message: str) -> None:
+        """The slot delivers only the newest inspection, so ``_inspect_key`` names the model it read."""
         self.inspecting = False
         from studio.core.models.store import default_model_path, is_model_folder
 
-        path = Path(key[0])
+        path = Path(self._inspect_key[0])
         self._model_pending = path == default_model_path() and not is_model_folder(path)
         if self._model_pending:  # the window converts it on first launch and then emits model_ready
             self._inspect_problem = "The bundled model is being prepared (first launch only)…"

@@ -1,1 +1,2 @@
-"""The Dataset workbench's parts: the rows table, findings, preview, stats, split & clean."""
+"""The Dataset room: the pane and its parts — the top bar, the rows table and row preview,
+findings, stats, split & clean."""

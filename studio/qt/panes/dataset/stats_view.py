@@ -39,15 +39,11 @@ def _bars(brush: str) -> pg.BarGraphItem:
     return bars
 
 
-class HistogramPlot(QWidget):
-    """Bars over bin edges; with a cut-off, bins past it are red and a dashed line marks it.
+class _Chart(QWidget):
+    """A titled plot filling the widget, with small bottom-axis labels (category names are longer
+    than numbers); the two chart kinds below differ only in the bars they draw."""
 
-    The plot items are made once and updated in place: an item removed from a scene belongs to
-    Python, and if it ended up in a reference cycle a worker thread's garbage collection could
-    destroy it off the GUI thread.
-    """
-
-    def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, x_label: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = title
         self.plot = _plot(title, x_label)
@@ -57,6 +53,18 @@ class HistogramPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+
+
+class HistogramPlot(_Chart):
+    """Bars over bin edges; with a cut-off, bins past it are red and a dashed line marks it.
+
+    The plot items are made once and updated in place: an item removed from a scene belongs to
+    Python, and if it ended up in a reference cycle a worker thread's garbage collection could
+    destroy it off the GUI thread.
+    """
+
+    def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
+        super().__init__(title, x_label, parent)
         self.inside_bars = _bars(color)
         self.over_bars = _bars(RED)
         self.cutoff_line = pg.InfiniteLine(
@@ -114,20 +122,12 @@ class HistogramPlot(QWidget):
         self.plot.setYRange(0, float(heights.max()) * 1.25 or 1.0, padding=0)
 
 
-class CategoryPlot(QWidget):
+class CategoryPlot(_Chart):
     """One bar per named category (one bar item, updated in place)."""
 
     def __init__(self, title: str, x_label: str, color: str = BLUE, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = title
+        super().__init__(title, x_label, parent)
         self.color = color
-        self.plot = _plot(title, x_label)
-        font = QFont()
-        font.setPointSizeF(8.5)
-        self.plot.getAxis("bottom").setStyle(tickFont=font)   # category names are longer than numbers
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
         self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.6, brush=color, pen=pg.mkPen("w", width=0.5))
         self.bars.setVisible(False)
         self.plot.addItem(self.bars)

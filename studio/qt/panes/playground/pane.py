@@ -4,7 +4,8 @@ The base model is loaded once, in a worker, and kept by a ``PlaygroundHolder``; 
 adapters for the columns hot-swaps them on that base. Each column's text arrives as a Qt signal
 per chunk (the worker's ``partial``), so the window stays live while a 135M model on two CPU cores
 writes a few dozen tokens a second. A saved prompt set runs through every column at once and is
-scored per column: eval loss of the expected answers and exact match.
+scored per column: eval loss of the expected answers and exact match. Choosing the base and the
+adapters on offer is mixed in from ``bases.py``; the prompt set's table is ``results_table.py``.
 """
 
 from __future__ import annotations
@@ -12,28 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.errors import StudioError, describe_exception
-from studio.core.formatting import format_seconds
 from studio.core.library.playground import GenerationSettings, PlaygroundHolder, adapter_ref
 from studio.core.library.prompt_set import (
     CompareReport,
@@ -43,20 +39,14 @@ from studio.core.library.prompt_set import (
     run_columns,
 )
 from studio.core.library.registry import LibraryEntry
-from studio.core.models.folder import is_loadable
-from studio.core.models.identity import cached_identity
 from studio.qt.errors import show_error
+from studio.qt.panes.playground.bases import BaseChoice
 from studio.qt.panes.playground.column import ColumnView
+from studio.qt.panes.playground.results_table import PromptSetTable
 from studio.qt.state import AppState
-from studio.qt.style import TONE
 from studio.qt.workers.task import Task, TaskRunner, TaskState
 
 MIN_COLUMNS, MAX_COLUMNS = 2, 6
-_MATCH, _MISS = QColor(TONE.ok_tint), QColor(TONE.bad_tint)
-
-
-def _is_model(path: Path) -> bool:
-    return is_loadable(path)
 
 
 def score_text(col) -> str:
@@ -67,7 +57,7 @@ def score_text(col) -> str:
     return f"Prompt set: eval loss {loss} · exact match {col.matches}/{col.scored} ({col.exact_match * 100:.0f}%)"
 
 
-class PlaygroundPane(QWidget):
+class PlaygroundPane(BaseChoice, QWidget):
     def __init__(self, state: AppState, tasks: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -136,11 +126,7 @@ class PlaygroundPane(QWidget):
         self.run_set_button = QPushButton("Run prompt set")
         self.run_set_button.setEnabled(False)
         self.run_set_button.clicked.connect(self.run_prompt_set)
-        self.results = QTableWidget(0, 2)
-        self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.results.setWordWrap(True)
-        self.results.verticalHeader().setVisible(False)
-        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.results = PromptSetTable()
 
         self._layout()
         for _ in range(3):
@@ -189,85 +175,6 @@ class PlaygroundPane(QWidget):
         layout.addLayout(prompt_row)
         layout.addWidget(self.vertical, 1)
 
-    # -- models on offer ------------------------------------------------------------------------
-    def set_entries(self, entries: list[LibraryEntry]) -> None:
-        self.entries = list(entries)
-        self._update_bases()
-
-    def _base_hash(self, base: Path) -> str:
-        key = str(base)
-        if not self._hashes.get(key):
-            # From the cache only: hashing a base's weights here would freeze the window. Until a
-            # worker has taken the identity, adapters match by their base folder alone.
-            self._hashes[key] = cached_identity(base) or ""
-        return self._hashes[key]
-
-    def _update_bases(self) -> None:
-        """Bases that are on this machine: those the adapters were trained on, the configured model, then
-        the full fine-tunes in the library (each a model of its own, named as in the library)."""
-        candidates = [Path(e.base_model) for e in self.entries if e.base_model]
-        candidates.append(Path(self.state.config.model.path))
-        labels = {str(e.files_dir.resolve()): f"{e.name} (full model)" for e in self.entries if e.is_full_model}
-        candidates += [e.files_dir for e in self.entries if e.is_full_model]
-        seen: list[Path] = []
-        for c in candidates:
-            if str(c) and _is_model(c) and c.resolve() not in seen:
-                seen.append(c.resolve())
-        keep = self.base_box.currentData()
-        self.base_box.blockSignals(True)
-        self.base_box.clear()
-        for base in seen:
-            self.base_box.addItem(labels.get(str(base), base.name), str(base))
-            self.base_box.setItemData(self.base_box.count() - 1, str(base), Qt.ItemDataRole.ToolTipRole)
-        if not seen:
-            self.base_box.addItem("No base model on this machine", None)
-        index = self.base_box.findData(keep) if keep else 0
-        self.base_box.setCurrentIndex(max(0, index))
-        self.base_box.blockSignals(False)
-        self._on_base_changed()
-
-    def fitting_entries(self) -> list[LibraryEntry]:
-        """Adapters trained on the chosen base (same folder, or the same recorded hash)."""
-        base = self.base_box.currentData()
-        if not base:
-            return []
-        base_path = Path(base)
-        out = []
-        for e in self.entries:
-            if e.is_full_model:  # offered as a base, never as an adapter
-                continue
-            same_folder = bool(e.base_model) and Path(e.base_model).resolve() == base_path
-            if same_folder or (e.base_model_hash and e.base_model_hash == self._base_hash(base_path)):
-                out.append(e)
-        return out
-
-    def _on_base_changed(self, *_args: object) -> None:
-        fitting = self.fitting_entries()
-        ids = {e.id for e in fitting}
-        for i, col in enumerate(self.columns):
-            # A choice the user made stays while it is still offered; untouched columns show the base
-            # first and then the newest adapters, one per column.
-            current = col.entry_id()
-            default = None if i == 0 or i - 1 >= len(fitting) else fitting[i - 1].id
-            col.set_entries(fitting, select=current if col.touched and (current is None or current in ids) else default)
-        base = self.base_box.currentData()
-        current = self.holder.current
-        if base is None:
-            self.base_status.setText("Train an adapter or prepare the bundled model first.")
-        elif current is not None and str(current.base_path) == base:
-            self.base_status.setText(self._describe_loaded())
-        else:
-            self.base_status.setText(f"{len(fitting)} adapter(s) for this base · loads on the first run")
-        self._update_buttons()
-
-    def _describe_loaded(self) -> str:
-        pg = self.holder.current
-        if pg is None:
-            return ""
-        dtype = str(pg.dtype).removeprefix("torch.")
-        return (f"Loaded once in {format_seconds(pg.load_s)} · {dtype} on {pg.device} · "
-                f"{len(pg.loaded_adapters)} adapter(s) hot-swapped in")
-
     # -- columns --------------------------------------------------------------------------------
     def add_column(self, entry_id: str | None = None) -> ColumnView | None:
         if len(self.columns) >= MAX_COLUMNS:
@@ -292,23 +199,6 @@ class PlaygroundPane(QWidget):
         col.setParent(None)
         col.deleteLater()
         self._update_buttons()
-
-    def show_adapter(self, entry: LibraryEntry) -> None:
-        """Put ``entry`` in the second column (beside the base), choosing its base first. A full
-        fine-tune is a model of its own: it becomes the base, shown without an adapter."""
-        if entry.is_full_model:
-            index = self.base_box.findData(str(entry.files_dir.resolve()))
-            if index >= 0:
-                self.base_box.setCurrentIndex(index)
-            if self.columns:
-                self.columns[0].select(None)
-            return
-        base = str(Path(entry.base_model).resolve()) if entry.base_model else None
-        if base and self.base_box.findData(base) >= 0:
-            self.base_box.setCurrentIndex(self.base_box.findData(base))
-        if len(self.columns) >= 2:
-            self.columns[0].select(None)
-            self.columns[1].select(entry.id)
 
     def _update_buttons(self) -> None:
         running = self.is_running()
@@ -378,7 +268,7 @@ class PlaygroundPane(QWidget):
             col.begin()
             col.show_score("")
         if scoring:
-            self._prepare_results(items)
+            self.results.prepare(items, [c.label() for c in self._running])
         holder = self.holder
 
         def work(s: TaskState) -> CompareReport:
@@ -417,7 +307,7 @@ class PlaygroundPane(QWidget):
         elif ev.kind == "done" and ev.generation is not None:
             col.finish(ev.generation)
             if self._scoring:
-                self._set_result(ev.item, ev.column, ev.generation.text, ev.exact)
+                self.results.set_result(ev.item, ev.column, ev.generation.text, ev.exact)
 
     def _on_done(self, report: CompareReport) -> None:
         self.task = None
@@ -428,11 +318,7 @@ class PlaygroundPane(QWidget):
             if col.running:
                 col.fail("stopped")
         if self._scoring:
-            labels = ["Prompt", "Expected"] + [
-                f"{res.label}\n{'—' if res.eval_loss is None else f'loss {res.eval_loss:.3f}'} · "
-                f"EM {'—' if res.exact_match is None else f'{res.exact_match * 100:.0f}%'}"
-                for res in report.columns]
-            self.results.setHorizontalHeaderLabels(labels)
+            self.results.show_scores(report)
         self.base_status.setText(self._describe_loaded() + (" · stopped" if report.stopped else ""))
         self._update_buttons()
 
@@ -446,29 +332,9 @@ class PlaygroundPane(QWidget):
         self._update_buttons()
         show_error(self, message, detail, title="Playground")
 
-    # -- prompt-set table -----------------------------------------------------------------------
-    def _prepare_results(self, items: list[PromptItem]) -> None:
-        self.results.clear()
-        self.results.setColumnCount(2 + len(self._running))
-        self.results.setRowCount(len(items))
-        self.results.setHorizontalHeaderLabels(["Prompt", "Expected", *(c.label() for c in self._running)])
-        for row, it in enumerate(items):
-            self.results.setItem(row, 0, QTableWidgetItem(it.prompt))
-            self.results.setItem(row, 1, QTableWidgetItem("—" if it.expected is None else it.expected))
-            self.results.item(row, 0).setToolTip(f"{it.source}, line {it.line}")
-        self.results.show()
-
-    def _set_result(self, row: int, column: int, text: str, exact: bool | None) -> None:
-        item = QTableWidgetItem(text)
-        item.setToolTip(text)
-        if exact is not None:
-            item.setBackground(QBrush(_MATCH if exact else _MISS))
-            item.setForeground(QBrush(QColor(TONE.tint_ink)))  # dark ink on the light tint, in the dark scheme too
-        self.results.setItem(row, 2 + column, item)
-
     def result_text(self, row: int, column: int) -> str:
-        item = self.results.item(row, 2 + column)
-        return item.text() if item is not None else ""
+        """The answer column ``column`` gave to prompt-set row ``row`` ('' before it has one)."""
+        return self.results.result_text(row, column)
 
 
 __all__ = ["PlaygroundPane", "score_text"]

@@ -16,35 +16,21 @@ import math
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
     QMessageBox,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QSplitter,
-    QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
 from studio.core.formatting import format_bytes_in, format_duration
-from studio.core.training import trackers
 from studio.core.training.events import Event
-from studio.qt.panes.runs_view import RunsView
+from studio.core.training.memory_watch import phase_summary
+from studio.qt.panes.train.layout import TRACKER_LABELS, TrainLayout
 from studio.qt.state import AppState
 from studio.qt.style import TONE
-from studio.qt.widgets.curves import LivePlot
 from studio.qt.workers.task import Task, TaskRunner, TaskSlot, TaskState
-
-TRACKER_LABELS = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
 
 
 def _dataset_problem(cfg) -> str:
@@ -60,7 +46,7 @@ def _dataset_problem(cfg) -> str:
     return ""
 
 
-class TrainPane(QWidget):
+class TrainPane(TrainLayout, QWidget):
     run_finished = Signal(object)   # RunFinished event
     run_failed = Signal(str)        # the worker raised: the message shown in the dialog
     attention_needed = Signal(str)  # a warning the run logged (desktop notification while away)
@@ -79,97 +65,11 @@ class TrainPane(QWidget):
         self._paused_total = 0.0
         self.model_ready = False
         self._run_cfg = None       # the config the running run was started with
+        self._phase_estimate: dict[str, int] = {}  # run_started's estimate per phase, for the end-of-run line
         self._data_problem = ""    # why the configured dataset cannot be trained on ('' when it can)
 
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
-        self.summary.setTextFormat(Qt.TextFormat.RichText)
-        self.train_button = QPushButton("Train")
-        self.train_button.setObjectName("primary")
-        self.train_button.setToolTip("Start a fine-tune with the current dataset and configuration")
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.setToolTip("Hold training after the current step; nothing is lost")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Finish the current step, write a checkpoint, and save the adapter")
-        for b in (self.pause_button, self.stop_button):
-            b.setEnabled(False)
-        self.launch_button = QPushButton("Multi-GPU launch…")
-        self.launch_button.setToolTip("Write this config with an accelerate launch (DDP or FSDP) for a multi-GPU machine")
-        self.launch_button.clicked.connect(self._write_launch)
-        installed = self._installed_trackers = set(trackers.available())
-        self.tracker_boxes: dict[str, QCheckBox] = {}
-        for name in trackers.TRACKERS:
-            box = QCheckBox(TRACKER_LABELS[name])
-            box.setEnabled(name in installed)
-            box.setToolTip(
-                f"Also send metrics to {TRACKER_LABELS[name]} (logs go into the run folder); the run journal is always kept"
-                if name in installed else f"{TRACKER_LABELS[name]} is not installed (pip install {name})"
-            )
-            box.toggled.connect(self._on_tracker_toggled)
-            self.tracker_boxes[name] = box
-        self.train_button.clicked.connect(lambda: self.start_training())  # not clicked's bool as run_dir
-        self.pause_button.clicked.connect(self._on_pause_clicked)
-        self.stop_button.clicked.connect(self.stop_training)
-
-        self.progress = QProgressBar()
-        self.progress.setFormat("Ready")
-        self.progress.setTextVisible(True)
-        self.status = QLabel("")
-        self.status.setObjectName("muted")
-
-        self.loss_plot = LivePlot("Loss", "loss")
-        self.loss_plot.add_curve("train", TONE.blue)
-        self.loss_plot.add_curve("eval", TONE.orange, symbol="o")
-        self.lr_plot = LivePlot("Learning rate", "lr", legend=False)
-        self.lr_plot.add_curve("lr", TONE.purple)
-        self.lr_plot.getAxis("left").enableAutoSIPrefix(False)  # 0.0003, not "300" under "lr (x1e-06)"
-        self.speed_plot = LivePlot("Throughput", "tokens/s", legend=False)
-        self.speed_plot.add_curve("tokens/s", TONE.green)
-        self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
-        self.memory_plot.add_curve("measured", TONE.red)
-        self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot)
-        self.runs_view = RunsView()
-        self.runs_view.resume_requested.connect(self.resume_run)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)
-        self.log.setPlaceholderText("Training log")
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.pause_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.launch_button)
-        # The status line may be long; let it clip rather than widen the window.
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        status_row = QHBoxLayout()
-        status_row.addWidget(self.status, 1)
-        status_row.addWidget(QLabel("Also log to:"))
-        for box in self.tracker_boxes.values():
-            status_row.addWidget(box)
-        top = QVBoxLayout()
-        top.addWidget(self.summary)
-        top.addLayout(buttons)
-        top.addWidget(self.progress)
-        top.addLayout(status_row)
-        grid_host = QWidget()
-        grid = QGridLayout(grid_host)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.addWidget(self.loss_plot, 0, 0)
-        grid.addWidget(self.lr_plot, 0, 1)
-        grid.addWidget(self.speed_plot, 1, 0)
-        grid.addWidget(self.memory_plot, 1, 1)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(grid_host)
-        split.addWidget(self.log)
-        split.setSizes([460, 120])
-        self.tabs = QTabWidget()
-        self.tabs.addTab(split, "Live")
-        self.tabs.addTab(self.runs_view, "Runs")
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.tabs, 1)
+        self._build_controls()
+        self._build_views()
 
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
@@ -384,6 +284,7 @@ class TrainPane(QWidget):
                 f"({100 * ev.trainable_params / max(1, ev.total_params):.2f} %); {ev.train_rows} train / "
                 f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"
             )
+            self._phase_estimate = dict(ev.estimated_phase_bytes)
             if ev.estimated_peak_bytes:
                 self._append_log(f"memory: estimated peak {format_bytes_in(ev.estimated_peak_bytes)} of "
                                  f"{format_bytes_in(ev.memory_budget_bytes, digits=1)}")
@@ -432,6 +333,9 @@ class TrainPane(QWidget):
             self._append_log(f"{ev.status}: {ev.reason}")
             if ev.adapter_path:
                 self._append_log(f"adapter saved: {ev.adapter_path}")
+            phases = phase_summary(self._phase_estimate, ev.measured_phase_bytes)
+            if phases:
+                self._append_log(phases)
             self.runs_view.refresh()
             self.run_finished.emit(ev)
 

@@ -6,7 +6,9 @@ table on the left and tabs on the right (Findings / What the model sees / Stats 
 All reading, checking, tokenizing and writing runs in workers (the dataset check is
 ``core/datasets/pipeline.py``, the preview and clean-up ``dataset/jobs.py``); the pane only edits
 the run config in ``AppState`` and paints results. A newer request always wins: reads and checks
-share one task slot, so starting one cancels the last and its late results are dropped.
+share one task slot, so starting one cancels the last and its late results are dropped. The top
+bar (``top_bar.py``) and the selected row's preview (``row_preview.py``) are mixed in from their
+own modules.
 """
 
 from __future__ import annotations
@@ -14,15 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QHBoxLayout,
     QHeaderView,
-    QLabel,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
     QSplitter,
     QTableView,
@@ -37,19 +35,19 @@ from studio.core.datasets import pipeline
 from studio.core.datasets.readers import SUPPORTED_SUFFIXES
 from studio.core.errors import StudioError, describe_exception
 from studio.qt.dialogs.column_mapping import ColumnMappingDialog
-from studio.qt.panes.dataset import header, jobs
+from studio.qt.panes.dataset import jobs
 from studio.qt.panes.dataset.findings_view import FindingsView
 from studio.qt.panes.dataset.preview_view import PreviewView
-from studio.qt.panes.dataset.recent import RecentMenu, remember
+from studio.qt.panes.dataset.recent import remember
+from studio.qt.panes.dataset.row_preview import RowPreview
 from studio.qt.panes.dataset.rows_model import RowsModel
 from studio.qt.panes.dataset.split_clean_view import SplitCleanView
 from studio.qt.panes.dataset.stats_view import StatsView
+from studio.qt.panes.dataset.top_bar import TopBar
 from studio.qt.state import AppState
-from studio.qt.style import TONE
 from studio.qt.workers.task import Task, TaskRunner, TaskSlot
 
 FILE_FILTER = "Datasets (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;All files (*)"
-FORMAT_COLORS = {"unknown": TONE.error, "mixed": TONE.warning}
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:
@@ -61,7 +59,7 @@ def _scrolling(widget: QWidget) -> QScrollArea:
     return area
 
 
-class DatasetPane(QWidget):
+class DatasetPane(TopBar, RowPreview, QWidget):
     def __init__(self, state: AppState, tasks: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -92,62 +90,6 @@ class DatasetPane(QWidget):
         self._on_config(state.config)
 
     # -- building --------------------------------------------------------------------------------
-    def _build_top_bar(self) -> None:
-        self.open_button = QPushButton("Open…")
-        self.open_button.setObjectName("primary")
-        self.open_button.setToolTip("Choose dataset files (.json, .jsonl, .csv, .parquet); several files make one "
-                                    "dataset. You can also drop files on the window.")
-        self.open_button.clicked.connect(self.open_dialog)
-        self.add_button = QPushButton("Add files…")
-        self.add_button.setToolTip("Append more files to the current training data")
-        self.add_button.clicked.connect(self.add_dialog)
-        self.recent_menu = RecentMenu(self)
-        self.recent_menu.chosen.connect(self.set_files)
-        self.recent_button = QPushButton("Recent")
-        self.recent_button.setToolTip("Reopen a dataset you opened before")
-        self.recent_button.setMenu(self.recent_menu)
-        self.files_label = QLabel()
-        self.files_label.setWordWrap(True)
-        self.files_label.setTextFormat(Qt.TextFormat.RichText)
-        self._top = QHBoxLayout()
-        self._top.addWidget(self.open_button)
-        self._top.addWidget(self.add_button)
-        self._top.addWidget(self.recent_button)
-        self._top.addSpacing(8)
-        self._top.addWidget(self.files_label, 1)
-
-        self.format_label = QLabel()
-        self.format_label.setTextFormat(Qt.TextFormat.RichText)
-        self.format_label.setToolTip("alpaca · prompt_completion · text · messages · sharegpt, detected per row; "
-                                     "mixed when a dataset holds more than one")
-        self.rows_label = QLabel()
-        self.fingerprint_label = QLabel()
-        self.fingerprint_label.setObjectName("muted")
-        self.fingerprint_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.map_button = QPushButton("Map columns…")
-        self.map_button.setToolTip("Say which column is the prompt and which the answer")
-        self.map_button.clicked.connect(self.open_column_mapping)
-        self.map_button.hide()
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
-        self.progress.setTextVisible(True)
-        self.progress.hide()
-        self.status = QLabel()
-        self.status.setObjectName("muted")
-        self._second = QHBoxLayout()
-        for w in (self.format_label, self.rows_label, self.fingerprint_label, self.map_button):
-            self._second.addWidget(w)
-        self._second.addStretch(1)
-        self._second.addWidget(self.status)
-        self._second.addWidget(self.progress)
-
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setTextFormat(Qt.TextFormat.RichText)
-        self.banner.setStyleSheet(f"background:{TONE.warn_tint}; color:{TONE.warn_ink}; border:1px solid {TONE.warn_edge}; border-radius:5px; "
-                                  "padding:6px 8px;")
-        self.banner.hide()
-
     def _build_body(self) -> None:
         # Parented, so Qt deletes it with the pane on the GUI thread (a Python-owned model could be
         # freed by a garbage collection that happens to run in a worker thread).
@@ -340,15 +282,6 @@ class DatasetPane(QWidget):
         self.status.setText("")
         self._show_banner(f"⚠ {message}")
 
-    def _set_progress(self, frac: float, message: str) -> None:
-        self.progress.show()
-        if frac < 0:
-            self.progress.setRange(0, 0)
-        else:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(frac * 1000))
-        self.status.setText(message)
-
     def _show_loaded_nothing(self) -> None:
         self.findings.set_report(None)
         self.stats.set_stats(None)
@@ -379,102 +312,6 @@ class DatasetPane(QWidget):
             self.table.selectRow(0)
         else:
             self._refresh_preview()
-
-    def _show_files(self) -> None:
-        text, tip = header.files_html(self._spec, self.loaded)
-        self.files_label.setText(text)
-        self.files_label.setToolTip(tip)
-
-    def _show_summary(self, loaded: pipeline.Loaded) -> None:
-        result, report = loaded.result, loaded.report
-        self._show_files()
-        fmt = result.format
-        color = FORMAT_COLORS.get(fmt, TONE.info)
-        counts = ", ".join(f"{n:,} {k}" for k, n in sorted(result.format_counts.items(), key=lambda kv: -kv[1]))
-        self.format_label.setText(f"Format: <b style='color:{color}'>{fmt}</b>")
-        self.format_label.setToolTip(f"Rows by format: {counts or 'none'}")
-        self.rows_label.setText(f"· {len(result):,} rows")
-        fp = report.fingerprint
-        self.fingerprint_label.setText(f"· {report.fingerprint_caption}" if fp else "")
-        self.fingerprint_label.setToolTip(
-            f"Fingerprint of the dataset's bytes (train and eval files together when there are both; "
-            f"`studio validate` with the same files prints the same):\n{fp}\n"
-            "Runs record it, so you can tell which data trained an adapter." if fp else "")
-        self.map_button.setVisible(bool(result.columns or result.column_map))
-        self.map_button.setText("Map columns…" if not result.column_map else "Column mapping…")
-        lines = header.banner_lines(result, report)
-        if lines:
-            self._show_banner("<br>".join(lines))
-        else:
-            self.banner.hide()
-
-    def _show_banner(self, html: str) -> None:
-        self.banner.setText(html)
-        self.banner.show()
-
-    # -- rows and preview ------------------------------------------------------------------------
-    def show_row(self, row: int) -> None:
-        """Select a row and scroll it into the middle of the table."""
-        if not 0 <= row < self.model.rowCount():
-            return
-        index = self.model.index(row, 0)
-        self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
-        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
-
-    def selected_row(self) -> int | None:
-        row = self.table.currentIndex().row()
-        return row if row >= 0 else None
-
-    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
-            self._request_preview(current.row())
-
-    def _refresh_preview(self) -> None:
-        row = self.selected_row()
-        if row is not None:
-            self._request_preview(row)
-
-    def _request_preview(self, row: int) -> None:
-        """Render the row in a worker; while one renders, only the latest request waits."""
-        self._preview_wanted = row
-        if self._preview_task is None:
-            self._start_preview()
-
-    def _start_preview(self) -> None:
-        row, self._preview_wanted = self._preview_wanted, None
-        if row is None:
-            return
-        loaded, spec = self.loaded, self._spec
-        if loaded is None or spec is None or row >= len(loaded.result):
-            self.preview.show_message("The preview appears once the file is read.", row)
-            return
-        label = self.model.row_text(row)[0]
-        label = label if ":" in label else f"line {label}"
-        example = loaded.result.example(row)
-        if example is None:
-            codes = [f.code for f in loaded.report.findings if row in f.rows]
-            self.preview.show_message(
-                f"<b>{label}</b> cannot be turned into a training example"
-                + (f" ({', '.join(codes)}); see the Findings tab." if codes else "."), row)
-            return
-        tokenizers = self.tokenizers
-        self._preview_task = self.tasks.run(
-            lambda s: jobs.view_row(s, example, spec, tokenizers),
-            on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
-            on_error=lambda e, r=row: self.preview.show_message(f"⚠ {describe_exception(e)[0]}", r),
-            on_finished=self._on_preview_finished,
-            owner=self,
-        )
-
-    def _on_preview(self, row: int, label: str, view) -> None:
-        if self._preview_wanted is None:
-            self.preview.show_row(row, label, view)
-
-    def _on_preview_finished(self) -> None:
-        self._preview_task = None
-        if self._preview_wanted is not None:
-            self._start_preview()
 
     # -- column mapping --------------------------------------------------------------------------
     def open_column_mapping(self) -> ColumnMappingDialog | None:

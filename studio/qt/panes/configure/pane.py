@@ -57,7 +57,7 @@ from studio.qt.widgets.base_model_box import BaseModelBox
 from studio.qt.widgets.config_fields import guard_wheel
 from studio.qt.widgets.estimate_panel import EstimatePanel
 from studio.qt.workers.estimate_inputs import calibration_job, lengths_job, lengths_key
-from studio.qt.workers.task import TaskRunner, TaskState
+from studio.qt.workers.task import TaskRunner, TaskSlot, TaskState
 
 # Coalesce edits this long before recomputing; with the sub-millisecond estimate the panel is
 # current well within 50 ms of the last change.
@@ -83,6 +83,10 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         self.estimate: Estimate | None = None  # what the panel shows now
         self.suggestions: list[Suggestion] = []
         self.inspecting = False
+        # One inspection and one token count at a time: a newer request cancels the older one, whose
+        # late answer is dropped. The keys say what was last asked for, so that an edit they do not
+        # depend on (the learning rate, say) starts nothing.
+        self._inspecting = TaskSlot(self.tasks, self)
         self._inspect_key: tuple | None = None
         self._inspect_problem = ""
         self._model_pending = False
@@ -92,6 +96,7 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         self._limit_errors: dict[str, str] = {}
         # The estimate's inputs from files: the dataset's token lengths, this machine's calibration.
         self.lengths: DatasetLengths | None = None
+        self._counting = TaskSlot(self.tasks, self)
         self._lengths_key: tuple | None = None
         self._lengths_note = ""
         self.calibrations: dict[str, Calibration] = {}
@@ -334,16 +339,15 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
         if key == self._lengths_key:
             return
         self._lengths_key, self.lengths = key, None
+        self._counting.cancel()
         if not cfg.dataset.train or not cfg.model.path:
             self._lengths_note = ""
             return
         self._lengths_note = "; counting the dataset's tokens…"
-        self.tasks.run(lengths_job(cfg), on_result=self._on_lengths, on_error=self._on_lengths_failed, owner=self)
+        self._counting.start(lengths_job(cfg), on_result=self._on_lengths, on_error=self._on_lengths_failed)
 
     def _on_lengths(self, result: tuple) -> None:
-        key, lengths, problem = result
-        if key != self._lengths_key:
-            return  # the user moved on while this one was being counted
+        lengths, problem = result
         self.lengths = lengths if lengths is not None and lengths.lengths else None
         self._lengths_note = f"; the dataset could not be counted: {problem}" if problem else ""
         self.schedule_estimate()
