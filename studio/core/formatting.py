@@ -59,3 +59,11 @@ def format_count(n: int) -> str:
             digits = 0 if val >= 100 else 1 if val >= 10 else 2
             return f"{val:.{digits}f} {unit}"
     return str(n)
+
+
+METHOD_LABELS = {"lora": "LoRA", "qlora": "QLoRA", "full": "Full fine-tune"}
+
+
+def method_label(method: str) -> str:
+    """How a method is written for people: LoRA and QLoRA as their papers spell them (not LORA)."""
+    return METHOD_LABELS.get(method, method or "—")

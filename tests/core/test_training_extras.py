@@ -212,8 +212,24 @@ def test_phase_summary_sets_each_phase_beside_its_estimate():
     line = phase_summary({"forward_end": 2 * gib, "backward": 3 * gib, "optimizer": gib},
                          {"forward_end": 2 * gib, "backward": int(2.5 * gib), "optimizer": 2 * gib})
     assert line.startswith("memory by phase, estimated → measured: ")
-    assert "forward 2.00 GiB → 2.00 GiB (+0 %)" in line
+    assert "forward 2.00 GiB → 2.00 GiB (±0 %)" in line
     assert "backward 3.00 GiB → 2.50 GiB (+20 %)" in line  # an over-estimate shows as +
     assert "optimizer step 1.00 GiB → 2.00 GiB (-50 %)" in line
     assert phase_summary({}, {"backward": gib}) == "memory by phase: backward 1.00 GiB"
     assert phase_summary({"backward": gib}, {}) == ""  # a run that never stepped measured nothing
+
+
+def test_a_process_holding_more_than_the_cli_adds_that_to_the_run_estimate(tiny_model_dir, demo_train):
+    """The desktop app trains in its own process: its window and loaded data are resident beside the
+    run, so the run's estimate (the Train pane's line) carries what the process held beyond the
+    command line's imports when the run began; the command line itself adds nothing."""
+    from studio.core.memory.constants import CPU_IMPORTS_RSS_BYTES
+    from studio.core.training.memory_watch import estimate_run
+
+    cfg = _cfg(tiny_model_dir, demo_train)
+    plain, _ = estimate_run(cfg, "cpu", [40, 60, 80])
+    cli, _ = estimate_run(cfg, "cpu", [40, 60, 80], start_rss=CPU_IMPORTS_RSS_BYTES - 2**20)
+    gui, _ = estimate_run(cfg, "cpu", [40, 60, 80], start_rss=CPU_IMPORTS_RSS_BYTES + 300 * 2**20)
+    assert plain.peak_bytes == cli.peak_bytes
+    assert gui.peak_bytes == plain.peak_bytes + 300 * 2**20
+    assert all(gui.phase_bytes[k] == v + 300 * 2**20 for k, v in plain.phase_bytes.items())

@@ -136,7 +136,7 @@ def test_runs_view_reopens_history_and_overlays_two_runs(qtbot, tiny_model_dir, 
                 "Tokens/s", "Peak memory"):
         assert col in header
     row = {header[j]: view.table.item(0, j).text() for j in range(len(header))}
-    assert row["Status"] == "completed" and row["Method"] == "LORA" and row["Model"] == tiny_model_dir.name
+    assert row["Status"] == "completed" and row["Method"] == "LoRA" and row["Model"] == tiny_model_dir.name
     assert row["Peak memory"].endswith("GiB") and row["Eval loss"] != "—"
     view.select_rows([0, 1])
     assert len(view.overlay.curve_names()) == 2

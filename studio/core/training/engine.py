@@ -175,6 +175,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     device, dtype_name = pick_device(cfg)
     memory_watch.reset_peak(device)
     meter = memory_watch.PhaseMeter(device)
+    start_rss = memory_watch.current_rss_bytes() if device != "cuda" else 0
     use_trackers, note = trackers.resolve(list(cfg.training.report_to))
     if note:
         send(Log(level="warning", message=note))
@@ -186,7 +187,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     send(StateChanged(state="loading", detail="Rendering dataset with the chat template"))
     feats = build_features(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
     # Estimated from the rows this run batches (the widest batch, not rows at max_seq_len).
-    run_est, note = memory_watch.estimate_run(cfg, device, [len(f["input_ids"]) for f in feats.train])
+    run_est, note = memory_watch.estimate_run(cfg, device, [len(f["input_ids"]) for f in feats.train], start_rss)
     if note:
         send(Log(level="warning", message=note))
     model = apply_peft(cfg, model)

@@ -26,15 +26,19 @@ class RunEstimate:
     info: object = field(repr=False, default=None)  # ModelInfo, kept for the OOM suggestions
 
 
-def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = None) -> tuple[RunEstimate | None, str]:
+def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = None,
+                 start_rss: int = 0) -> tuple[RunEstimate | None, str]:
     """(estimate, note). ``note`` says why there is no estimate; it is empty when there is one.
 
     ``row_lengths`` are the token lengths of the rows the trainer batches (truncated, packed):
     the estimate is then for the widest batch of this run, not for rows at max_seq_len. The
     journaled figure is uncorrected, so runs can calibrate the estimator (memory.calibration).
+    ``start_rss`` is the process's resident set when the run began (CPU): what it holds beyond the
+    command line's imports at that point (a desktop window) is added, since the run shares it.
     """
     try:
         from studio.core.memory import DatasetLengths, estimate
+        from studio.core.memory.constants import CPU_IMPORTS_RSS_BYTES
         from studio.core.models.device import probe_device
         from studio.core.models.introspect import inspect_model
 
@@ -43,10 +47,12 @@ def estimate_run(cfg: RunConfig, device: str, row_lengths: list[int] | None = No
         kind = "cuda" if device == "cuda" else "cpu"
         lengths = DatasetLengths(tuple(row_lengths), final=True) if row_lengths else None
         est = estimate(info, cfg, device_kind=kind, lengths=lengths)
-        context = est.overhead_parts.get("cuda_context", 0)
+        # CUDA: the measurement counts tensors only, so the context comes out. CPU: the measurement is
+        # the whole process, so a process holding more than the command line's imports adds that.
+        shift = -est.overhead_parts.get("cuda_context", 0) if kind == "cuda" else max(0, start_rss - CPU_IMPORTS_RSS_BYTES)
         budget = probe_device().memory_bytes
-        phases = {name: int(total - context) for name, total in est.phases.items()}
-        return RunEstimate(peak_bytes=int(est.total_bytes - context), budget_bytes=int(budget),
+        phases = {name: int(total + shift) for name, total in est.phases.items()}
+        return RunEstimate(peak_bytes=int(est.total_bytes + shift), budget_bytes=int(budget),
                            phase_bytes=phases, info=info), ""
     except Exception as err:  # advisory only: a model the estimator cannot read still trains
         return None, f"No memory estimate for this model ({type(err).__name__}: {err}); training goes on without it."
@@ -203,7 +209,8 @@ def phase_summary(estimated: dict[str, int], measured: dict[str, int]) -> str:
             continue
         est = estimated.get(phase)
         if est:
-            parts.append(f"{label} {format_bytes_in(est)} → {format_bytes_in(got)} ({100 * (est - got) / got:+.0f} %)")
+            err = round(100 * (est - got) / got)
+            parts.append(f"{label} {format_bytes_in(est)} → {format_bytes_in(got)} ({f'{err:+d}' if err else '±0'} %)")
         else:
             parts.append(f"{label} {format_bytes_in(got)}")
     if not parts:

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from studio.core.formatting import format_bytes
+from studio.core.formatting import format_bytes, method_label
 from studio.core.library.registry import LibraryEntry
 
 COLUMNS = ("Name", "Base model", "Method", "Eval loss", "Created", "Size")
@@ -53,7 +53,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
     return [
         (e.name, e.name.lower()),
         (Path(e.base_model).name or "—", (Path(e.base_model).name or "").lower()),
-        (f"{e.method.upper()} (full model)" if e.is_full_model else e.method.upper(), e.method),
+        (method_label(e.method), e.method),
         ("—" if loss is None else f"{loss:.4f}", loss),
         (e.created[:16].replace("T", " "), e.created),
         (format_bytes(e.size_bytes, 1), e.size_bytes),

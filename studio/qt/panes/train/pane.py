@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
-from studio.core.formatting import format_bytes_in, format_duration
+from studio.core.formatting import format_bytes_in, format_duration, method_label
 from studio.core.training.events import Event
 from studio.core.training.memory_watch import phase_summary
 from studio.qt.panes.train.layout import TRACKER_LABELS, TrainLayout
@@ -95,7 +95,7 @@ class TrainPane(TrainLayout, QWidget):
         model = Path(cfg.model.path).name or "no model"
         data = ", ".join(Path(p).name for p in cfg.dataset.train) or "no dataset"
         steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps > 0 else f"{cfg.training.epochs:g} epochs"
-        method = cfg.method.upper() if cfg.method != "full" else "Full fine-tune"
+        method = method_label(cfg.method)
         rank = f" r={cfg.lora.r}" if cfg.method != "full" else ""
         extras = [x for x, on in (("DoRA", cfg.lora.use_dora), ("rsLoRA", cfg.lora.use_rslora)) if on]
         if cfg.method != "full" and extras:
@@ -279,7 +279,7 @@ class TrainPane(TrainLayout, QWidget):
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.resumed_from_step)
             self._append_log(
-                f"{ev.method.upper()} on {ev.device} ({ev.precision or 'default precision'}): "
+                f"{method_label(ev.method)} on {ev.device} ({ev.precision or 'default precision'}): "
                 f"{ev.trainable_params:,} trainable of {ev.total_params:,} parameters "
                 f"({100 * ev.trainable_params / max(1, ev.total_params):.2f} %); {ev.train_rows} train / "
                 f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
-from studio.core.formatting import format_bytes_in, format_duration
+from studio.core.formatting import format_bytes_in, format_duration, method_label
 from studio.core.training import runs
 from studio.core.training.compare import ranked, recommend
 from studio.qt.errors import show_error
@@ -87,7 +87,7 @@ def _dot(color: str) -> QIcon:
 
 
 def _method(s: runs.RunSummary) -> str:
-    return s.method.upper() if s.method in ("lora", "qlora") else (s.method or "—")
+    return method_label(s.method)
 
 
 class RunsView(QWidget):
