@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from studio.core.datasets.templates import choices_text
 from studio.core.formatting import format_bytes_in, format_duration
 
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq", type=int, help="max sequence length")
     p.add_argument("--lr", type=float)
     p.add_argument("--rank", type=int, help="LoRA rank r; alpha follows at 2 x r unless the config sets alpha")
+    p.add_argument("--template", metavar="NAME",
+                   help="chat format to train in, for a model without its own template (a base model): "
+                        f"{choices_text()}; sets model.chat_template")
     p.add_argument("--out", help="run folder to write (default: a new folder in the runs store)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted or stopped run from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON event per line instead of a progress bar")
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 CONFIG_FLAGS = {
     "--model": "model.path", "--dataset": "dataset.train", "--eval": "dataset.eval", "--method": "method",
     "--max-steps": "training.max_steps", "--epochs": "training.epochs", "--batch": "training.batch_size",
-    "--seq": "training.max_seq_len", "--lr": "training.lr", "--rank": "lora.r",
+    "--seq": "training.max_seq_len", "--lr": "training.lr", "--rank": "lora.r", "--template": "model.chat_template",
 }
 
 
@@ -105,10 +109,12 @@ class ProgressPrinter:
         elif kind == "run_finished":
             print(f"{ev.status}: {ev.reason}", file=sys.stderr)
             from studio.core.training.memory_watch import phase_summary
+            from studio.core.training.stop_check import summary_line
 
-            line = phase_summary(self.phase_estimate, ev.measured_phase_bytes)
-            if line:
-                print("  " + line, file=sys.stderr)
+            for line in (phase_summary(self.phase_estimate, ev.measured_phase_bytes),
+                         summary_line(ev.eos_share, ev.eos_checked, ev.eos_limit)):
+                if line:
+                    print("  " + line, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -97,6 +97,12 @@ def print_human(report, out=None) -> None:
     if tokens:
         emit(f"tokens per row: median {tokens['p50']}, p90 {tokens['p90']}, max {tokens['max']} "
               f"(max length {tokens['cutoff']})")
+    pref = report.stats.get("preference")
+    if pref:
+        ratio = f" (ratio {pref['length_ratio']:.2f}, chosen longer in {pref['chosen_longer_share']:.0%})" \
+            if pref["length_ratio"] is not None else ""
+        emit(f"preference pairs: {pref['pairs']}, mean answer length chosen {pref['chosen_mean_chars']:.0f} / "
+             f"rejected {pref['rejected_mean_chars']:.0f} characters{ratio}")
     n_err, n_warn = len(report.errors), len(report.warnings)
     verdict = "cannot be read" if report.fatal else ("has errors" if n_err else "ok")
     emit(f"{n_err} error(s), {n_warn} warning(s): {verdict}.")

@@ -75,6 +75,30 @@ def test_max_len_is_used_as_given_not_replaced_by_a_default(tmp_path, capsys, sm
     assert data["stats"]["tokens"]["cutoff"] == 8
 
 
+# ------------------------------------------------------------------ a chat template by name
+
+@pytest.mark.parametrize("name", ["chatm", "ChatML", "gpt4", " chatml"])
+def test_unknown_template_names_the_flag_and_exit_2(name, capsys):
+    try:
+        code = main(["train", "--model", "/nonexistent", "--template", name])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == EXIT_UNREADABLE
+    assert "--template" in err and "'chatml'" in err  # names the flag and the names it takes
+    assert "model.chat_template" not in err and "Traceback" not in err
+
+
+def test_template_flag_lands_in_the_run_config(tmp_path, tiny_model_dir, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--dataset", str(DEMO), "--max-steps", "1", "--batch", "2",
+                 "--seq", "96", "--template", "gemma", "--out", str(run), "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert load_config(run / "config.yaml").model.chat_template == "gemma"
+    # The adapter carries the format it was trained in, so the playground and exports use it too.
+    assert "<start_of_turn>" in (run / "adapter" / "chat_template.jinja").read_text()
+
+
 # ------------------------------------------------------------------ YAML configs
 
 BOMB = "\n".join(

@@ -373,3 +373,24 @@ def test_token_checks_wait_for_the_model_and_run_when_it_is_ready(qtbot, pane, d
     pane.state.model_ready.emit(str(folder))
     qtbot.waitUntil(lambda: not pane.busy and pane.loaded.report.token_checked, timeout=60000)
     assert sum(pane.stats.tokens.counts) == 215
+
+
+def test_a_preference_file_shows_its_format_pairs_and_findings_and_the_preview_says_so(qtbot, pane, tmp_path):
+    demo = TESTS.parent / "resources" / "datasets" / "demo_pref_train.jsonl"
+    rows = [json.loads(line) for line in demo.read_text("utf-8").splitlines()[:30]]
+    rows.append({**rows[0], "rejected": rows[0]["chosen"]})
+    path = _write_jsonl(tmp_path / "pairs.jsonl", rows)
+    _open(qtbot, pane, path)
+    assert pane.model.rowCount() == 31
+    assert "preference" in pane.format_label.text()
+    line, fmt, prompt, answer, _raw = pane.model.row_text(1)
+    assert (line, fmt, prompt) == ("2", "preference", rows[1]["prompt"])
+    assert answer == f"chosen: {rows[1]['chosen']}\nrejected: {rows[1]['rejected']}"
+    report = pane.loaded.report
+    assert report.token_checked and report.stats["preference"]["pairs"] == 31
+    item = pane.findings.item_for("pair.identical")
+    assert item is not None and item.data(0, Qt.ItemDataRole.UserRole + 1).lines == [31]
+    pane.show_row(1)
+    qtbot.waitUntil(lambda: "is a preference pair" in pane.preview.counts.text())
+    assert "does not show pairs yet" in pane.preview.counts.text()
+    _idle(qtbot, pane)

@@ -72,6 +72,8 @@ def test_a_run_streams_loss_eval_memory_against_the_estimate(pane, qtbot):
             opts = plot.item(name).opts
             assert opts["autoDownsample"] and opts["downsampleMethod"] == "peak" and opts["clipToView"]
     assert "estimated peak" in _log(pane) and "checkpoint written at step 2" in _log(pane)
+    ev = finished.args[0]  # "will it stop?" on the eval prompts, in the end-of-run log
+    assert ev.eos_checked == 8 and f"{round(ev.eos_share * 8)} of 8 eval answers ended with EOS" in _log(pane)
     assert "Completed at step 4/4" in pane.progress.format()
     qtbot.waitUntil(pane.train_button.isEnabled, timeout=10000)  # after the thread's finished signal
     assert not pane.stop_button.isEnabled() and not pane.pause_button.isEnabled()

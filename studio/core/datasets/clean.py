@@ -73,7 +73,7 @@ def plan_clean(scan: ScanResult, actions: Iterable[str], report=None) -> tuple[C
     findings = list(report.findings) if report is not None else list(scan.findings)
     empty = _rows_with(findings, {"answer.empty"}) if "drop_empty_answers" in actions else set()
     untrainable = _rows_with(findings, severity="error") if "drop_untrainable" in actions else set()
-    has = scan.features.has_example
+    has = scan.features.keyed   # rows with an Example or a preference pair
     cmap = dict(scan.column_map)
     plan = CleanPlan()
     seen: set[int] = set()

@@ -1,7 +1,7 @@
-"""The five row shapes the studio understands, detected per row, and their normal form.
+"""The row shapes the studio understands, detected per row, and their normal form.
 
 Every trainable row becomes an ``Example``: either a chat (a list of role/content turns, loss on the
-assistant turns) or plain text (loss on everything). Detection looks at each row on its own so a
+assistant turns) or plain text (loss on everything); a preference row becomes a ``pairs.Pair``. Detection looks at each row on its own so a
 mixed file is reported as mixed instead of failing at row 1000 with ``KeyError: 'instruction'``.
 """
 
@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FormatName = Literal["alpaca", "prompt_completion", "text", "messages", "sharegpt"]
-FORMATS: tuple[FormatName, ...] = ("alpaca", "prompt_completion", "text", "messages", "sharegpt")
+FormatName = Literal["alpaca", "prompt_completion", "text", "messages", "sharegpt", "preference"]
+# Last, so the per-row format codes of the first five stay as they were. "preference" rows (a prompt
+# with a chosen and a rejected answer, see pairs.py) normalise to a Pair, not an Example.
+FORMATS: tuple[FormatName, ...] = ("alpaca", "prompt_completion", "text", "messages", "sharegpt", "preference")
+SFT_FORMATS: tuple[FormatName, ...] = FORMATS[:5]
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 CHAT_ROLES = ("system", "user", "assistant")
@@ -57,6 +60,8 @@ def detect_row_format(row: Any, column_map: Mapping[str, str] | None = None) -> 
         return None
     if column_map and column_map.get("prompt") in row and column_map.get("answer") in row:
         return "prompt_completion"
+    if "chosen" in row and "rejected" in row:
+        return "preference"
     if "messages" in row:
         return "messages"
     if "conversations" in row:
@@ -70,7 +75,7 @@ def detect_row_format(row: Any, column_map: Mapping[str, str] | None = None) -> 
     return None
 
 
-def _as_text(value: Any, field_name: str) -> str:
+def as_text(value: Any, field_name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -78,7 +83,7 @@ def _as_text(value: Any, field_name: str) -> str:
     return value
 
 
-def _chat_turns(turns: Any, field_name: str, role_key: str, content_key: str, role_map: Mapping[str, str]) -> list[tuple[str, str]]:
+def chat_turns(turns: Any, field_name: str, role_key: str, content_key: str, role_map: Mapping[str, str]) -> list[tuple[str, str]]:
     if not isinstance(turns, list):
         raise RowShapeError(f"field '{field_name}' should be a list of turns but is {type(turns).__name__}")
     out: list[tuple[str, str]] = []
@@ -90,7 +95,7 @@ def _chat_turns(turns: Any, field_name: str, role_key: str, content_key: str, ro
         role = turn[role_key]
         if not isinstance(role, str) or role.lower() not in role_map:
             raise RowShapeError(f"{field_name}[{i}] has unknown role {role!r} (expected one of {', '.join(sorted(role_map))})")
-        out.append((role_map[role.lower()], _as_text(turn.get(content_key), f"{field_name}[{i}].{content_key}")))
+        out.append((role_map[role.lower()], as_text(turn.get(content_key), f"{field_name}[{i}].{content_key}")))
     return out
 
 
@@ -106,32 +111,35 @@ def to_example(row: Any, fmt: FormatName | None = None, column_map: Mapping[str,
         turns = []
         system_col = column_map.get("system")
         if system_col and row.get(system_col):
-            turns.append(("system", _as_text(row[system_col], system_col)))
-        turns.append(("user", _as_text(row[column_map["prompt"]], column_map["prompt"])))
-        turns.append(("assistant", _as_text(row[column_map["answer"]], column_map["answer"])))
+            turns.append(("system", as_text(row[system_col], system_col)))
+        turns.append(("user", as_text(row[column_map["prompt"]], column_map["prompt"])))
+        turns.append(("assistant", as_text(row[column_map["answer"]], column_map["answer"])))
         return Example(messages=tuple(turns), fmt="prompt_completion")
+    if fmt == "preference":
+        raise RowShapeError(
+            "this row is a preference pair (chosen/rejected); supervised fine-tuning needs rows with one answer")
     if fmt == "messages":
-        return Example(messages=tuple(_chat_turns(row["messages"], "messages", "role", "content", {r: r for r in CHAT_ROLES})), fmt=fmt)
+        return Example(messages=tuple(chat_turns(row["messages"], "messages", "role", "content", {r: r for r in CHAT_ROLES})), fmt=fmt)
     if fmt == "sharegpt":
-        return Example(messages=tuple(_chat_turns(row["conversations"], "conversations", "from", "value", SHAREGPT_ROLES)), fmt=fmt)
+        return Example(messages=tuple(chat_turns(row["conversations"], "conversations", "from", "value", SHAREGPT_ROLES)), fmt=fmt)
     if fmt == "alpaca":
-        instruction = _as_text(row.get("instruction"), "instruction")
-        extra = _as_text(row.get("input"), "input")
+        instruction = as_text(row.get("instruction"), "instruction")
+        extra = as_text(row.get("input"), "input")
         prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
         turns = []
         if row.get("system"):
-            turns.append(("system", _as_text(row["system"], "system")))
-        turns += [("user", prompt), ("assistant", _as_text(row.get("output"), "output"))]
+            turns.append(("system", as_text(row["system"], "system")))
+        turns += [("user", prompt), ("assistant", as_text(row.get("output"), "output"))]
         return Example(messages=tuple(turns), fmt=fmt)
     if fmt == "prompt_completion":
         prompt = row["prompt"]
         completion = row["completion"]
         # TRL's conversational prompt/completion: lists of messages on each side.
         if isinstance(prompt, list) and isinstance(completion, list):
-            turns = _chat_turns(prompt, "prompt", "role", "content", {r: r for r in CHAT_ROLES})
-            turns += _chat_turns(completion, "completion", "role", "content", {r: r for r in CHAT_ROLES})
+            turns = chat_turns(prompt, "prompt", "role", "content", {r: r for r in CHAT_ROLES})
+            turns += chat_turns(completion, "completion", "role", "content", {r: r for r in CHAT_ROLES})
             return Example(messages=tuple(turns), fmt=fmt)
-        return Example(messages=(("user", _as_text(prompt, "prompt")), ("assistant", _as_text(completion, "completion"))), fmt=fmt)
+        return Example(messages=(("user", as_text(prompt, "prompt")), ("assistant", as_text(completion, "completion"))), fmt=fmt)
     if fmt == "text":
-        return Example(text=_as_text(row["text"], "text"), fmt=fmt)
+        return Example(text=as_text(row["text"], "text"), fmt=fmt)
     raise RowShapeError(f"unsupported format {fmt}")

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from studio.core.datasets.findings import CATALOGUE
 from studio.core.datasets.formats import FORMATS, Example, RowShapeError, detect_row_format, to_example
+from studio.core.datasets.pairs import SIDES, Pair, pair_problems, to_pair
 from studio.core.datasets.textcheck import lone_surrogate
 
 ERROR_CODES = frozenset(c for c, (sev, _, _) in CATALOGUE.items() if sev == "error")
@@ -32,10 +33,12 @@ class RowCheck:
     fmt: str | None
     example: Example | None
     problems: list[tuple[str, str | None]]   # (code, note)
+    pair: Pair | None = None                 # a preference row (then ``example`` is None)
 
     @property
     def trainable(self) -> bool:
-        return self.example is not None and not any(c in ERROR_CODES for c, _ in self.problems)
+        usable = self.example is not None or self.pair is not None
+        return usable and not any(c in ERROR_CODES for c, _ in self.problems)
 
 
 def kind_of(value: Any) -> str:
@@ -55,6 +58,8 @@ def kind_of(value: Any) -> str:
 
 def _partial_format(keys: set[str]) -> tuple[str, str] | None:
     """(format, missing field) for a row that has some but not all of a format's required fields."""
+    if ("chosen" in keys) != ("rejected" in keys):
+        return "preference", "rejected" if "chosen" in keys else "chosen"
     if "instruction" in keys and "output" not in keys:
         return "alpaca", "output"
     if "output" in keys and "instruction" not in keys and "prompt" not in keys:
@@ -88,6 +93,8 @@ def check_row(data: Any, column_map: Mapping[str, str] | None = None) -> RowChec
             return RowCheck(partial[0], None, [("field.missing", f"no '{partial[1]}' ({partial[0]} format)")])
         keys = ", ".join(sorted(map(str, data))[:8]) or "no fields"
         return RowCheck(None, None, [("format.unknown", f"fields: {keys}")])
+    if fmt == "preference":
+        return _pair_row(data)
     try:
         example = to_example(data, fmt, column_map)
     except RowShapeError as err:
@@ -102,6 +109,24 @@ def check_row(data: Any, column_map: Mapping[str, str] | None = None) -> RowChec
     if _chat_problems(data, fmt, example, problems, column_map):
         return _suspect_row(fmt, example, problems)
     return RowCheck(fmt, example, problems)
+
+
+def _pair_row(data: Mapping) -> RowCheck:
+    try:
+        pair = to_pair(data)
+    except RowShapeError as err:
+        return RowCheck("preference", None, [(_shape_code(str(err)), str(err))])
+    sides = [pair.side(s) for s in SIDES]
+    if any(_SUSPECT.search(c) for ex in sides for _, c in ex.messages):
+        for ex in sides:
+            where = lone_surrogate(ex)
+            if where is not None:   # no Pair kept: nothing downstream hands it to a tokenizer
+                return RowCheck("preference", None, [("text.invalid_unicode", where)])
+        problems = pair_problems(data, pair)
+        if any(_CONTROL.search(c) for ex in sides for _, c in ex.messages):
+            problems.append(("text.control_chars", None))
+        return RowCheck("preference", None, problems, pair)
+    return RowCheck("preference", None, pair_problems(data, pair), pair)
 
 
 def _suspect_row(fmt: str, example: Example, problems: list[tuple[str, str | None]]) -> RowCheck:
@@ -181,6 +206,15 @@ class RowFeature(NamedTuple):
     turns: int
     trailing_ws: bool
     ends_punct: bool
+
+
+def pair_feature(pair: Pair) -> RowFeature:
+    """A pair's features: duplicates are keyed on the whole pair (prompt and both answers), leakage
+    on the prompt (hashed as a supervised row's prompt is, so an eval row of either kind matches)."""
+    base = row_feature(pair.side("chosen"))
+    squashed = tuple(tuple(normalise(c) for _, c in part) for part in (pair.prompt, pair.chosen, pair.rejected))
+    return base._replace(exact=hash(("pair", pair.prompt, pair.chosen, pair.rejected)),
+                         normalized=hash(("pair", *squashed)), answer_chars=len(pair.answer("chosen")))
 
 
 def row_feature(example: Example) -> RowFeature:

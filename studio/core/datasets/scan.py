@@ -20,9 +20,10 @@ from typing import Any
 from studio.core.datasets import readers
 from studio.core.datasets.findings import FATAL_CODES, Finding, FindingSink
 from studio.core.datasets.fingerprint import combine_digests
-from studio.core.datasets.formats import FORMATS, Example, to_example
+from studio.core.datasets.formats import FORMATS, SFT_FORMATS, Example, to_example
 from studio.core.datasets.load import Row
-from studio.core.datasets.rowcheck import FORMAT_CODES, check_row, row_feature
+from studio.core.datasets.pairs import Pair, to_pair
+from studio.core.datasets.rowcheck import FORMAT_CODES, check_row, pair_feature, row_feature
 from studio.core.datasets.store import RowStore
 from studio.core.datasets.textcheck import has_surrogate
 from studio.core.fsutil import file_sha256
@@ -55,6 +56,8 @@ class Features:
     fmt: array = field(default_factory=lambda: array("b"))          # index into FORMATS, -1 unknown
     trainable: array = field(default_factory=lambda: array("b"))
     has_example: array = field(default_factory=lambda: array("b"))
+    has_pair: array = field(default_factory=lambda: array("b"))     # a preference pair (no Example)
+    keyed: array = field(default_factory=lambda: array("b"))        # has an Example or a pair: dup/leak keys
     exact: array = field(default_factory=lambda: array("q"))
     normalized: array = field(default_factory=lambda: array("q"))
     prompt: array = field(default_factory=lambda: array("q"))
@@ -63,17 +66,24 @@ class Features:
     turns: array = field(default_factory=lambda: array("i"))
     trailing_ws: array = field(default_factory=lambda: array("b"))
     ends_punct: array = field(default_factory=lambda: array("b"))
+    rejected_chars: array = field(default_factory=lambda: array("q"))  # a pair's rejected answer; chosen: answer_chars
 
     def __post_init__(self) -> None:
         # In RowFeature's field order, so a row's features go in with one zip.
         self._feature_columns = (self.exact, self.normalized, self.prompt, self.answer_chars, self.total_chars,
                                  self.turns, self.trailing_ws, self.ends_punct)
 
-    def add(self, fmt: str | None, trainable: bool, example: Example | None) -> None:
+    def add(self, fmt: str | None, trainable: bool, example: Example | None, pair: Pair | None = None) -> None:
         self.fmt.append(FORMAT_CODES.get(fmt, -1) if fmt else -1)
         self.trainable.append(bool(trainable))
         self.has_example.append(example is not None)
-        values = _NO_FEATURE if example is None else row_feature(example)
+        self.has_pair.append(pair is not None)
+        self.keyed.append(example is not None or pair is not None)
+        self.rejected_chars.append(len(pair.answer("rejected")) if pair is not None else 0)
+        if example is not None:
+            values = row_feature(example)
+        else:
+            values = _NO_FEATURE if pair is None else pair_feature(pair)
         for col, value in zip(self._feature_columns, values, strict=True):
             col.append(value)
 
@@ -121,6 +131,27 @@ class ScanResult:
             return to_example(self.store.data(i), column_map=self.column_map or None)
         except Exception:
             return None
+
+    def pair(self, i: int) -> Pair | None:
+        """Row ``i`` as a preference pair, or None when it is not one (or cannot be read as one)."""
+        if not self.features.has_pair[i]:
+            return None
+        try:
+            return to_pair(self.store.data(i))
+        except Exception:
+            return None
+
+    def iter_pairs(self) -> Iterator[tuple[int, Pair]]:
+        """(row index, Pair) for every row that is a readable preference pair, parsed again from the store."""
+        import json
+
+        has = self.features.has_pair
+        for i, raw in self.store.iter_raw():
+            if has[i]:
+                try:
+                    yield i, to_pair(json.loads(raw))
+                except Exception:
+                    continue
 
     def iter_examples(self, skip: Container[int] = ()) -> Iterator[tuple[int, Example | None]]:
         """(row index, Example or None) for every row not in ``skip``, parsed again from the store."""
@@ -233,7 +264,7 @@ def scan(
                     flush()
                 raw_json = raw_row.raw if raw_row.raw is not None else _dump(raw_row.data)
                 store.append(raw_json, fi, raw_row.line)
-                feats.add(check.fmt, check.trainable, check.example)
+                feats.add(check.fmt, check.trainable, check.example, check.pair)
                 fmt_counts[check.fmt or "unknown"] += 1
                 for code, note in check.problems:
                     sink.add(code, name, line=raw_row.line, row=idx, note=_where(kind, raw_row.line, note))
@@ -330,9 +361,11 @@ def overall_format(counts: Mapping[str, int]) -> str:
 
 
 def _format_findings(files: list[FileInfo], store: RowStore, feats: Features, sink: FindingSink) -> None:
-    """Per file: a mixed-format warning pointing at the minority rows."""
+    """Pairs mixed with single-answer rows anywhere in the dataset (an error pointing at the
+    minority kind), then per file a mixed-format warning among the single-answer formats."""
+    _mixed_pairs(files, store, feats, sink)
     for info in files:
-        known = {f: n for f, n in info.formats.items() if f != "unknown"}
+        known = {f: n for f, n in info.formats.items() if f in SFT_FORMATS}
         if len(known) < 2:
             continue
         main = max(known, key=lambda f: known[f])
@@ -345,3 +378,28 @@ def _format_findings(files: list[FileInfo], store: RowStore, feats: Features, si
                 rows.append(i)
         summary = ", ".join(f"{n} {f}" for f, n in sorted(known.items(), key=lambda kv: -kv[1]))
         sink.add_many("format.mixed", info.path, lines, rows, notes=[summary])
+
+
+def _mixed_pairs(files: list[FileInfo], store: RowStore, feats: Features, sink: FindingSink) -> None:
+    """A preference run cannot use single-answer rows and a supervised run cannot use pairs, so a
+    dataset holding both is an error on the rows of the smaller kind (pairs on a tie)."""
+    pair_code = FORMAT_CODES["preference"]
+    pairs = sum(info.formats.get("preference", 0) for info in files)
+    singles = sum(n for info in files for f, n in info.formats.items() if f in SFT_FORMATS)
+    if not pairs or not singles:
+        return
+    flag_pairs = pairs <= singles
+    lines, rows = [], []
+    for i in range(len(store)):
+        c = feats.fmt[i]
+        if c >= 0 and (c == pair_code) == flag_pairs:
+            lines.append(store.lines[i])
+            rows.append(i)
+    note = f"{pairs} preference pair{'s' * (pairs != 1)}, {singles} single-answer row{'s' * (singles != 1)}"
+    by_file: dict[str, tuple[list[int], list[int]]] = {}
+    for line, i in zip(lines, rows, strict=True):
+        got = by_file.setdefault(store.source(i), ([], []))
+        got[0].append(line)
+        got[1].append(i)
+    for path, (file_lines, file_rows) in by_file.items():
+        sink.add_many("format.mixed_pairs", path, file_lines, file_rows, notes=[note])

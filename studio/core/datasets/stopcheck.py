@@ -50,25 +50,38 @@ def model_findings(tokenizer, model_dir: str | Path | None, choice: str = "") ->
     if not has_own_template(tokenizer):
         return [Finding(severity="error", code="model.no_chat_template", file=name,
                         message=missing_template_message(model_dir or name))]
-    try:
-        rendered = render_example(_PROBE, tokenizer, 256)
-    except Exception:
+    eot = end_of_turn(tokenizer)
+    if eot is None:
         return []   # the template refuses this shape; the token checks report it per row
-    answer = _PROBE.messages[-1][1]
-    end = rendered.text.rfind(answer)
-    if end < 0:
-        return []
-    end += len(answer)
-    after = [t for t, (s, e) in enumerate(rendered.offsets) if e > s and s >= end]
-    if not after or rendered.labels[after[0]] == IGNORE_INDEX:
+    token_id, trained = eot
+    if token_id is None or not trained:
         return [_finding("model.stop_not_trained", name, f"template of {name}")]
-    token_id = rendered.input_ids[after[0]]
     eos = generation_eos_ids(model_dir, tokenizer)
     if eos and token_id not in eos:
         shown = tokenizer.convert_ids_to_tokens(token_id)
         stops = ", ".join(str(tokenizer.convert_ids_to_tokens(i)) for i in sorted(eos))
         return [_finding("model.stop_not_eos", name, f"answers end with {shown!r}, generation stops on {stops}")]
     return []
+
+
+def end_of_turn(tokenizer) -> tuple[int | None, bool] | None:
+    """The token the chat template closes an assistant turn with (``<|im_end|>``, ``<|eot_id|>``…)
+    and whether it carries loss, read off a rendered two-turn probe: (id, trained); (None, False)
+    when the template adds nothing after the answer; None when it refuses the probe. One probe for
+    the check before training and the stop check after it, so both mean the same token."""
+    try:
+        rendered = render_example(_PROBE, tokenizer, 256)
+    except Exception:
+        return None
+    answer = _PROBE.messages[-1][1]
+    end = rendered.text.rfind(answer)
+    if end < 0:
+        return None
+    end += len(answer)
+    after = [t for t, (s, e) in enumerate(rendered.offsets) if e > s and s >= end]
+    if not after:
+        return None, False
+    return int(rendered.input_ids[after[0]]), rendered.labels[after[0]] != IGNORE_INDEX
 
 
 def has_chat_rows(report) -> bool:

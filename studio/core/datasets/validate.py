@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.datasets.findings import CATALOGUE, Finding, FindingSink
+from studio.core.datasets.paircheck import length_bias, pair_stats, side_checker, side_tokens
 from studio.core.datasets.scan import FileInfo, ScanResult, files_fingerprint
 from studio.core.datasets.split import split_indices
 from studio.core.progress import CountProgress as Progress
@@ -157,7 +158,7 @@ class _Checks:
         return f"{Path(file).name} {word} {line}" if many else f"{word} {line}"
 
     def duplicates(self) -> None:
-        has = self.f.has_example
+        has = self.f.keyed   # rows with an Example or a preference pair
         first_exact: dict[int, int] = {}
         first_norm: dict[int, int] = {}
         for i in range(self.n):
@@ -174,7 +175,7 @@ class _Checks:
                 self.add("dup.normalized", i, f"{self.label(i)} matches {self.label(j)}")
 
     def leakage(self, eval_prompts: Mapping[int, str], train_rows: Iterable[int]) -> None:
-        has = self.f.has_example
+        has = self.f.keyed
         for i in train_rows:
             if has[i]:
                 where = eval_prompts.get(self.f.prompt[i])
@@ -283,7 +284,7 @@ def validate(
         eval_prompts: dict[int, str] = {}
         ef = eval_result.features
         for j in range(len(eval_result)):
-            if ef.has_example[j]:
+            if ef.keyed[j]:
                 file, line = eval_result.store.source(j), eval_result.store.lines[j]
                 eval_prompts.setdefault(ef.prompt[j], f"in {Path(file).name} line {line}")
         checks.leakage(eval_prompts, range(n))
@@ -292,7 +293,7 @@ def validate(
         train_idx, eval_idx = split_indices(n, eval_ratio, split_seed)
         eval_prompts = {}
         for j in eval_idx:
-            if f.has_example[j]:
+            if f.keyed[j]:
                 eval_prompts.setdefault(f.prompt[j], f"held out for eval ({checks.label(j)})")
         checks.leakage(eval_prompts, train_idx)
         split = {"source": "ratio", "ratio": eval_ratio, "seed": split_seed, "train": len(train_idx), "eval": len(eval_idx)}
@@ -315,6 +316,12 @@ def validate(
         token_full, token_trained = _token_findings(checks, outcomes, max_len)
         stopped = stopped or stop2
         token_checked = not stop2
+    side_lengths: dict[int, tuple[int, int]] = {}
+    if token_checker is not None and any(f.has_pair) and not stopped:
+        sides = side_checker(token_checker.tokenizer, max_len, sum(f.has_pair))
+        side_lengths, stop3 = side_tokens(checks, sides, should_stop, on_progress)
+        stopped = stopped or stop3
+        token_checked = token_checked and not stop3
     if token_full:
         checks.outliers(token_full, "tokens")
     else:
@@ -322,19 +329,23 @@ def validate(
 
     turns = Counter()
     for i in range(n):
-        if f.has_example[i]:
+        if f.keyed[i]:
             turns["text" if f.fmt[i] == 2 else str(f.turns[i])] += 1
     answer_chars = [f.answer_chars[i] for i in range(n) if f.has_example[i]]
+    bias = length_bias(checks)
+    # A pair is as long as its longer side: that is the one truncation reaches first.
+    token_rows = token_full or {i: max(ab) for i, ab in side_lengths.items()}
     stats: dict = {
         "rows": n,
         "trainable_rows": sum(f.trainable),
         "formats": result.format_counts,
         "turns": dict(sorted(turns.items(), key=lambda kv: (kv[0] == "text", int(kv[0]) if kv[0].isdigit() else 0))),
         "answer_chars": histogram(answer_chars),
-        "tokens": histogram(list(token_full.values()), cutoff=max_len) if token_full else None,
+        "tokens": histogram(list(token_rows.values()), cutoff=max_len) if token_rows else None,
         "trained_tokens": histogram(list(token_trained.values())) if token_trained else None,
         "max_len": max_len,
         "split": split,
+        "preference": pair_stats(checks, bias, side_lengths),
         "scan_seconds": round(result.seconds, 3),
     }
     findings = _sorted_findings([*result.findings, *sink.findings(), *(eval_result.findings if eval_result else [])])

@@ -7,7 +7,7 @@ will see without importing torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.config import RunConfig
@@ -25,6 +25,8 @@ class Features:
     eval: list[dict[str, list[int]]]
     dropped: int          # rows that would teach nothing after truncation
     truncated: int
+    # Whether each eval feature is a chat (it has a prompt to answer): the end-of-run stop check uses those.
+    eval_chat: list[bool] = field(default_factory=list)
 
 
 def _rows(files: list[str]) -> list[Row]:
@@ -46,7 +48,7 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
     max_len = cfg.training.max_seq_len
     dropped = truncated = 0
 
-    def featurize(rows: list[Row]) -> list[dict[str, list[int]]]:
+    def featurize(rows: list[Row], chat: list[bool] | None = None) -> list[dict[str, list[int]]]:
         nonlocal dropped, truncated
         out = []
         for row in rows:
@@ -71,10 +73,13 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
                 dropped += 1
                 continue
             out.append({"input_ids": rendered.input_ids, "labels": rendered.labels})
+            if chat is not None:
+                chat.append(example.is_chat)
         return out
 
     train = featurize(train_rows)
-    evals = featurize(eval_rows)
+    eval_chat: list[bool] = []
+    evals = featurize(eval_rows, eval_chat)
     if dropped:
         log(f"{dropped} row(s) have no answer tokens left after truncation to {max_len} tokens and were skipped.")
     if truncated:
@@ -87,7 +92,7 @@ def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambd
         before = len(train)
         train = pack(train, max_len)
         log(f"Packed {before} examples into {len(train)} rows of up to {max_len} tokens.")
-    return Features(train=train, eval=evals, dropped=dropped, truncated=truncated)
+    return Features(train=train, eval=evals, dropped=dropped, truncated=truncated, eval_chat=eval_chat)
 
 
 def pack(features: list[dict[str, list[int]]], max_len: int) -> list[dict[str, list[int]]]:

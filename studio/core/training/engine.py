@@ -21,7 +21,7 @@ from studio.core.errors import StudioError, describe_exception, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_write_text
 from studio.core.heavy_imports import ensure
 from studio.core.library.adapter_files import ADAPTER_CONFIG, point_at_base, read_adapter
-from studio.core.training import checkpoints, memory_watch, run_folder, runs, trackers
+from studio.core.training import checkpoints, memory_watch, run_folder, runs, stop_check, trackers
 from studio.core.training.events import (
     Checkpoint,
     Evaluation,
@@ -267,6 +267,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
                 trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
                 estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
                 estimated_phase_bytes=dict(run_est.phase_bytes) if run_est else {},
+                process_start_bytes=start_rss,
                 memory_budget_bytes=run_est.budget_bytes if run_est else 0,
                 precision=precision_label(device, dtype_name, cfg.method), trackers=list(use_trackers),
                 base_identity=base_id,
@@ -412,6 +413,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     early_stopped = bool(early and early.early_stopping_patience_counter >= early.early_stopping_patience)
     best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
     best_loss = trainer.state.best_metric if keep_best else None
+    state["eos"] = {} if stopped or not trainer.is_world_process_zero() else stop_check.after_training(
+        trainer.model, tokenizer, cfg.model.path, feats, send, lambda: control.stop_requested)
     send(StateChanged(state="saving", detail="Saving adapter" if cfg.method != "full" else "Saving model"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
@@ -442,7 +445,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
                      measured_phase_bytes=dict(meter.peaks), library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
-                     early_stopped=early_stopped))
+                     early_stopped=early_stopped, **state["eos"]))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
 
 
@@ -457,6 +460,7 @@ def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, ste
         metrics.update(eval_loss=state["eval"], eval_step=state["eval_step"])
     else:
         metrics["eval_note"] = _no_eval_reason(state, step)
+    metrics.update(state.get("eos") or {})
     meta = AdapterMeta(
         base_model=str(Path(cfg.model.path).resolve()),
         dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),

@@ -43,6 +43,9 @@ class RunStarted(Event):
     memory_budget_bytes: int = 0  # the device's memory (GPU total, or system RAM on CPU)
     # The estimate of each phase of a step (memory.constants.PHASES), on the scale above.
     estimated_phase_bytes: dict[str, int] = field(default_factory=dict)
+    # CPU: the process's resident set when the run began; what it held beyond the command line's imports
+    # (a desktop window) is part of the estimate above (memory_watch.estimate_run).
+    process_start_bytes: int = 0
     precision: str = ""  # weights dtype and mixed-precision mode the run trains in, e.g. "bfloat16 + bf16 autocast"
     trackers: list[str] = field(default_factory=list)  # external trackers fed alongside the journal
     base_identity: str = ""  # the base model's identity (studio.core.models.identity); resume checks it
@@ -110,6 +113,11 @@ class RunFinished(Event):
     best_checkpoint: str = ""  # the checkpoint the saved adapter comes from when the best one was kept
     best_eval_loss: float | None = None
     early_stopped: bool = False
+    # "Will it stop?" (training.stop_check): the share of checked eval prompts whose greedy answer ended on
+    # EOS / end-of-turn within eos_limit new tokens; None (and 0 checked) when there was nothing to check.
+    eos_share: float | None = None
+    eos_checked: int = 0
+    eos_limit: int = 0
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

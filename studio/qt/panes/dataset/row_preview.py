@@ -53,6 +53,12 @@ class RowPreview:
         label = self.model.row_text(row)[0]
         label = label if ":" in label else f"line {label}"
         example = loaded.result.example(row)
+        if example is None and loaded.result.features.has_pair[row]:
+            self.preview.show_message(
+                f"<b>{label}</b> is a preference pair (a prompt with a chosen and a rejected answer). The model "
+                "view does not show pairs yet; the table shows the prompt and both answers, and the Findings "
+                "tab what the checks found.", row)
+            return
         if example is None:
             codes = [f.code for f in loaded.report.findings if row in f.rows]
             self.preview.show_message(

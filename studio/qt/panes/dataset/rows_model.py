@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor
 
 from studio.core.datasets.formats import FORMATS, detect_row_format, to_example
 from studio.core.datasets.load import Row
+from studio.core.datasets.pairs import to_pair
 from studio.core.datasets.scan import ScanResult
 from studio.core.datasets.validate import Report
 from studio.qt.panes.dataset.badges import SEVERITY_COLORS, SEVERITY_RANK, dot_icon
@@ -151,8 +152,12 @@ class RowsModel(QAbstractTableModel):
             fmt = detect_row_format(data, self._column_map or None) or "?"
         label = f"{Path(source).name}:{line}" if self._many_files else str(line)
         try:
-            ex = to_example(data, column_map=self._column_map or None)
-            prompt, answer = ex.prompt_text, ("" if ex.text is not None else ex.answer_text)
+            if fmt == "preference":
+                pair = to_pair(data)
+                prompt, answer = pair.prompt_text, f"chosen: {pair.answer('chosen')}\nrejected: {pair.answer('rejected')}"
+            else:
+                ex = to_example(data, column_map=self._column_map or None)
+                prompt, answer = ex.prompt_text, ("" if ex.text is not None else ex.answer_text)
         except Exception:
             prompt, answer = raw, ""
         return label, fmt, prompt, answer, raw

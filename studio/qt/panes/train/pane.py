@@ -27,6 +27,7 @@ from studio.core.errors import describe_exception
 from studio.core.formatting import format_bytes_in, format_duration, method_label
 from studio.core.training.events import Event
 from studio.core.training.memory_watch import phase_summary
+from studio.core.training.stop_check import summary_line as stop_summary
 from studio.qt.panes.train.layout import TRACKER_LABELS, TrainLayout
 from studio.qt.state import AppState
 from studio.qt.style import TONE
@@ -333,9 +334,10 @@ class TrainPane(TrainLayout, QWidget):
             self._append_log(f"{ev.status}: {ev.reason}")
             if ev.adapter_path:
                 self._append_log(f"adapter saved: {ev.adapter_path}")
-            phases = phase_summary(self._phase_estimate, ev.measured_phase_bytes)
-            if phases:
-                self._append_log(phases)
+            for line in (phase_summary(self._phase_estimate, ev.measured_phase_bytes),
+                         stop_summary(ev.eos_share, ev.eos_checked, ev.eos_limit)):
+                if line:
+                    self._append_log(line)
             self.runs_view.refresh()
             self.run_finished.emit(ev)
 
