@@ -16,8 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="base model folder (default: the bundled model)")
     p.add_argument("--dataset", action="append", help="training file (repeat for several)")
     p.add_argument("--eval", action="append", help="separate eval file (repeat for several)")
-    p.add_argument("--method", choices=["lora", "qlora", "full"],
-                   help="what trains; the learning rate and rank you did not set take this method's recipe")
+    p.add_argument("--method", choices=["lora", "qlora", "full", "dpo", "orpo"],
+                   help="what trains; the learning rate and rank you did not set take this method's recipe. "
+                        "dpo / orpo train an adapter on preference pairs (prompt/chosen/rejected): they set "
+                        "the objective and keep the config's lora or qlora")
+    p.add_argument("--beta", type=float, help="dpo: how close the adapter stays to the base; orpo: weight of the "
+                                              "odds-ratio term (preference.beta, default 0.1)")
+    p.add_argument("--start-from", metavar="ADAPTER",
+                   help="dpo / orpo: continue this Library adapter (name or id) or adapter folder, e.g. the SFT one")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch", type=int)
@@ -38,7 +44,9 @@ CONFIG_FLAGS = {
     "--model": "model.path", "--dataset": "dataset.train", "--eval": "dataset.eval", "--method": "method",
     "--max-steps": "training.max_steps", "--epochs": "training.epochs", "--batch": "training.batch_size",
     "--seq": "training.max_seq_len", "--lr": "training.lr", "--rank": "lora.r", "--template": "model.chat_template",
+    "--beta": "preference.beta", "--start-from": "preference.start_from",
 }
+PREFERENCE_METHODS = ("dpo", "orpo")
 
 
 def _build_config(args: argparse.Namespace):
@@ -53,16 +61,33 @@ def _build_config(args: argparse.Namespace):
     cfg = load_config(Path(args.config)) if args.config else RunConfig()
     # The Configure pane's rules: --method brings its recipe to the knobs neither the file nor a
     # flag set, and alpha follows --rank unless the file set alpha on its own.
-    cfg = apply_choices(cfg, *config_overrides(args, CONFIG_FLAGS))
+    overrides, labels = config_overrides(args, CONFIG_FLAGS)
+    if args.method in PREFERENCE_METHODS:  # it names the objective; lora / qlora stays the config's
+        overrides["objective"] = overrides.pop("method")
+        labels["objective"] = "--method"
+    cfg = apply_choices(cfg, overrides, labels)
     if not cfg.model.path:
         from studio.core.models.store import ensure_default_model
 
         cfg = apply_overrides(cfg, {"model.path": str(ensure_default_model(_progress_line))})
     if not cfg.dataset.train:
-        from studio.core.paths import demo_dataset
+        from studio.core.paths import demo_dataset, demo_pref_dataset
 
-        cfg = apply_overrides(cfg, {"dataset.train": [str(demo_dataset())]})
+        demo = demo_pref_dataset() if cfg.objective in PREFERENCE_METHODS else demo_dataset()
+        cfg = apply_overrides(cfg, {"dataset.train": [str(demo)]})
     return cfg
+
+
+def rewards_text(rewards: dict[str, float]) -> str:
+    """A preference eval in a line: how often the chosen answer wins, and by how much."""
+    parts = []
+    if "accuracy" in rewards:
+        parts.append(f"preference accuracy {rewards['accuracy']:.0%}")
+    if "margin" in rewards:
+        parts.append(f"reward margin {rewards['margin']:+.3f}")
+    if "chosen" in rewards and "rejected" in rewards:
+        parts.append(f"(chosen {rewards['chosen']:+.3f}, rejected {rewards['rejected']:+.3f})")
+    return "  ".join(parts)
 
 
 def _progress_line(frac: float, msg: str) -> None:
@@ -91,7 +116,8 @@ class ProgressPrinter:
         if self.tty:
             print(file=sys.stderr)
         if kind == "eval":
-            print(f"eval @ step {ev.step}: loss {ev.eval_loss:.4f}  perplexity {ev.perplexity:.2f}", file=sys.stderr)
+            tail = rewards_text(ev.rewards) if ev.rewards else f"perplexity {ev.perplexity:.2f}"
+            print(f"eval @ step {ev.step}: loss {ev.eval_loss:.4f}  {tail}", file=sys.stderr)
         elif kind == "state":
             print(f"{ev.state}{': ' + ev.detail if ev.detail else ''}", file=sys.stderr)
         elif kind == "log":

@@ -22,6 +22,10 @@ from studio.core.limits import MIN_SEQ_LEN
 SCHEMA_VERSION = 1
 
 Method = Literal["lora", "qlora", "full"]
+# What the run optimises, beside how the weights change (``Method``): supervised next-token loss, or a
+# preference loss on chosen/rejected pairs. Kept apart from ``method`` so DPO runs on LoRA or QLoRA alike.
+Objective = Literal["sft", "dpo", "orpo"]
+PREFERENCE_OBJECTIVES: tuple[str, ...] = ("dpo", "orpo")
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
 TARGET_PRESETS: dict[str, list[str]] = {
@@ -115,20 +119,42 @@ class TrainingSection(_Section):
         return v
 
 
+class PreferenceSection(_Section):
+    """Settings of the preference objectives (``objective: dpo | orpo``); ignored by supervised runs."""
+
+    beta: float = Field(0.1, gt=0, le=10, description="DPO: how far the adapter may move from the reference "
+                        "(higher = closer to it). ORPO: weight of the odds-ratio term beside the answer loss.")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="DPO loss: sigmoid is the original DPO; ipo, hinge and robust are its variants.")
+    start_from: str = Field("", description="Library adapter (name or id) or adapter folder to continue training "
+                            "with DPO/ORPO, usually the SFT adapter; empty trains a new adapter on the base.")
+
+
 class RunConfig(_Section):
     schema_version: int = SCHEMA_VERSION
     name: str = Field("", description="Run name; empty gives one from model, dataset and time.")
     method: Method = Field("lora", description="full = train all weights; lora = adapters on 16-bit base; qlora = adapters on 4-bit base.")
+    objective: Objective = Field("sft", description="sft = learn the answers; dpo / orpo = learn which of two "
+                                 "answers is better, from chosen/rejected pairs.")
     model: ModelSection = Field(default_factory=ModelSection)
     dataset: DatasetSection = Field(default_factory=DatasetSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     quant: QuantSection = Field(default_factory=QuantSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    preference: PreferenceSection = Field(default_factory=PreferenceSection)
 
     @model_validator(mode="after")
     def _check_method(self) -> RunConfig:
         if self.method == "qlora" and self.training.device == "cpu" and self.quant.compute_dtype == "float16":
             raise ValueError("qlora on CPU needs compute_dtype bfloat16 or float32")
+        if self.objective in PREFERENCE_OBJECTIVES and self.method == "full":
+            # With an adapter the reference is the base with the adapter switched off; a full fine-tune
+            # would need a second copy of the model in memory.
+            raise ValueError(f"{self.objective} trains an adapter: use method lora or qlora, not full")
+        if self.objective in PREFERENCE_OBJECTIVES and self.training.packing:
+            raise ValueError(f"{self.objective} compares whole answers, so packing must be off")
+        if self.preference.start_from and self.objective not in PREFERENCE_OBJECTIVES:
+            raise ValueError("preference.start_from continues an adapter with dpo or orpo; set objective too")
         return self
 
     def to_yaml(self) -> str:

@@ -57,3 +57,8 @@ def demo_dataset() -> Path:
 
 def demo_eval_dataset() -> Path:
     return resources_dir() / "datasets" / "demo_eval.jsonl"
+
+
+def demo_pref_dataset() -> Path:
+    """The demo preference pairs (prompt/chosen/rejected) a DPO or ORPO run trains on by default."""
+    return resources_dir() / "datasets" / "demo_pref_train.jsonl"

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.core.config import LoraSection, Method, RunConfig, apply_overrides
+from studio.core.config import (
+    PREFERENCE_OBJECTIVES,
+    LoraSection,
+    Method,
+    Objective,
+    RunConfig,
+    apply_overrides,
+)
 
 DEFAULT_RANK: int = LoraSection.model_fields["r"].default
 ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
@@ -19,8 +26,17 @@ ALPHA_PER_RANK = 2.0  # the common recipe: alpha = 2 x r
 RECIPE_KEYS = ("training.lr", "lora.r", "lora.alpha")
 
 
-def default_lr(method: Method) -> float:
-    """The seeds' recipe: 2e-4 for adapters, 2e-5 when every weight moves."""
+# Preference objectives on an adapter. DPO with LoRA is usually run between 5e-6 and 5e-5: the loss
+# compares the adapter with the frozen base, and a rate near the SFT recipe (2e-4) drives the margin up
+# in a few steps by pushing both answers' likelihood down. 2e-5 sits in the middle of that range. ORPO
+# has no reference to anchor it and carries the answer's own loss, so it takes a slightly higher 5e-5.
+PREFERENCE_LR: dict[str, float] = {"dpo": 2e-5, "orpo": 5e-5}
+
+
+def default_lr(method: Method, objective: Objective = "sft") -> float:
+    """The seeds' recipe: 2e-4 for adapters, 2e-5 when every weight moves, PREFERENCE_LR for DPO/ORPO."""
+    if objective in PREFERENCE_OBJECTIVES:
+        return PREFERENCE_LR[objective]
     return 2e-5 if method == "full" else 2e-4
 
 
@@ -37,7 +53,7 @@ def touched_in(cfg: RunConfig) -> set[str]:
     """Knobs of a config that differ from its method's recipe: its author chose them, so a later
     method switch must not reset them."""
     out = set()
-    if cfg.training.lr != default_lr(cfg.method):
+    if cfg.training.lr != default_lr(cfg.method, cfg.objective):
         out.add("training.lr")
     if cfg.lora.r != DEFAULT_RANK:
         out.add("lora.r")
@@ -46,19 +62,24 @@ def touched_in(cfg: RunConfig) -> set[str]:
     return out
 
 
-def method_recipe(cfg: RunConfig, method: Method, touched: set[str], *, alpha_linked: bool) -> dict[str, Any]:
-    """Overrides that switch ``cfg`` to ``method`` and bring its untouched knobs to that method's recipe.
+def method_recipe(cfg: RunConfig, method: Method, touched: set[str], *, alpha_linked: bool,
+                  objective: Objective | None = None) -> dict[str, Any]:
+    """Overrides that switch ``cfg`` to ``method`` (and ``objective``, when given) and bring its untouched
+    knobs to that recipe.
 
     Beside ``touched`` (the user's own edits), whatever in ``cfg`` differs from the current recipe was
     chosen by someone (a loaded file, the demo's defaults, another pane) and is kept too. Empty when
-    ``method`` is already the config's.
+    ``method`` and ``objective`` are already the config's.
     """
-    if method == cfg.method:
+    objective = objective or cfg.objective
+    if method == cfg.method and objective == cfg.objective:
         return {}
     touched = set(touched) | touched_in(cfg)
     overrides: dict[str, Any] = {"method": method}
+    if objective != cfg.objective:
+        overrides["objective"] = objective
     if "training.lr" not in touched:
-        overrides["training.lr"] = default_lr(method)
+        overrides["training.lr"] = default_lr(method, objective)
     if method != "full":
         r = cfg.lora.r if "lora.r" in touched else DEFAULT_RANK
         overrides["lora.r"] = r
@@ -76,7 +97,8 @@ def _follow_ups(before: RunConfig, after: RunConfig, chosen: set[str]) -> dict[s
     ``--method qlora`` trains what choosing QLoRA in the pane trains. Keys in ``chosen`` are left as given.
     """
     linked = alpha_is_linked(before) and "lora.alpha" not in chosen
-    extra = method_recipe(before, after.method, chosen, alpha_linked=linked) if "method" in chosen else {}
+    extra = (method_recipe(before, after.method, chosen, alpha_linked=linked, objective=after.objective)
+             if {"method", "objective"} & chosen else {})
     if "lora.r" in chosen and linked:
         extra["lora.alpha"] = linked_alpha(after.lora.r)
     return {key: value for key, value in extra.items() if key not in chosen}

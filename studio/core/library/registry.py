@@ -47,6 +47,8 @@ class AdapterMeta:
     run_dir: str = ""
     method: str = ""
     base_model_hash: str = ""  # the identity taken when training started; computed at registration if empty
+    objective: str = "sft"  # sft, or the preference loss (dpo, orpo) the adapter was trained with
+    parent_id: str = ""  # lineage: the Library entry this adapter continued (a DPO run from an SFT adapter)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class LibraryEntry:
     size_bytes: int
     method: str
     kind: str = KIND_ADAPTER
+    objective: str = "sft"
+    parent_id: str = ""  # the entry this one continued training from, if any
 
     @property
     def is_full_model(self) -> bool:
@@ -187,6 +191,7 @@ def _entry_from_folder(folder: Path) -> LibraryEntry | None:
         created=str(data.get("created", "")), size_bytes=int(data.get("size_bytes", 0)),
         method=str(data.get("method", "lora")),
         kind=KIND_FULL if data.get("kind") == KIND_FULL else KIND_ADAPTER,  # entries older than kinds: adapters
+        objective=str(data.get("objective") or "sft"), parent_id=str(data.get("parent_id") or ""),
     )
 
 
@@ -301,6 +306,8 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
         "size_bytes": 0,
         "method": method,
         "kind": KIND_ADAPTER,
+        "objective": str(m.get("objective") or "sft"),
+        "parent_id": str(m.get("parent_id") or ""),
     }
     try:
         with atomic_dir(folder, overwrite=True) as tmp:

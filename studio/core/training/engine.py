@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.core.config import RunConfig, with_absolute_paths
+from studio.core.config import PREFERENCE_OBJECTIVES, RunConfig, with_absolute_paths
 from studio.core.control import Control
 from studio.core.datasets.fingerprint import dataset_fingerprint
 from studio.core.errors import StudioError, describe_exception, is_disk_full
@@ -31,14 +31,17 @@ from studio.core.training.events import (
     RunStarted,
     StateChanged,
     Step,
+    reward_fields,
 )
 from studio.core.training.model_setup import (
     apply_peft,
     count_params,
     load_model,
+    lora_config,
     mixed_precision,
     pick_device,
     precision_label,
+    prepare_base,
 )
 from studio.core.training.run_folder import TrainResult
 from studio.core.training.warn_capture import warnings_to_log
@@ -169,6 +172,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     import torch
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
+    from studio.core.training.arguments import trainer_arguments
     from studio.core.training.hf_trainer import StudioTrainer, halt_without_saving
 
     set_seed(cfg.training.seed)
@@ -183,20 +187,33 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     model, tokenizer = load_model(cfg, device, dtype_name)
 
     from studio.core.training.data import PadCollator, build_features
+    from studio.core.training.pair_data import build_pair_features
 
+    prefer = cfg.objective in PREFERENCE_OBJECTIVES
     send(StateChanged(state="loading", detail="Rendering dataset with the chat template"))
-    feats = build_features(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
+    build = build_pair_features if prefer else build_features
+    feats = build(cfg, tokenizer, log=lambda m: send(Log(level="warning", message=m)))
     # Estimated from the rows this run batches (the widest batch, not rows at max_seq_len).
-    run_est, note = memory_watch.estimate_run(cfg, device, [len(f["input_ids"]) for f in feats.train], start_rss)
+    lengths = feats.row_lengths() if prefer else [len(f["input_ids"]) for f in feats.train]
+    run_est, note = memory_watch.estimate_run(cfg, device, lengths, start_rss)
     if note:
         send(Log(level="warning", message=note))
-    model = apply_peft(cfg, model)
     model.register_forward_hook(meter.forward_end)
+    parent_id, peft_config = "", None
+    if prefer:  # TRL wraps the base itself, so its reference is the base with the adapter off
+        from studio.core.training import preference
+
+        model = prepare_base(cfg, model)
+        started_from, parent_id = preference.start_adapter(cfg, model)
+        model, peft_config = (started_from, None) if started_from is not None else (model, lora_config(cfg, model))
+    else:
+        model = apply_peft(cfg, model)
     trainable, total = count_params(model)
     collator = PadCollator(tokenizer.pad_token_id)
 
     t = cfg.training
     has_eval = bool(feats.eval)
+    stop_feats = feats.stop_check_view() if prefer else feats
     eval_on = has_eval and t.eval_steps > 0
     save_on = t.save_steps > 0
     # Keeping the best checkpoint needs evaluation and saving on the same grid.
@@ -206,53 +223,15 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             "Early stopping needs an eval set, eval steps > 0, and save steps a multiple of eval steps."
         )
     amp = mixed_precision(device, dtype_name, cfg.method)
-    bf16, fp16 = amp == "bf16", amp == "fp16"
-    optim = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}[t.optimizer]
-    args = TrainingArguments(
-        output_dir=str(run_dir / runs.CHECKPOINTS_DIR),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        warmup_steps=t.warmup_ratio,
-        lr_scheduler_type=t.scheduler,
-        weight_decay=t.weight_decay,
-        optim=optim,
-        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 1e9,
-        **_checkpointing_args(t.grad_checkpointing),
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,  # a NaN must reach us, not be averaged away
-        eval_strategy="steps" if eval_on else "no",
-        eval_steps=t.eval_steps if eval_on else None,
-        save_strategy="steps" if save_on else "no",
-        save_steps=t.save_steps if save_on else 500,
-        save_total_limit=2,
-        load_best_model_at_end=keep_best,
-        metric_for_best_model="eval_loss" if keep_best else None,
-        greater_is_better=False if keep_best else None,
-        seed=t.seed,
-        data_seed=t.seed,
-        use_cpu=device == "cpu",
-        bf16=bf16,
-        fp16=fp16,
-        report_to="none",  # trackers are added as callbacks below, writing into the run folder
-        run_name=run_dir.name,
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length",
-        ddp_find_unused_parameters=False,
-    )
+    fp16 = amp == "fp16"
+    arguments = trainer_arguments(cfg, run_dir, device, amp, eval_on=eval_on, save_on=save_on, keep_best=keep_best)
 
     # Shared with train() (``progress``): step, loss, eval and peak are what a failure reports.
     state: dict = progress if progress is not None else {}
     state.update({"t_last": time.time(), "tok_last": 0, "step": 0, "peak": 0, "loss": None, "eval": None,
                   "nan": None, "bad_grad": None, "eval_step": -1, "base_identity": base_id,
                   "has_eval": bool(feats.eval), "eval_every": t.eval_steps if feats.eval else 0,
-                  "phases": meter.peaks})
+                  "phases": meter.peaks, "parent_id": parent_id, "rewards": {}})
 
     def bad_grad_norm(step: int, norm: float) -> None:
         state["bad_grad"] = (step, norm)
@@ -305,7 +284,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             gn = logs.get("grad_norm")
             send(Step(step=tstate.global_step, total_steps=tstate.max_steps, epoch=float(tstate.epoch or 0.0),
                       loss=loss, lr=float(logs.get("learning_rate", 0.0)),
-                      grad_norm=None if gn is None else float(gn), tokens_per_s=rate, tokens_seen=toks, memory_bytes=mem))
+                      grad_norm=None if gn is None else float(gn), tokens_per_s=rate, tokens_seen=toks, memory_bytes=mem,
+                      rewards=reward_fields(logs)))
             if not math.isfinite(loss) or state["bad_grad"]:
                 state["nan"] = run_folder.divergence_message(loss, state["bad_grad"], tstate.global_step, cfg, fp16, run_dir)
                 halt_without_saving(tcontrol)
@@ -326,8 +306,9 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             if metrics and "eval_loss" in metrics:
                 loss = float(metrics["eval_loss"])
                 state["eval"], state["eval_step"] = loss, tstate.global_step
-                send(Evaluation(step=tstate.global_step, eval_loss=loss,
-                                perplexity=math.exp(min(loss, 50.0))))
+                state["rewards"] = reward_fields(metrics, "eval_")
+                send(Evaluation(step=tstate.global_step, eval_loss=loss, rewards=state["rewards"],
+                                perplexity=math.nan if prefer else math.exp(min(loss, 50.0))))
             self.rebase()
 
         def on_save(self, args, tstate, tcontrol, **kw):
@@ -358,11 +339,17 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         callbacks.append(early)
     callbacks += trackers.callbacks(use_trackers, run_dir)
     device_label = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    trainer = StudioTrainer(
-        model=model, args=args, data_collator=collator, train_dataset=feats.train,
-        eval_dataset=feats.eval if has_eval else None, processing_class=tokenizer, callbacks=callbacks,
-        on_bad_grad_norm=None if fp16 else bad_grad_norm,  # fp16's scaler skips overflowing steps itself
-    )
+    guard = None if fp16 else bad_grad_norm  # fp16's scaler skips overflowing steps itself
+    if prefer:
+        trainer, collator = preference.build_trainer(cfg, model, tokenizer, feats, arguments, callbacks,
+                                                     peft_config, guard)
+        trainable, total = count_params(trainer.model)  # the adapter TRL made
+    else:
+        trainer = StudioTrainer(
+            model=model, args=TrainingArguments(**arguments), data_collator=collator, train_dataset=feats.train,
+            eval_dataset=feats.eval if has_eval else None, processing_class=tokenizer, callbacks=callbacks,
+            on_bad_grad_norm=guard,
+        )
     # Our events are the only progress output; the Trainer's own dict printer would duplicate them.
     trainer.remove_callback(PrinterCallback)
     at_end = False
@@ -370,7 +357,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
         send(Log(level="info", message=f"Resuming from {resume_from.name}"))
         for ev in runs.read_events(run_dir):  # the adapter's last eval so far, if a stop comes before the next
             if ev.kind == "eval" and ev.step > 0:
-                state["eval"], state["eval_step"] = ev.eval_loss, ev.step
+                state["eval"], state["eval_step"], state["rewards"] = ev.eval_loss, ev.step, ev.rewards
         done_steps, planned = checkpoints.saved_step(resume_from)
         at_end = planned > 0 and done_steps >= planned
         if at_end:
@@ -414,7 +401,7 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
     best_loss = trainer.state.best_metric if keep_best else None
     state["eos"] = {} if stopped or not trainer.is_world_process_zero() else stop_check.after_training(
-        trainer.model, tokenizer, cfg.model.path, feats, send, lambda: control.stop_requested)
+        trainer.model, tokenizer, cfg.model.path, stop_feats, send, lambda: control.stop_requested)
     send(StateChanged(state="saving", detail="Saving adapter" if cfg.method != "full" else "Saving model"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
@@ -458,6 +445,7 @@ def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, ste
     metrics = {"train_loss": state["loss"], "steps": step, "peak_memory_bytes": state["peak"]}
     if state.get("eval_step", -1) > 0:  # step 0 is the base model's baseline, not this adapter's loss
         metrics.update(eval_loss=state["eval"], eval_step=state["eval_step"])
+        metrics.update({f"eval_reward_{k}": v for k, v in (state.get("rewards") or {}).items()})
     else:
         metrics["eval_note"] = _no_eval_reason(state, step)
     metrics.update(state.get("eos") or {})
@@ -466,6 +454,7 @@ def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, ste
         dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),
         config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
         run_dir=str(run_dir), method=cfg.method, base_model_hash=state.get("base_identity", ""),
+        objective=cfg.objective, parent_id=state.get("parent_id", ""),
     )
     try:
         register = register_full_model if cfg.method == "full" else register_adapter
@@ -485,16 +474,3 @@ def _no_eval_reason(state: dict, step: int) -> str:
     every = int(state.get("eval_every") or 0)
     when = f"every {every} steps" if every else "only at the end"
     return f"No eval loss yet: the run stopped at step {step}, before its first evaluation ({when})."
-
-
-def _checkpointing_args(on: bool) -> dict:
-    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; speak whichever it knows."""
-    if not on:
-        return {}
-    import inspect
-
-    from transformers import TrainingArguments
-
-    params = inspect.signature(TrainingArguments.__init__).parameters
-    key = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
-    return {key: True, f"{key}_kwargs": {"use_reentrant": False}}

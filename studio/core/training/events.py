@@ -63,6 +63,8 @@ class Step(Event):
     tokens_per_s: float = 0.0
     tokens_seen: int = 0
     memory_bytes: int = 0
+    # Preference objectives: the reward statistics TRL logs for the step (``reward_fields``); empty for SFT.
+    rewards: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ class Evaluation(Event):
     kind: ClassVar[str] = "eval"
     step: int
     eval_loss: float
-    perplexity: float
+    perplexity: float  # NaN for preference objectives, whose eval loss is not a next-token loss
+    # Preference objectives: rewards on the eval pairs; at step 0 "accuracy" is the base's preference accuracy.
+    rewards: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,19 @@ class RunFinished(Event):
     eos_share: float | None = None
     eos_checked: int = 0
     eos_limit: int = 0
+
+
+# TRL's preference metrics (DPOTrainer, ORPOTrainer) under the names the journal keeps: the implicit
+# rewards of the chosen and rejected answers, their margin, and the share of pairs ranked right.
+REWARD_KEYS: dict[str, str] = {
+    "rewards/chosen": "chosen", "rewards/rejected": "rejected",
+    "rewards/margins": "margin", "rewards/accuracies": "accuracy",
+}
+
+
+def reward_fields(logs: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The reward statistics in a trainer's log (``prefix`` "eval_" for an evaluation's), as journal keys."""
+    return {name: float(logs[prefix + key]) for key, name in REWARD_KEYS.items() if prefix + key in logs}
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

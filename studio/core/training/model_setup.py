@@ -82,11 +82,35 @@ def load_model(cfg: RunConfig, device: str, dtype_name: str):
 def apply_peft(cfg: RunConfig, model):
     if cfg.method == "full":
         return model
-    ensure("peft")
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
 
+    model = prepare_base(cfg, model)
+    lora = lora_config(cfg, model)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:
+        raise StudioError(
+            f"LoRA cannot target these modules: {err}. Pick target modules the model has (Configure pane lists them).",
+            detail=str(err),
+        ) from None
+
+
+def prepare_base(cfg: RunConfig, model):
+    """A 4-bit base made ready for adapter training (QLoRA); other bases as they are."""
+    ensure("peft")
     if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.grad_checkpointing)
+    return model
+
+
+def lora_config(cfg: RunConfig, model):
+    """The adapter ``cfg`` asks for on ``model``: the engine wraps the base in it, TRL's preference
+    trainers take it as ``peft_config`` (so they know the base is the reference)."""
+    ensure("peft")
+    from peft import LoraConfig
+
     targets = cfg.lora.target_modules
     target_arg: str | list[str] = "all-linear" if targets == ["all-linear"] else list(targets)
     if isinstance(target_arg, list):  # "q_proj" on a model that fuses q/k/v means its qkv_proj
@@ -96,7 +120,7 @@ def apply_peft(cfg: RunConfig, model):
 
         leaves = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
         target_arg = map_fused(target_arg, leaves)
-    lora = LoraConfig(
+    return LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
@@ -105,13 +129,6 @@ def apply_peft(cfg: RunConfig, model):
         use_rslora=cfg.lora.use_rslora,
         task_type="CAUSAL_LM",
     )
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as err:
-        raise StudioError(
-            f"LoRA cannot target these modules: {err}. Pick target modules the model has (Configure pane lists them).",
-            detail=str(err),
-        ) from None
 
 
 def count_params(model) -> tuple[int, int]:

@@ -1,0 +1,119 @@
+"""Preference features from pair files: rows → ``Pair`` → token ids of the prompt and of each answer.
+
+The preference counterpart of ``training.data``: each side renders as its own chat (prompt + that side)
+through the same chat template, masking and truncation as a supervised row (``Pair.side`` →
+``render_example``), which is also how the dataset check judges a side cut away. So what the trainer
+sees is what ``studio validate`` checked, and a base model without a chat template is refused the same
+way. TRL's preference collators then take ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` as given.
+Kept free of torch so tests and the CLI can build exactly what the trainer will see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core.config import RunConfig
+from studio.core.datasets.formats import RowShapeError
+from studio.core.datasets.load import Row, read_rows
+from studio.core.datasets.pairs import SIDES, is_pair_row, to_pair
+from studio.core.datasets.render import IGNORE_INDEX, render_example
+from studio.core.datasets.split import split_indices
+from studio.core.errors import StudioError
+from studio.core.training.data import Features
+
+PairFeature = dict[str, list[int]]  # prompt_ids, chosen_ids, rejected_ids
+
+
+@dataclass
+class PairFeatures:
+    train: list[PairFeature]
+    eval: list[PairFeature]
+    dropped: int          # pairs where a side kept no answer token after truncation
+    truncated: int        # pairs where at least one side was cut at max_seq_len
+    # The chosen side of each eval pair as a supervised feature: the end-of-run stop check asks whether
+    # the answers the run preferred now end on their own.
+    eval_chosen: list[dict[str, list[int]]] = field(default_factory=list)
+
+    def row_lengths(self) -> list[int]:
+        """Tokens of each row the trainer forwards: prompt + the longer side (both sides share a batch)."""
+        return [len(f["prompt_ids"]) + max(len(f["chosen_ids"]), len(f["rejected_ids"])) for f in self.train]
+
+    def stop_check_view(self) -> Features:
+        return Features(train=[], eval=self.eval_chosen, dropped=0, truncated=0,
+                        eval_chat=[True] * len(self.eval_chosen))
+
+
+def _rows(files: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for f in files:
+        rows.extend(read_rows(Path(f)))
+    return rows
+
+
+def _first_trained(labels: list[int]) -> int:
+    return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+
+
+def build_pair_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> PairFeatures:
+    if not cfg.dataset.train:
+        raise StudioError("No training dataset is selected. Pick a preference file (prompt/chosen/rejected) first.")
+    train_rows = _rows(cfg.dataset.train)
+    if cfg.dataset.eval:
+        eval_rows = _rows(cfg.dataset.eval)
+    else:
+        keep, held = split_indices(len(train_rows), cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+        train_rows, eval_rows = [train_rows[i] for i in keep], [train_rows[i] for i in held]
+    max_len = cfg.training.max_seq_len
+    objective = cfg.objective.upper()
+    dropped = truncated = 0
+
+    def featurize(rows: list[Row], chosen_out: list | None = None) -> list[PairFeature]:
+        nonlocal dropped, truncated
+        out = []
+        for row in rows:
+            if not isinstance(row.data, dict) or not is_pair_row(row.data):
+                raise StudioError(
+                    f"{objective} trains on preference pairs, and this row has no 'chosen' and 'rejected' answers. "
+                    "Pick a preference file (prompt/chosen/rejected per row), or train it with objective sft.",
+                    path=row.source, line=row.line,
+                )
+            try:
+                pair = to_pair(row.data)
+            except RowShapeError as err:
+                raise StudioError(
+                    f"{err}. Run the dataset check (Dataset pane or `studio validate`) to see every problem.",
+                    path=row.source, line=row.line,
+                ) from None
+            sides = {s: render_example(pair.side(s), tokenizer, max_len) for s in SIDES}
+            truncated += any(r.truncated for r in sides.values())
+            if any(r.trained_tokens == 0 for r in sides.values()):
+                dropped += 1
+                continue
+            chosen, rejected = sides["chosen"].input_ids, sides["rejected"].input_ids
+            # The prompt is what both sides share before either side's first trained token.
+            start = min(_first_trained(sides["chosen"].labels), _first_trained(sides["rejected"].labels))
+            shared = 0
+            while shared < start and chosen[shared] == rejected[shared]:
+                shared += 1
+            out.append({"prompt_ids": chosen[:shared], "chosen_ids": chosen[shared:],
+                        "rejected_ids": rejected[shared:]})
+            if chosen_out is not None:
+                chosen_out.append({"input_ids": chosen, "labels": sides["chosen"].labels})
+        return out
+
+    train = featurize(train_rows)
+    eval_chosen: list[dict[str, list[int]]] = []
+    evals = featurize(eval_rows, eval_chosen)
+    if dropped:
+        log(f"{dropped} pair(s) have a side with no answer tokens left after truncation to {max_len} tokens "
+            "and were skipped.")
+    if truncated:
+        log(f"{truncated} pair(s) had a side truncated to {max_len} tokens.")
+    if not train:
+        raise StudioError(
+            f"No preference pair keeps answer tokens on both sides within max_seq_len={max_len}. "
+            "Raise max sequence length or shorten prompts."
+        )
+    return PairFeatures(train=train, eval=evals, dropped=dropped, truncated=truncated, eval_chosen=eval_chosen)
