@@ -7,7 +7,7 @@ import sys
 import time
 
 from studio.core.datasets.templates import choices_text
-from studio.core.formatting import format_bytes_in, format_duration
+from studio.core.formatting import format_bytes_in, format_duration, rewards_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,18 +76,6 @@ def _build_config(args: argparse.Namespace):
         demo = demo_pref_dataset() if cfg.objective in PREFERENCE_METHODS else demo_dataset()
         cfg = apply_overrides(cfg, {"dataset.train": [str(demo)]})
     return cfg
-
-
-def rewards_text(rewards: dict[str, float]) -> str:
-    """A preference eval in a line: how often the chosen answer wins, and by how much."""
-    parts = []
-    if "accuracy" in rewards:
-        parts.append(f"preference accuracy {rewards['accuracy']:.0%}")
-    if "margin" in rewards:
-        parts.append(f"reward margin {rewards['margin']:+.3f}")
-    if "chosen" in rewards and "rejected" in rewards:
-        parts.append(f"(chosen {rewards['chosen']:+.3f}, rejected {rewards['rejected']:+.3f})")
-    return "  ".join(parts)
 
 
 def _progress_line(frac: float, msg: str) -> None:

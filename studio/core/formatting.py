@@ -67,3 +67,15 @@ METHOD_LABELS = {"lora": "LoRA", "qlora": "QLoRA", "full": "Full fine-tune"}
 def method_label(method: str) -> str:
     """How a method is written for people: LoRA and QLoRA as their papers spell them (not LORA)."""
     return METHOD_LABELS.get(method, method or "—")
+
+
+def rewards_text(rewards: dict[str, float]) -> str:
+    """A preference eval in a line: how often the chosen answer wins, and by how much."""
+    parts = []
+    if "accuracy" in rewards:
+        parts.append(f"preference accuracy {rewards['accuracy']:.0%}")
+    if "margin" in rewards:
+        parts.append(f"reward margin {rewards['margin']:+.3f}")
+    if "chosen" in rewards and "rejected" in rewards:
+        parts.append(f"(chosen {rewards['chosen']:+.3f}, rejected {rewards['rejected']:+.3f})")
+    return "  ".join(parts)

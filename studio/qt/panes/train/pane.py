@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
-from studio.core.formatting import format_bytes_in, format_duration, method_label
+from studio.core.formatting import format_bytes_in, format_duration, method_label, rewards_text
 from studio.core.training.events import Event
 from studio.core.training.memory_watch import phase_summary
 from studio.core.training.stop_check import summary_line as stop_summary
@@ -308,7 +308,8 @@ class TrainPane(TrainLayout, QWidget):
         elif kind == "eval":
             self._plot_event(ev)
             label = "baseline (before training)" if ev.step == 0 else f"step {ev.step}"
-            self._append_log(f"eval loss {ev.eval_loss:.4f} (perplexity {ev.perplexity:.2f}) at {label}")
+            tail = rewards_text(ev.rewards) if ev.rewards else f"perplexity {ev.perplexity:.2f}"
+            self._append_log(f"eval loss {ev.eval_loss:.4f} ({tail}) at {label}")
         elif kind == "checkpoint":
             self._append_log(f"checkpoint written at step {ev.step}")
         elif kind == "state":
