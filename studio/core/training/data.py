@@ -36,15 +36,20 @@ def _rows(files: list[str]) -> list[Row]:
     return rows
 
 
-def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> Features:
+def train_eval_rows(cfg: RunConfig, none_selected: str) -> tuple[list[Row], list[Row]]:
+    """The rows the run trains and evaluates on: the eval files, or the held-out split the dataset
+    check reports (``split_indices``); ``none_selected`` is what to say when there is no training file."""
     if not cfg.dataset.train:
-        raise StudioError("No training dataset is selected. Pick a dataset file first.")
+        raise StudioError(none_selected)
     train_rows = _rows(cfg.dataset.train)
     if cfg.dataset.eval:
-        eval_rows = _rows(cfg.dataset.eval)
-    else:
-        keep, held = split_indices(len(train_rows), cfg.dataset.eval_ratio, cfg.dataset.split_seed)
-        train_rows, eval_rows = [train_rows[i] for i in keep], [train_rows[i] for i in held]
+        return train_rows, _rows(cfg.dataset.eval)
+    keep, held = split_indices(len(train_rows), cfg.dataset.eval_ratio, cfg.dataset.split_seed)
+    return [train_rows[i] for i in keep], [train_rows[i] for i in held]
+
+
+def build_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> Features:
+    train_rows, eval_rows = train_eval_rows(cfg, "No training dataset is selected. Pick a dataset file first.")
     max_len = cfg.training.max_seq_len
     dropped = truncated = 0
 

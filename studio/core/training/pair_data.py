@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from studio.core.config import RunConfig
 from studio.core.datasets.formats import RowShapeError
-from studio.core.datasets.load import Row, read_rows
+from studio.core.datasets.load import Row
 from studio.core.datasets.pairs import SIDES, is_pair_row, to_pair
 from studio.core.datasets.render import IGNORE_INDEX, render_example
-from studio.core.datasets.split import split_indices
 from studio.core.errors import StudioError
-from studio.core.training.data import Features
+from studio.core.training.data import Features, train_eval_rows
 
 PairFeature = dict[str, list[int]]  # prompt_ids, chosen_ids, rejected_ids
 
@@ -45,26 +43,13 @@ class PairFeatures:
                         eval_chat=[True] * len(self.eval_chosen))
 
 
-def _rows(files: list[str]) -> list[Row]:
-    rows: list[Row] = []
-    for f in files:
-        rows.extend(read_rows(Path(f)))
-    return rows
-
-
 def _first_trained(labels: list[int]) -> int:
     return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
 def build_pair_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> PairFeatures:
-    if not cfg.dataset.train:
-        raise StudioError("No training dataset is selected. Pick a preference file (prompt/chosen/rejected) first.")
-    train_rows = _rows(cfg.dataset.train)
-    if cfg.dataset.eval:
-        eval_rows = _rows(cfg.dataset.eval)
-    else:
-        keep, held = split_indices(len(train_rows), cfg.dataset.eval_ratio, cfg.dataset.split_seed)
-        train_rows, eval_rows = [train_rows[i] for i in keep], [train_rows[i] for i in held]
+    train_rows, eval_rows = train_eval_rows(
+        cfg, "No training dataset is selected. Pick a preference file (prompt/chosen/rejected) first.")
     max_len = cfg.training.max_seq_len
     objective = cfg.objective.upper()
     dropped = truncated = 0
