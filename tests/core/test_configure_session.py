@@ -101,6 +101,18 @@ def test_method_switch_resets_only_untouched_knobs(session):
     assert (cfg.method, cfg.training.lr, cfg.lora.r, cfg.lora.alpha) == ("qlora", 5e-5, 32, linked_alpha(32))
 
 
+def test_objective_switch_brings_the_preference_rate_unless_the_user_chose_one(session):
+    assert session.set("objective", "dpo")
+    assert (session.config.objective, session.config.training.lr) == ("dpo", default_lr("lora", "dpo"))
+    assert session.config.training.lr != default_lr("lora")
+    assert session.set("objective", "orpo") and session.config.training.lr == default_lr("lora", "orpo")
+    session.set("training.lr", 3e-6)  # the user's own choice from now on
+    assert session.set("objective", "sft") and session.config.training.lr == 3e-6
+    session.set("objective", "dpo")
+    assert not session.set("method", "full") and "not full" in session.errors["method"]  # DPO trains an adapter
+    assert session.config.method == "lora"
+
+
 def test_values_that_differ_from_the_recipe_survive_a_round_trip():
     """The demo's 5e-4 is a choice, not the LoRA recipe: LoRA -> QLoRA -> LoRA keeps it."""
     session = ConfigureSession(apply_overrides(RunConfig(), {"training.lr": 5e-4}))

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from studio.core.config import TARGET_PRESETS, apply_overrides, load_config
 from studio.core.configure import default_lr
+from studio.core.configure.recipes import PREFERENCE_LR
 from studio.core.memory import BREAKDOWN_KEYS, GiB, estimate
 from studio.core.models.introspect import inspect_model
 
@@ -166,6 +167,29 @@ def test_method_round_trip_keeps_the_demos_learning_rate(qtbot, pane):
     method.setCurrentIndex(method.findData("lora"))
     assert pane.state.config.method == "lora" and pane.state.config.training.lr == 5e-4
     assert pane.lr.value() == pytest.approx(5e-4)
+
+
+def test_choosing_dpo_brings_its_learning_rate_and_shows_beta(qtbot, pane):
+    """The objective is a recipe like the method: DPO's rate replaces an untouched one, beta appears,
+    and a refused combination (DPO on a full fine-tune) is said under the field."""
+    ready(qtbot, pane)
+    pane.state.update(**{"training.lr": default_lr("lora")})  # the recipe's rate: nobody chose it
+    assert pane.preference_box.isHidden()  # SFT has no beta
+    objective = pane.objective
+    objective.setCurrentIndex(objective.findData("dpo"))
+    cfg = pane.state.config
+    assert cfg.objective == "dpo" and cfg.training.lr == PREFERENCE_LR["dpo"] == default_lr("lora", "dpo")
+    assert pane.lr.value() == pytest.approx(PREFERENCE_LR["dpo"])
+    assert not pane.preference_box.isHidden() and pane.loss_type.isEnabled()
+    pane.beta.setValue(0.25)
+    assert pane.state.config.preference.beta == 0.25
+    objective.setCurrentIndex(objective.findData("orpo"))
+    assert pane.state.config.training.lr == PREFERENCE_LR["orpo"]
+    assert not pane.preference_box.isHidden() and not pane.loss_type.isEnabled()  # no DPO loss variants
+    pane.method.setCurrentIndex(pane.method.findData("full"))
+    assert pane.state.config.method == "lora" and "not full" in pane.message_for("method")
+    objective.setCurrentIndex(objective.findData("sft"))
+    assert pane.state.config.training.lr == default_lr("lora") and pane.preference_box.isHidden()
 
 
 def _wheel(widget, dy: int = -120) -> None:

@@ -154,6 +154,45 @@ def test_runs_view_reopens_history_and_overlays_two_runs(qtbot, tiny_model_dir, 
     assert len(marked) == 1 and marked[0][2:] in view.recommendation.text()
 
 
+def test_a_dpo_run_draws_rewards_and_accuracy_and_the_overlay_offers_them(pane, qtbot, state, tmp_path):
+    """A preference run: the header says DPO, rewards and preference accuracy replace the learning-rate
+    and throughput plots and get every step's points, and the Runs overlay offers the reward curves."""
+    import json
+
+    pairs = [("What is 2 + 2?", "4", "Maybe 5."), ("Name a primary colour.", "Red.", "Purple."),
+             ("Capital of France?", "Paris.", "London."), ("Legs on a spider?", "Eight.", "Six."),
+             ("Frozen water?", "Ice.", "Steam."), ("Closest planet to the sun?", "Mercury.", "Jupiter.")]
+    rows = [json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n" for p, c, r in pairs]
+    train_file, eval_file = tmp_path / "pairs_train.jsonl", tmp_path / "pairs_eval.jsonl"
+    train_file.write_text("".join(rows[:4]), encoding="utf-8")
+    eval_file.write_text("".join(rows[4:]), encoding="utf-8")
+    state.update(**{"objective": "dpo", "dataset.train": [str(train_file)], "dataset.eval": [str(eval_file)],
+                    "training.max_steps": 3, "training.eval_steps": 0, "training.save_steps": 0})
+    assert "DPO (β 0.1) on LoRA r=" in pane.summary.text()
+    assert pane.rewards_plot.isVisibleTo(pane) and not pane.lr_plot.isVisibleTo(pane)
+    with qtbot.waitSignal(pane.run_finished, timeout=180000) as finished:
+        qtbot.mouseClick(pane.train_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0].status == "completed"
+    for name in ("chosen", "rejected", "margin"):
+        assert pane.rewards_plot.count(name) == 3
+    assert pane.accuracy_plot.count("train") == 3
+    assert pane.accuracy_plot.count("eval") == 2 and pane.rewards_plot.count("eval margin") == 2  # step 0 and 3
+    pane.accuracy_plot.redraw_now()
+    xs, ys = pane.accuracy_plot.item("eval").getData()
+    assert list(xs) == [0, 3] and all(0.0 <= y <= 1.0 for y in ys)
+    assert "preference accuracy" in _log(pane) and "margin" in pane.status.text()
+    qtbot.waitUntil(lambda: not pane.is_running(), timeout=30000)
+    state.update(objective="sft")  # the finished run's curves stay in view until the next run
+    assert pane.rewards_plot.isVisibleTo(pane)
+    view = pane.runs_view
+    offered = [view.metric_box.itemText(i) for i in range(view.metric_box.count())]
+    assert "Reward margin" not in offered  # nothing selected: only the curves every run has
+    view.select_rows([0])
+    view.metric_box.setCurrentText("Eval preference accuracy")
+    [curve] = view.overlay.curve_names()
+    assert view.overlay.count(curve) == 2
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

@@ -6,7 +6,8 @@ per config field (``events["lora.r"]``), one for the whole config, one for the a
 rejected edits and one for the budget. The rules live here, so the pane holds none:
 
 - the alpha link: alpha follows the rank (alpha = 2 x r) until something sets alpha on its own;
-- method recipes: choosing LoRA / QLoRA / full resets the knobs nobody touched to that method's recipe;
+- method recipes: choosing LoRA / QLoRA / full, or the objective (SFT / DPO / ORPO), resets the knobs
+  nobody touched to that recipe (DPO and ORPO bring their own learning rate);
 - touched fields: the user's edits, a suggestion's and a loaded file's own choices are kept;
 - length mode: train for epochs, or for a number of steps that is remembered while epochs are used;
 - the budget: this machine's GPU or RAM, or a GPU size planned for;
@@ -102,8 +103,10 @@ class ConfigureSession:
     # -- the user's edits (the rules apply) -------------------------------------------------------
     def set(self, key: str, value: Any) -> bool:
         """The user set ``key``; False (with the reason in ``errors[key]``) when the config refused it."""
-        if key == "method":
-            overrides = method_recipe(self._cfg, value, self._touched, alpha_linked=self._alpha_linked)
+        if key in ("method", "objective"):
+            method, objective = (value, None) if key == "method" else (self._cfg.method, value)
+            overrides = method_recipe(self._cfg, method, self._touched, alpha_linked=self._alpha_linked,
+                                      objective=objective)
             return self._commit(overrides, key) if overrides else True
         self._touched.add(key)
         overrides = {key: value}

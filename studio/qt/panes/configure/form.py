@@ -28,6 +28,12 @@ METHODS = (
     ("qlora", "QLoRA: adapters on a 4-bit base"),
     ("full", "Full fine-tune: every weight trains"),
 )
+OBJECTIVES = (
+    ("sft", "Supervised (SFT): learn the answers"),
+    ("dpo", "DPO: prefer the chosen answer (pairs)"),
+    ("orpo", "ORPO: answer loss + preference (pairs)"),
+)
+DPO_LOSSES = (("sigmoid", "sigmoid (DPO)"), ("ipo", "IPO"), ("hinge", "hinge"), ("robust", "robust"))
 
 
 class _FieldGrid(QGridLayout):
@@ -112,6 +118,7 @@ class ConfigureForm:
         box = QGroupBox("Method")
         grid = _FieldGrid(1)
         self.method = self._bind(grid, "Method", "method", self._combo(METHODS))
+        self.objective = self._bind(grid, "Objective", "objective", self._combo(OBJECTIVES))
         self.dtype = self._bind(grid, "Weights dtype", "model.dtype", self._combo((
             ("auto", "auto (bf16 on a GPU, fp32 on CPU)"), ("bfloat16", "bfloat16"),
             ("float16", "float16"), ("float32", "float32"))))
@@ -127,10 +134,22 @@ class ConfigureForm:
             ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32"))))
         self.double_quant = self._bind(qgrid, "", "quant.double_quant", QCheckBox("Double quantisation"))
         self.quant_box.setLayout(qgrid)
+        # Only a preference run reads these, so an SFT config does not show them at all.
+        self.preference_box = QGroupBox("Preference (DPO / ORPO)")
+        pgrid = _FieldGrid(2)
+        self.beta = self._bind(pgrid, "Beta", "preference.beta", self._dspin(0.01, 10.0, 0.05))
+        self.loss_type = self._bind(pgrid, "DPO loss", "preference.loss_type", self._combo(DPO_LOSSES))
+        self.preference_box.setLayout(pgrid)
         layout = QVBoxLayout(box)
         layout.addLayout(grid)
+        layout.addWidget(self.preference_box)
         layout.addWidget(self.quant_box)
         return box
+
+    def _show_objective(self, objective: str) -> None:
+        """Beta and the loss type exist for DPO/ORPO only; ORPO has no DPO loss variants."""
+        self.preference_box.setVisible(objective != "sft")
+        self.loss_type.setEnabled(objective == "dpo")
 
     def _lora_box(self) -> QGroupBox:
         self.lora_box = QGroupBox("LoRA adapter")

@@ -216,6 +216,8 @@ class ConfigurePane(ConfigureForm, ModelSource, QWidget):
             elif key == "method":
                 self.lora_box.setEnabled(value != "full")
                 self.quant_box.setEnabled(value == "qlora")
+            elif key == "objective":
+                self._show_objective(value)
             elif key in ("training.batch_size", "training.grad_accum"):
                 self.effective_batch.setText(f"{cfg.training.batch_size * cfg.training.grad_accum} per update")
             elif key == "model.path":

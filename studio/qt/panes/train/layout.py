@@ -3,6 +3,11 @@
 The pane itself holds what a run does — start, pause, resume, stop, and what its events draw; here
 is only what the user sees before any run: the buttons and tracker choices, the four live plots,
 the log and the Runs tab.
+
+A preference run (DPO / ORPO) shows its rewards and preference accuracy where a supervised run shows
+the learning rate and throughput: those two still reach the status line, and the rewards are what say
+whether the run is learning which answer is better. Every plot is fed either way, so switching loses
+no points.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.training import trackers
+from studio.core.training.events import Event
 from studio.qt.panes.train.runs_view import RunsView
 from studio.qt.style import TONE
 from studio.qt.widgets.curves import LivePlot
@@ -83,7 +89,19 @@ class TrainLayout:
         self.speed_plot.add_curve("tokens/s", TONE.green)
         self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
         self.memory_plot.add_curve("measured", TONE.red)
-        self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot)
+        self.rewards_plot = LivePlot("Rewards", "reward")
+        for name, color in (("chosen", TONE.green), ("rejected", TONE.red), ("margin", TONE.blue)):
+            self.rewards_plot.add_curve(name, color)
+        self.rewards_plot.add_curve("eval margin", TONE.orange, symbol="o")
+        # Every reward starts at 0 and moves apart from there: the top left corner stays the emptiest.
+        self.rewards_plot.getPlotItem().legend.anchor(itemPos=(0, 0), parentPos=(0, 0), offset=(10, 10))
+        self.accuracy_plot = LivePlot("Preference accuracy", "chosen ranked first")
+        self.accuracy_plot.add_curve("train", TONE.purple)
+        self.accuracy_plot.add_curve("eval", TONE.orange, symbol="o")  # step 0: the base's accuracy
+        # Accuracy climbs towards 1 on the right: the legend sits in the corner it leaves empty.
+        self.accuracy_plot.getPlotItem().legend.anchor(itemPos=(1, 1), parentPos=(1, 1), offset=(-10, -10))
+        self.plots = (self.loss_plot, self.lr_plot, self.speed_plot, self.memory_plot,
+                      self.rewards_plot, self.accuracy_plot)
         self.runs_view = RunsView()
         self.runs_view.resume_requested.connect(self.resume_run)
         self.log = QPlainTextEdit()
@@ -116,6 +134,9 @@ class TrainLayout:
         grid.addWidget(self.lr_plot, 0, 1)
         grid.addWidget(self.speed_plot, 1, 0)
         grid.addWidget(self.memory_plot, 1, 1)
+        grid.addWidget(self.rewards_plot, 0, 1)
+        grid.addWidget(self.accuracy_plot, 1, 0)
+        self._show_objective_plots("sft")
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(grid_host)
         split.addWidget(self.log)
@@ -126,3 +147,23 @@ class TrainLayout:
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
+
+    def _show_objective_plots(self, objective: str) -> None:
+        """Rewards and accuracy in place of learning rate and throughput for a DPO/ORPO run."""
+        preference = objective != "sft"
+        self.rewards_plot.setVisible(preference)
+        self.accuracy_plot.setVisible(preference)
+        self.lr_plot.setVisible(not preference)
+        self.speed_plot.setVisible(not preference)
+
+    def _plot_rewards(self, ev: Event) -> None:
+        """A step's or an eval's reward statistics (an SFT event has none and draws nothing)."""
+        rewards = getattr(ev, "rewards", None) or {}
+        if ev.kind == "step":
+            for name in ("chosen", "rejected", "margin"):
+                if name in rewards:
+                    self.rewards_plot.add(name, ev.step, rewards[name])
+        elif "margin" in rewards:
+            self.rewards_plot.add("eval margin", ev.step, rewards["margin"])
+        if "accuracy" in rewards:
+            self.accuracy_plot.add("train" if ev.kind == "step" else "eval", ev.step, rewards["accuracy"])

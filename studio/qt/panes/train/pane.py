@@ -84,6 +84,8 @@ class TrainPane(TrainLayout, QWidget):
         self._data_problem = _dataset_problem(cfg)
         running = self._run_cfg is not None and self.is_running()
         self._show_summary(self._run_cfg if running else cfg, changed=running and cfg != self._run_cfg)
+        if not running and not self.loss_plot.count("train"):  # a finished run's curves stay as drawn
+            self._show_objective_plots(cfg.objective)
         for name, box in self.tracker_boxes.items():
             box.blockSignals(True)
             box.setChecked(name in cfg.training.report_to)
@@ -97,6 +99,8 @@ class TrainPane(TrainLayout, QWidget):
         data = ", ".join(Path(p).name for p in cfg.dataset.train) or "no dataset"
         steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps > 0 else f"{cfg.training.epochs:g} epochs"
         method = method_label(cfg.method)
+        if cfg.objective != "sft":
+            method = f"{cfg.objective.upper()} (β {cfg.preference.beta:g}) on {method}"
         rank = f" r={cfg.lora.r}" if cfg.method != "full" else ""
         extras = [x for x, on in (("DoRA", cfg.lora.use_dora), ("rsLoRA", cfg.lora.use_rslora)) if on]
         if cfg.method != "full" and extras:
@@ -155,6 +159,7 @@ class TrainPane(TrainLayout, QWidget):
         cfg = cfg or self.state.config
         self._run_cfg = cfg
         self._show_summary(self._run_cfg)
+        self._show_objective_plots(cfg.objective)
         for plot in self.plots:
             plot.clear_data()
         self.memory_plot.set_reference("estimate", None)
@@ -243,6 +248,8 @@ class TrainPane(TrainLayout, QWidget):
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
 
     def _plot_event(self, ev: Event) -> None:
+        if ev.kind in ("step", "eval"):
+            self._plot_rewards(ev)
         if ev.kind == "step":
             self.loss_plot.add("train", ev.step, ev.loss)
             self.lr_plot.add("lr", ev.step, ev.lr)
@@ -303,6 +310,8 @@ class TrainPane(TrainLayout, QWidget):
             self.status.setText(
                 f"loss {ev.loss:.4f} · lr {ev.lr:.2e} · {ev.tokens_per_s:,.0f} tokens/s{mem}"
                 + ("" if ev.grad_norm is None or not math.isfinite(ev.grad_norm) else f" · grad norm {ev.grad_norm:.3f}")
+                + (f" · preference accuracy {ev.rewards['accuracy']:.0%} · margin {ev.rewards['margin']:+.3f}"
+                   if {"accuracy", "margin"} <= ev.rewards.keys() else "")
             )
             self._refresh_progress()
         elif kind == "eval":

@@ -42,14 +42,26 @@ RANK_COLUMNS = ("#", "Run", "Best eval loss", "Trainable params", "Method")
 PALETTE = SERIES
 STATUS_COLORS = {"completed": TONE.green, "running": TONE.blue, "stopped": TONE.amber, "failed": TONE.red,
                  "interrupted": TONE.red}
-# What the overlay plot can show: label -> (event kind, attribute, y-axis label, scale)
+# What the overlay plot can show: label -> (event kind, attribute, y-axis label, scale). A "rewards."
+# attribute is a key of the event's reward statistics, which only preference (DPO/ORPO) runs journal.
 METRICS = {
     "Train loss": ("step", "loss", "loss", 1.0),
     "Eval loss": ("eval", "eval_loss", "eval loss", 1.0),
     "Learning rate": ("step", "lr", "lr", 1.0),
     "Tokens/s": ("step", "tokens_per_s", "tokens/s", 1.0),
     "Memory": ("step", "memory_bytes", "GiB", 1 / 2**30),
+    "Reward margin": ("step", "rewards.margin", "reward margin", 1.0),
+    "Preference accuracy": ("step", "rewards.accuracy", "chosen ranked first", 1.0),
+    "Eval preference accuracy": ("eval", "rewards.accuracy", "chosen ranked first", 1.0),
 }
+PREFERENCE_METRICS = tuple(label for label, (_k, attr, _y, _s) in METRICS.items() if attr.startswith("rewards."))
+
+
+def _metric(ev, attr: str) -> float | None:
+    """The value ``attr`` names on ``ev``; None when the event lacks it (a reward an SFT step has not)."""
+    if attr.startswith("rewards."):
+        return ev.rewards.get(attr.removeprefix("rewards."))
+    return getattr(ev, attr)
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -127,7 +139,7 @@ class RunsView(QWidget):
         self.hint.setWordWrap(True)
 
         self.metric_box = QComboBox()
-        self.metric_box.addItems(list(METRICS))
+        self.metric_box.addItems([m for m in METRICS if m not in PREFERENCE_METRICS])
         self.metric_box.currentTextChanged.connect(lambda _t: self._on_selection())
         self.overlay = LivePlot("Selected runs", "loss", interval_ms=100)
 
@@ -276,6 +288,8 @@ class RunsView(QWidget):
         sel = self.selected()
         self.resume_button.setEnabled(len(sel) == 1 and sel[0].resumable)
         self.delete_button.setEnabled(bool(sel) and all(s.status != "running" for s in sel))
+        journals = [runs.effective_events(runs.read_events(s.run_dir)) for s in sel]
+        self._offer_metrics(any(getattr(ev, "rewards", None) for events in journals for ev in events))
         kind, attr, y_label, scale = METRICS[self.metric_box.currentText()]
         self.overlay.setLabel("left", y_label)
         self.overlay.setTitle(f"{self.metric_box.currentText()} of the selected runs" if sel
@@ -287,10 +301,23 @@ class RunsView(QWidget):
             if name in self.overlay.curve_names():  # same config run twice: keep both curves apart
                 name = f"{name} ({time.strftime('%H:%M', time.localtime(s.started))}, #{k + 1})"
             self.overlay.add_curve(name, PALETTE[k % len(PALETTE)], symbol="o" if kind == "eval" else None)
-            for ev in runs.effective_events(runs.read_events(s.run_dir)):
-                if ev.kind == kind:
-                    self.overlay.add(name, ev.step, getattr(ev, attr) * scale)
+            for ev in journals[k]:
+                value = _metric(ev, attr) if ev.kind == kind else None
+                if value is not None:
+                    self.overlay.add(name, ev.step, value * scale)
         self.overlay.redraw_now()
+
+    def _offer_metrics(self, preference: bool) -> None:
+        """The reward curves are offered while a selected run has them; the choice stays when it can."""
+        offered = [m for m in METRICS if preference or m not in PREFERENCE_METRICS]
+        if offered == [self.metric_box.itemText(i) for i in range(self.metric_box.count())]:
+            return
+        current = self.metric_box.currentText()
+        self.metric_box.blockSignals(True)
+        self.metric_box.clear()
+        self.metric_box.addItems(offered)
+        self.metric_box.setCurrentText(current if current in offered else offered[0])
+        self.metric_box.blockSignals(False)
 
     def _on_delete(self) -> None:
         sel = [s for s in self.selected() if s.status != "running"]
