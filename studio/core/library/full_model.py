@@ -35,12 +35,11 @@ from studio.core.library.registry import (
     MODEL_SUBDIR,
     AdapterMeta,
     LibraryEntry,
-    _entry_from_folder,
     _folder_size,
     _now,
-    _os_error,
-    _write_meta,
     library_slot,
+    lineage_record,
+    write_entry,
 )
 from studio.core.models.device import SHORT_DTYPE, normalise_dtype
 from studio.core.models.folder import (
@@ -97,26 +96,18 @@ def register_full_model(model_dir: Path, meta: AdapterMeta | dict, name: str | N
     root.mkdir(parents=True, exist_ok=True)
     default_name = name or (Path(m["run_dir"]).name if m.get("run_dir") else model_dir.parent.name)
     folder, entry_id, created = library_slot(root, str(default_name), str(m.get("run_dir") or ""))
-    record = {
-        "id": entry_id, "name": folder.name, "kind": KIND_FULL, "method": "full",
-        "base_model": str(m.get("base_model") or ""), "base_model_hash": str(m.get("base_model_hash") or ""),
-        "dataset_fingerprint": str(m.get("dataset_fingerprint") or ""), "config": m.get("config") or {},
-        "metrics": m.get("metrics") or {}, "run_dir": str(m.get("run_dir") or ""), "created": created,
-        "size_bytes": 0, "stored": "",
-    }
-    try:
-        with atomic_dir(folder, overwrite=True) as tmp:
-            dest = tmp / MODEL_SUBDIR
-            dest.mkdir()
-            how = {_link_or_copy(f, dest / f.name) for f in files}
-            record["stored"] = "copied" if "copied" in how else "hard-linked to the run's files"
-            record["size_bytes"] = _folder_size(dest)
-            _write_meta(tmp, record)
-    except OSError as err:
-        raise _os_error(err, "Could not add the model to the library") from None
-    entry = _entry_from_folder(folder)
-    assert entry is not None
-    return entry
+    record = lineage_record(m, entry_id, folder.name, created, base_model=str(m.get("base_model") or ""),
+                            base_model_hash=str(m.get("base_model_hash") or ""))
+    record.update(kind=KIND_FULL, method="full", stored="")
+
+    def fill(tmp: Path) -> None:
+        dest = tmp / MODEL_SUBDIR
+        dest.mkdir()
+        how = {_link_or_copy(f, dest / f.name) for f in files}
+        record["stored"] = "copied" if "copied" in how else "hard-linked to the run's files"
+        record["size_bytes"] = _folder_size(dest)
+
+    return write_entry(folder, record, fill, "Could not add the model to the library")
 
 
 def full_model_entry_dir(model_dir: Path) -> bool:

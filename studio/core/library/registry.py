@@ -293,29 +293,37 @@ def register_adapter(adapter_dir: Path, meta: AdapterMeta | dict, name: str | No
     root.mkdir(parents=True, exist_ok=True)
     default_name = name or m.get("name") or (Path(m["run_dir"]).name if m.get("run_dir") else adapter_dir.parent.name)
     folder, entry_id, created = library_slot(root, str(default_name), str(m.get("run_dir") or ""))
-    record = {
-        "id": entry_id,
-        "name": folder.name,
-        "base_model": base,
-        "base_model_hash": base_hash,
-        "dataset_fingerprint": str(m.get("dataset_fingerprint") or ""),
-        "config": m.get("config") or {},
-        "metrics": m.get("metrics") or {},
-        "run_dir": str(m.get("run_dir") or ""),
-        "created": created,
+    record = lineage_record(m, entry_id, folder.name, created, base_model=base, base_model_hash=base_hash)
+    record.update(method=method, kind=KIND_ADAPTER, objective=str(m.get("objective") or "sft"),
+                  parent_id=str(m.get("parent_id") or ""))
+
+    def fill(tmp: Path) -> None:
+        _copy_adapter_files(adapter_dir, tmp / ADAPTER_SUBDIR)
+        record["size_bytes"] = _folder_size(tmp / ADAPTER_SUBDIR)
+
+    return write_entry(folder, record, fill, "Could not add the adapter to the library")
+
+
+def lineage_record(m: dict, entry_id: str, name: str, created: str, *, base_model: str,
+                   base_model_hash: str) -> dict:
+    """What every Library entry records of where it came from (the run's meta), whatever its kind."""
+    return {
+        "id": entry_id, "name": name, "base_model": base_model, "base_model_hash": base_model_hash,
+        "dataset_fingerprint": str(m.get("dataset_fingerprint") or ""), "config": m.get("config") or {},
+        "metrics": m.get("metrics") or {}, "run_dir": str(m.get("run_dir") or ""), "created": created,
         "size_bytes": 0,
-        "method": method,
-        "kind": KIND_ADAPTER,
-        "objective": str(m.get("objective") or "sft"),
-        "parent_id": str(m.get("parent_id") or ""),
     }
+
+
+def write_entry(folder: Path, record: dict, fill, failure: str) -> LibraryEntry:
+    """Write an entry atomically: ``fill(tmp)`` puts the payload in (and may complete ``record``),
+    then the record goes beside it; an OS error names what failed and leaves nothing half-written."""
     try:
         with atomic_dir(folder, overwrite=True) as tmp:
-            _copy_adapter_files(adapter_dir, tmp / ADAPTER_SUBDIR)
-            record["size_bytes"] = _folder_size(tmp / ADAPTER_SUBDIR)
+            fill(tmp)
             _write_meta(tmp, record)
     except OSError as err:
-        raise _os_error(err, "Could not add the adapter to the library") from None
+        raise _os_error(err, failure) from None
     entry = _entry_from_folder(folder)
     assert entry is not None
     return entry
