@@ -57,6 +57,20 @@ def config_overrides(args: argparse.Namespace, flags: dict[str, str]) -> tuple[d
     return overrides, labels
 
 
+# ``--method`` of `studio train` and `studio estimate`: how the weights change (lora, qlora, full) or,
+# for dpo / orpo, what the run optimises (the objective), which keeps the config's lora or qlora.
+METHOD_CHOICES = ["lora", "qlora", "full", "dpo", "orpo"]
+PREFERENCE_METHODS = ("dpo", "orpo")
+
+
+def method_as_objective(overrides: dict[str, Any], labels: dict[str, str]) -> None:
+    """Move a ``--method dpo|orpo`` override to ``objective`` (in place), so both verbs read the flag alike
+    and a bad combination (dpo on full) is reported against ``--method``."""
+    if overrides.get("method") in PREFERENCE_METHODS:
+        overrides["objective"] = overrides.pop("method")
+        labels["objective"] = labels.pop("method", "--method")
+
+
 def _explicit_path(arg: str) -> bool:
     """``./x``, ``../x``, ``~/x``, ``/x`` or ``a/b``: the user spelled a path, not a library name."""
     return arg.startswith((".", "~")) or "/" in arg or os.sep in arg or Path(arg).is_absolute()

@@ -15,14 +15,16 @@ import argparse
 from typing import Any
 
 from studio.cli import EXIT_FINDINGS, EXIT_OK
-from studio.cli._args import config_overrides, number
+from studio.cli._args import METHOD_CHOICES, config_overrides, method_as_objective, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="estimate peak training memory for a config or model folder")
     p.add_argument("config", nargs="?", help="run config YAML (optional when --model is given)")
     p.add_argument("--model", help="model folder (config.json is enough)")
-    p.add_argument("--method", choices=["lora", "qlora", "full"])
+    p.add_argument("--method", choices=METHOD_CHOICES,
+                   help="lora / qlora / full; dpo / orpo estimate a preference run (chosen and rejected in one "
+                        "forward, and for dpo a reference forward), keeping the config's lora or qlora")
     p.add_argument("--rank", type=int, help="LoRA rank r")
     p.add_argument("--targets", help="comma-separated LoRA target modules, e.g. q_proj,v_proj or all-linear")
     p.add_argument("--batch", type=int, help="batch size")
@@ -50,6 +52,7 @@ CONFIG_FLAGS = {
 
 def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     overrides, labels = config_overrides(args, CONFIG_FLAGS)
+    method_as_objective(overrides, labels)
     if "lora.target_modules" in overrides:
         overrides["lora.target_modules"] = [t.strip() for t in args.targets.split(",") if t.strip()]
     return overrides, labels
@@ -120,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _table(info, est, kind: str, name: str, budget: int, judged: str, sugg, *, worst, calib) -> str:
     from studio.core.formatting import format_bytes, format_count
+    from studio.core.memory import batch_shape, objective_line
 
     lines = [
         f"{info.architecture} ({format_count(info.total_params)} params), {est.method}, {est.dtype} on {kind}",
@@ -133,12 +137,13 @@ def _table(info, est, kind: str, name: str, budget: int, judged: str, sugg, *, w
         lines.append(f"  {key:<{width}}  {format_bytes(val):>12}")
     lines.append(f"  {'total':<{width}}  {format_bytes(est.total_bytes):>12}")
     phases = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in est.phases.items())
-    lines += [f"phases: {phases}", ""]
+    lines.append(f"phases: {phases}")
+    if objective_line(est):
+        lines.append(objective_line(est))
+    lines.append("")
     if est.basis == "dataset":
-        lines.append(f"this dataset: {format_bytes(est.total_bytes)} (widest batch {est.batch_rows} rows × "
-                     f"{est.batch_tokens} tokens)")
-    lines.append(f"worst case, every row at max length: {format_bytes(worst.total_bytes)} "
-                 f"({worst.batch_rows} rows × {worst.batch_tokens} tokens)")
+        lines.append(f"this dataset: {format_bytes(est.total_bytes)} (widest batch {batch_shape(est)})")
+    lines.append(f"worst case, every row at max length: {format_bytes(worst.total_bytes)} ({batch_shape(worst)})")
     lines.append(calib.describe())
     share = 100 * est.total_bytes / budget if budget else 0
     words = {"green": "fits", "amber": "fits with little headroom (over 90 %)", "red": "does NOT fit"}

@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 
+from studio.cli._args import METHOD_CHOICES, PREFERENCE_METHODS
 from studio.core.datasets.templates import choices_text
-from studio.core.formatting import format_bytes_in, format_duration, rewards_text
+from studio.core.formatting import format_bytes_in, format_duration, rewards_text, run_method_label
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="base model folder (default: the bundled model)")
     p.add_argument("--dataset", action="append", help="training file (repeat for several)")
     p.add_argument("--eval", action="append", help="separate eval file (repeat for several)")
-    p.add_argument("--method", choices=["lora", "qlora", "full", "dpo", "orpo"],
+    p.add_argument("--method", choices=METHOD_CHOICES,
                    help="what trains; the learning rate and rank you did not set take this method's recipe. "
                         "dpo / orpo train an adapter on preference pairs (prompt/chosen/rejected): they set "
                         "the objective and keep the config's lora or qlora")
@@ -46,13 +47,11 @@ CONFIG_FLAGS = {
     "--seq": "training.max_seq_len", "--lr": "training.lr", "--rank": "lora.r", "--template": "model.chat_template",
     "--beta": "preference.beta", "--start-from": "preference.start_from",
 }
-PREFERENCE_METHODS = ("dpo", "orpo")
-
 
 def _build_config(args: argparse.Namespace):
     from pathlib import Path
 
-    from studio.cli._args import config_overrides
+    from studio.cli._args import config_overrides, method_as_objective
     from studio.core.config import RunConfig, apply_overrides, load_config
     from studio.core.configure import apply_choices
 
@@ -62,9 +61,7 @@ def _build_config(args: argparse.Namespace):
     # The Configure pane's rules: --method brings its recipe to the knobs neither the file nor a
     # flag set, and alpha follows --rank unless the file set alpha on its own.
     overrides, labels = config_overrides(args, CONFIG_FLAGS)
-    if args.method in PREFERENCE_METHODS:  # it names the objective; lora / qlora stays the config's
-        overrides["objective"] = overrides.pop("method")
-        labels["objective"] = "--method"
+    method_as_objective(overrides, labels)  # dpo / orpo name the objective; lora / qlora stays the config's
     cfg = apply_choices(cfg, overrides, labels)
     if not cfg.model.path:
         from studio.core.models.store import ensure_default_model
@@ -113,7 +110,7 @@ class ProgressPrinter:
         elif kind == "checkpoint":
             print(f"checkpoint @ step {ev.step}", file=sys.stderr)
         elif kind == "run_started":
-            print(f"run {ev.run_dir}\n  {ev.method} on {ev.device}: {ev.trainable_params:,} trainable of "
+            print(f"run {ev.run_dir}\n  {run_method_label(ev.method, ev.objective)} on {ev.device}: {ev.trainable_params:,} trainable of "
                   f"{ev.total_params:,} params; {ev.train_rows} train / {ev.eval_rows} eval rows; {ev.total_steps} steps",
                   file=sys.stderr)
             self.phase_estimate = dict(ev.estimated_phase_bytes)
@@ -129,6 +126,10 @@ class ProgressPrinter:
                          summary_line(ev.eos_share, ev.eos_checked, ev.eos_limit)):
                 if line:
                     print("  " + line, file=sys.stderr)
+            from studio.core.training.before_after import report_lines
+
+            for line in report_lines(ev.before_after):
+                print("  " + line, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -69,6 +69,12 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method or "—")
 
 
+def run_method_label(method: str, objective: str = "sft") -> str:
+    """A run's method with its objective when that is not plain supervised training: "DPO on LoRA"."""
+    label = method_label(method)
+    return label if objective in ("", "sft") else f"{objective.upper()} on {label}"
+
+
 def rewards_text(rewards: dict[str, float]) -> str:
     """A preference eval in a line: how often the chosen answer wins, and by how much."""
     parts = []

@@ -16,6 +16,8 @@ bundled model's tokenizer, whose ids fit their vocabularies). Datasets: the demo
 56-64 tokens) and a generated mixed-length chat set (20-700 words per answer, a long tail beyond
 max_seq_len, like real instruction data). Two optimizer steps, no eval, to keep the shared machine
 free: the sampler puts the widest batch first, and the second step carries the optimizer states.
+The ``pref`` rows train DPO and ORPO (a LoRA adapter, TRL's trainers) on the demo preference pairs:
+their batches hold chosen and rejected of each pair, and DPO adds a reference forward.
 
 Not collected by pytest (no ``test_`` prefix). Writes tests/benchmarks/memory_results_cpu.md.
 """
@@ -64,7 +66,15 @@ GRID = {
     "G-qlora-demo-pack": ("G", "demo", "qlora", 256, 4, False, True),
     "Q-lora-mixed": ("Q", "mixed", "lora", 256, 2, False, False),
     "Q-qlora-demo-gc": ("Q", "demo", "qlora", 256, 4, True, False),
+    # Preference objectives on the demo pairs: chosen and rejected share one forward (2 x batch rows),
+    # and DPO adds a reference forward (the base, adapter off) before the backward.
+    "S-dpo-pref": ("S", "pref", "lora", 256, 4, False, False),
+    "S-dpo-pref-b8": ("S", "pref", "lora", 256, 8, False, False),
+    "S-dpo-pref-gc": ("S", "pref", "lora", 256, 8, True, False),
+    "S-orpo-pref": ("S", "pref", "lora", 256, 4, False, False),
 }
+# The objective of the preference rows (the others train supervised).
+OBJECTIVE = {name: name.split("-")[1] for name in GRID if name.split("-")[1] in ("dpo", "orpo")}
 STEPS = 2
 
 
@@ -107,7 +117,8 @@ def prepare(work: Path) -> dict[str, Path]:
             if f.name.startswith("tokenizer") or f.name in ("chat_template.jinja", "special_tokens_map.json"):
                 shutil.copy(f, tmp / f.name)
         tmp.rename(folder)
-    data = {"demo": ROOT / "resources" / "datasets" / "demo_train.jsonl", "mixed": work / "mixed.jsonl"}
+    data = {"demo": ROOT / "resources" / "datasets" / "demo_train.jsonl", "mixed": work / "mixed.jsonl",
+            "pref": ROOT / "resources" / "datasets" / "demo_pref_train.jsonl"}
     if not data["mixed"].exists():
         mixed_dataset(data["mixed"])
     return {**out, **{f"data-{k}": v for k, v in data.items()}}
@@ -117,12 +128,14 @@ def write_config(work: Path, name: str, paths: dict[str, Path]) -> Path:
     from studio.core.config import RunConfig, apply_overrides
 
     model, data, method, seq, batch, gc, pack = GRID[name]
+    objective = OBJECTIVE.get(name, "sft")
+    lr = {"dpo": 2e-5, "orpo": 5e-5}.get(objective, 2e-5 if method == "full" else 2e-4)
     cfg = apply_overrides(RunConfig(name=name), {
-        "method": method, "model.path": str(paths[model]), "dataset.train": [str(paths[f"data-{data}"])],
+        "method": method, "objective": objective, "model.path": str(paths[model]), "dataset.train": [str(paths[f"data-{data}"])],
         "dataset.eval_ratio": 0.0, "training.max_seq_len": seq, "training.batch_size": batch,
         "training.grad_checkpointing": gc, "training.packing": pack, "training.max_steps": STEPS,
         "training.eval_steps": 0, "training.save_steps": 0, "training.device": "cpu",
-        "training.lr": 2e-5 if method == "full" else 2e-4,
+        "training.lr": lr,
     })
     path = work / f"{name}.yaml"
     cfg.save(path)
@@ -168,8 +181,15 @@ def estimates(config: Path) -> dict:
     lengths = count_lengths(cfg)
     est = estimate(info, cfg, device_kind="cpu", lengths=lengths)
     worst = estimate(info, cfg, device_kind="cpu")
-    return {"estimate": est.total_bytes, "worst": worst.total_bytes, "rows": est.batch_rows,
-            "tokens": est.batch_tokens, "phase": est.peak_phase, "bytes": est.bytes}
+    return {"estimate": est.total_bytes, "worst": worst.total_bytes, "rows": est.batch_rows, "fwd_rows": est.forward_rows,
+            "tokens": est.batch_tokens, "phases": est.phases, "phase": est.peak_phase, "bytes": est.bytes}
+
+
+def _shape(r: dict) -> str:
+    """rows x tokens of the widest batch; a preference batch is 2 x pairs rows (chosen and rejected)."""
+    if r.get("fwd_rows", r["rows"]) != r["rows"]:
+        return f"2×{r['rows']}×{r['tokens']}"
+    return f"{r['rows']}×{r['tokens']}"
 
 
 def _mib(n: float) -> str:
@@ -192,7 +212,9 @@ def write_table(out: Path, rows: list[dict], work: Path) -> float:
         "- **worst case** = the same with every row at max_seq_len (what the estimate used to be).",
         "",
         "S = bundled SmolLM2-135M; G = Gemma-3-270M-shaped, Q = Qwen2-0.5B-shaped (random weights). "
-        "demo = resources/datasets/demo_train.jsonl; mixed = 300 generated chat rows, long-tailed lengths.",
+        "demo = resources/datasets/demo_train.jsonl; mixed = 300 generated chat rows, long-tailed lengths; "
+        "pref = resources/datasets/demo_pref_train.jsonl (120 pairs; `lora + dpo` / `lora + orpo` rows train a LoRA "
+        "adapter with that objective, and their widest batch is 2 × pairs rows: chosen and rejected).",
         "",
         "| config | method | seq | batch | ckpt | pack | widest batch | measured MiB | engine MiB | "
         "estimate MiB | error | worst case MiB |",
@@ -201,6 +223,8 @@ def write_table(out: Path, rows: list[dict], work: Path) -> float:
     worst_err = 0.0
     for r in rows:
         _model, _data, method, seq, batch, gc, pack = GRID[r["name"]]
+        if r["name"] in OBJECTIVE:
+            method = f"{method} + {OBJECTIVE[r['name']]}"
         if r.get("rc") or not r.get("outside_peak"):
             lines.append(f"| {r['name']} | {method} | {seq} | {batch} | {int(gc)} | {int(pack)} | – | failed "
                          f"(exit {r.get('rc')}) | | | | |")
@@ -208,20 +232,23 @@ def write_table(out: Path, rows: list[dict], work: Path) -> float:
         err = 100.0 * (r["estimate"] - r["outside_peak"]) / r["outside_peak"]
         worst_err = max(worst_err, abs(err))
         lines.append(
-            f"| {r['name']} | {method} | {seq} | {batch} | {int(gc)} | {int(pack)} | {r['rows']}×{r['tokens']} | "
+            f"| {r['name']} | {method} | {seq} | {batch} | {int(gc)} | {int(pack)} | {_shape(r)} | "
             f"{_mib(r['outside_peak'])} | {_mib(r['engine_peak'])} | {_mib(r['estimate'])} | {err:+.1f} % | "
             f"{_mib(r['worst'])} |")
     lines += ["", f"Worst error: {worst_err:.1f} % (goal: within 10 %). The GPU grid is "
               "`tests/benchmarks/gpu_check.py`; it has not been run here (no GPU).", ""]
     phased = [r for r in rows if r.get("measured_phases")]
     if phased:
-        lines += ["Per phase of a step, as the run journals it (`run_started.estimated_phase_bytes` vs the largest "
-                  "peak each phase reached, `run_finished.measured_phase_bytes`), MiB estimated / measured (error):", "",
+        lines += ["Per phase of a step: the estimate's phases (what a run journals in `run_started.estimated_phase_bytes`, "
+                  "recomputed with the estimator of this table) vs the largest peak each phase reached in the run "
+                  "(`run_finished.measured_phase_bytes`), MiB estimated / measured (error):", "",
                   "| config | forward | backward | optimizer step |", "|---|---|---|---|"]
         for r in phased:
             cells = []
             for phase in ("forward_end", "backward", "optimizer"):
-                est, got = r.get("estimated_phases", {}).get(phase, 0), r["measured_phases"].get(phase, 0)
+                # today's estimator (what the run journals for this batch), so a re-run table stays current
+                est = (r.get("phases") or r.get("estimated_phases", {})).get(phase, 0)
+                got = r["measured_phases"].get(phase, 0)
                 cells.append(f"{_mib(est)} / {_mib(got)} ({100 * (est - got) / got:+.1f} %)" if est and got else "–")
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 FAMILIES = ("llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
 BYTE_LEVEL = ("llama3", "qwen2", "qwen3")
 
@@ -279,3 +281,17 @@ def make_family(family: str, out: Path, *, seed: int = 0) -> Path:
                                                eos_token_id=stops if len(stops) > 1 else stops[0])
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    """``zoo(family)``: the family's tiny model folder, built on first use (import this fixture into a
+    test module; each module that imports it builds the families it uses once)."""
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = make_family(family, tmp_path_factory.mktemp(f"zoo-{family}") / family)
+        return built[family]
+
+    return get

@@ -97,3 +97,54 @@ def test_training_reads_unknown_columns_through_the_configured_column_map(smol_t
 def test_split_sizes_match_the_drawn_split(n, ratio):
     train, held = split_indices(n, ratio, seed=3)
     assert split_sizes(n, ratio) == (len(train), len(held))
+
+
+PAIR_ROW = {"prompt": "What is the plural of 'wolf'?", "chosen": '{"answer": "wolves"}',
+            "rejected": "Hmm, I am not completely sure, maybe wolfs? Or not."}
+
+
+def test_a_pair_renders_once_for_training_and_the_view_with_the_prompt_shared_and_every_answer_token_scored(
+        smol_tokenizer):
+    from studio.core.datasets.pairrender import render_pair
+    from studio.core.datasets.pairs import to_pair
+    from studio.core.datasets.preview import view_pair
+
+    pair = to_pair(PAIR_ROW)
+    rp = render_pair(pair, smol_tokenizer, 512)
+    feature = rp.feature()
+    for side in ("chosen", "rejected"):
+        # Each side alone is exactly the supervised rendering of prompt + that side...
+        assert rp.side(side).input_ids == render_example(pair.side(side), smol_tokenizer, 512).input_ids
+        assert feature["prompt_ids"] + feature[f"{side}_ids"] == rp.side(side).input_ids
+        # ...but the preference loss scores every answer token, the supervised mask's trailing newline too.
+        assert rp.labels(side) == [IGNORE_INDEX] * len(feature["prompt_ids"]) + feature[f"{side}_ids"]
+    assert smol_tokenizer.decode(feature["prompt_ids"]).endswith("assistant\n")
+    view = view_pair(pair, smol_tokenizer, 512)
+    assert view.usable and view.prompt.text == smol_tokenizer.decode(feature["prompt_ids"])
+    assert {s.kind for s in view.prompt.segments} == {"masked"} and view.prompt.kept_tokens == len(feature["prompt_ids"])
+    for side in ("chosen", "rejected"):
+        part = view.side(side)
+        assert _covers(part.text, part.segments) and part.text_of("trained") == part.text
+        assert part.text == smol_tokenizer.decode(feature[f"{side}_ids"]) and PAIR_ROW[side] in part.text
+        assert part.kept_tokens == part.trained_tokens == len(feature[f"{side}_ids"]) and part.cut_tokens == 0
+
+
+def test_a_pair_cut_at_max_length_shows_what_each_side_keeps_and_a_pair_cut_into_its_prompt_is_skipped(
+        smol_tokenizer):
+    from studio.core.datasets.pairrender import render_pair
+    from studio.core.datasets.pairs import to_pair
+    from studio.core.datasets.preview import view_pair
+
+    pair = to_pair(PAIR_ROW)
+    full = view_pair(pair, smol_tokenizer, 512)
+    n = full.prompt.kept_tokens
+    cut = view_pair(pair, smol_tokenizer, n + 4)
+    for side in ("chosen", "rejected"):
+        part = cut.side(side)
+        assert part.kept_tokens == 4 and part.cut_tokens == full.side(side).kept_tokens - 4
+        assert part.text == full.side(side).text and part.segments[-1].kind == "cut"
+        assert part.text_of("trained") == smol_tokenizer.decode(render_pair(pair, smol_tokenizer, n + 4).answer_ids(side))
+    assert cut.usable and render_pair(pair, smol_tokenizer, n + 4).truncated
+    into_prompt = view_pair(pair, smol_tokenizer, n - 2)
+    assert not into_prompt.usable and into_prompt.chosen.kept_tokens == 0
+    assert not render_pair(pair, smol_tokenizer, n - 2).usable

@@ -71,3 +71,10 @@ def test_sizes_and_times_are_not_formatted_by_hand_elsewhere():
              for path in sorted(studio.rglob("*.py")) if path != Path(formatting.__file__).resolve()
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if by_hand.search(line)]
     assert found == [], "use studio/core/formatting.py:\n" + "\n".join(found)
+
+
+def test_a_run_is_named_with_its_objective_when_it_is_not_supervised():
+    from studio.core.formatting import run_method_label
+
+    assert run_method_label("lora") == "LoRA" and run_method_label("qlora", "sft") == "QLoRA"
+    assert run_method_label("lora", "dpo") == "DPO on LoRA" and run_method_label("qlora", "orpo") == "ORPO on QLoRA"

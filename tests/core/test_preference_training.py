@@ -148,3 +148,59 @@ def test_config_refuses_preference_on_a_full_fine_tune():
     assert "use method lora or qlora" in str(err.value)
     with pytest.raises(ConfigError):
         apply_overrides(RunConfig(), {"preference.beta": 0})
+
+
+@pytest.fixture(scope="module")
+def wide_base(tmp_path_factory, smol_tokenizer_dir):
+    """A 64-wide tiny Llama: bitsandbytes' 4-bit blocks need 64, and the 32-wide tiny model is too narrow."""
+    from _lib_fixtures import make_base
+
+    return make_base(tmp_path_factory.mktemp("wide_base") / "tiny-llama", smol_tokenizer_dir)
+
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo"])
+def test_qlora_preference_run_trains_on_a_4bit_base(objective, wide_base, pair_files, monkeypatch, tmp_path):
+    """QLoRA + DPO/ORPO: the base is loaded in NF4 (bitsandbytes runs on CPU here), TRL's trainer gets it
+    with the adapter on top, the DPO reference is that same 4-bit base with the adapter off, the
+    journal carries rewards, and the adapter is saved and registered as a QLoRA entry."""
+    import bitsandbytes as bnb
+
+    from studio.core.training import preference
+
+    made = []
+    real = preference.build_trainer
+
+    def spy(*a, **kw):
+        trainer, collator = real(*a, **kw)
+        made.append(trainer)
+        return trainer, collator
+
+    monkeypatch.setattr(preference, "build_trainer", spy)
+    cfg = _cfg(wide_base, *pair_files, objective=objective, method="qlora", **{"training.max_steps": 2})
+    result = train(cfg, run_dir=tmp_path / "r")
+    assert result.status == "completed", result.reason
+    [trainer] = made
+    four_bit = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert four_bit, "the QLoRA base was not loaded in 4-bit"
+    assert getattr(trainer, "ref_model", None) is None and list(trainer.model.peft_config) == ["default"]
+
+    events = runs.read_events(tmp_path / "r")
+    steps = [e for e in events if e.kind == "step"]
+    assert [s.step for s in steps] == [1, 2]
+    for s in steps:
+        assert set(s.rewards) == {"chosen", "rejected", "margin", "accuracy"}
+        assert all(math.isfinite(v) for v in s.rewards.values()) and math.isfinite(s.loss)
+    evals = [e for e in events if e.kind == "eval"]
+    assert [e.step for e in evals] == [0, 2] and evals[-1].rewards
+    if objective == "dpo":  # step 0: the 4-bit policy with its zero-B adapter is its own reference
+        assert evals[0].rewards["margin"] == pytest.approx(0.0, abs=1e-5)
+
+    started = next(e for e in events if e.kind == "run_started")
+    # The log names the 4-bit base, not only the fp32 of the rest (was "float32 weights" for QLoRA too).
+    assert started.precision == "nf4 4-bit Linear weights, bfloat16 compute; float32 elsewhere"
+    saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert saved["r"] == cfg.lora.r and (result.adapter_dir / "adapter_model.safetensors").is_file()
+    [entry] = registry.list_entries()
+    assert (entry.objective, entry.method) == (objective, "qlora")
+    assert entry.metrics["eval_reward_accuracy"] == evals[-1].rewards["accuracy"]
+    assert entry.metrics["steps"] == 2

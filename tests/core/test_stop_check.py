@@ -56,7 +56,7 @@ def test_share_is_journaled_and_kept_in_the_library_entry(tiny_model_dir, demo_t
     metrics = get_entry(result.library_id).metrics
     assert metrics["eos_share"] == ev.eos_share and metrics["eos_checked"] == ev.eos_checked
     states = [e.detail for e in runs.read_events(run) if e.kind == "state"]
-    assert any("Checking that answers stop" in d for d in states)
+    assert any("Checking answers of the trained model" in d for d in states)
 
 
 def test_no_eval_split_means_no_figure(tiny_model_dir, demo_train, tmp_path):
@@ -65,7 +65,7 @@ def test_no_eval_split_means_no_figure(tiny_model_dir, demo_train, tmp_path):
     ev = _finished(run)
     assert ev.eos_share is None and ev.eos_checked == 0
     assert "eos_share" not in get_entry(result.library_id).metrics
-    assert not any("Checking that answers stop" in e.detail for e in runs.read_events(run) if e.kind == "state")
+    assert not any("Checking answers" in e.detail for e in runs.read_events(run) if e.kind == "state")
 
 
 def _forced_model(src, dest):
@@ -111,8 +111,8 @@ def test_prompts_come_from_chat_rows_up_to_their_last_answer():
     x = IGNORE_INDEX
     chat = {"input_ids": [1, 2, 3, 4, 5, 6, 7, 8], "labels": [x, x, 3, 4, x, x, 7, 8]}   # two assistant turns
     text = {"input_ids": [1, 2, 3], "labels": [x, 2, 3]}                                 # a plain-text row
-    assert stop_check.eval_prompts([text, chat], [False, True]) == [([1, 2, 3, 4, 5, 6], 2)]
-    assert stop_check.eval_prompts([chat] * 20, [True] * 20, n=3) == [([1, 2, 3, 4, 5, 6], 2)] * 3
+    assert stop_check.eval_prompts([text, chat], [False, True]) == [([1, 2, 3, 4, 5, 6], [7, 8])]
+    assert stop_check.eval_prompts([chat] * 20, [True] * 20, n=3) == [([1, 2, 3, 4, 5, 6], [7, 8])] * 3
 
 
 def test_end_of_turn_is_the_templates_closing_token(smol_tokenizer_dir):

@@ -241,3 +241,15 @@ def test_a_process_holding_more_than_the_cli_adds_that_to_the_run_estimate(tiny_
     assert plain.peak_bytes == cli.peak_bytes
     assert gui.peak_bytes == plain.peak_bytes + 300 * 2**20
     assert all(gui.phase_bytes[k] == v + 300 * 2**20 for k, v in plain.phase_bytes.items())
+
+
+@pytest.mark.parametrize(("objective", "expected"), [("dpo", "DPO on LoRA on cpu"), ("sft", "LoRA on cpu")])
+def test_the_cli_names_the_objective_when_a_run_starts(tmp_path, capsys, objective, expected):
+    from studio.cli.train import ProgressPrinter
+    from studio.core.training.events import RunStarted
+
+    ProgressPrinter()(RunStarted(run_id="r", run_dir=str(tmp_path), model="m", dataset=["d"], dataset_fingerprint="",
+                                 method="lora", device="cpu", total_steps=4, train_rows=8, eval_rows=2,
+                                 trainable_params=10, total_params=100, objective=objective))
+    line = capsys.readouterr().err.splitlines()[1]
+    assert line.strip().startswith(expected + ":")

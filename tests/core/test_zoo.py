@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from _lib_fixtures import one_thread  # noqa: F401
-from _zoo import BYTE_LEVEL, FAMILIES, SPECS, make_family
+from _zoo import BYTE_LEVEL, FAMILIES, SPECS, make_family, zoo  # noqa: F401
 
 from studio.cli import main
 from studio.core.config import TARGET_PRESETS, RunConfig, apply_overrides
@@ -31,19 +31,6 @@ FEATURES = {
     "gemma3": {"q_proj", "gate_proj"},
     "phi3": {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"},
 }
-
-
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory):
-    """``zoo(family)``: the family's tiny model folder, built once per session."""
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = make_family(family, tmp_path_factory.mktemp(f"zoo-{family}") / family)
-        return built[family]
-
-    return get
 
 
 @pytest.fixture(autouse=True)

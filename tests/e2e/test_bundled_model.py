@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from studio.core.config import RunConfig, apply_overrides
 from studio.core.training.engine import train
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_gguf_conversion_is_a_plain_hf_folder(bundled_model_dir):
@@ -94,3 +96,58 @@ def test_default_export_with_gguf_passes_in_llama_cpp(bundled_model_dir, demo_tr
     assert reader.fields["general.name"].contents() == "my-export"
     assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     assert "<|im_start|>" in reader.fields["tokenizer.chat_template"].contents()
+
+
+def test_dpo_on_demo_pairs_merges_and_reloads(bundled_model_dir, tmp_path):
+    """A DPO adapter is exported like any other (issue 16, must-have 5): a few DPO steps on the demo
+    pairs, the Library entry knows it is DPO and keeps its reward metrics, `studio export --merge` of
+    that entry passes its own proof, and the merged folder reloads in plain transformers with the
+    logits of base + adapter."""
+    from studio.cli import main
+    from studio.core.library import registry
+    from studio.core.training import runs
+
+    pairs = REPO / "resources" / "datasets"
+    eval_file = tmp_path / "pref_eval.jsonl"  # a few held-out pairs keep the two evals short
+    eval_file.write_text("".join((pairs / "demo_pref_eval.jsonl").read_text(encoding="utf-8").splitlines(True)[:4]),
+                         encoding="utf-8")
+    cfg = apply_overrides(RunConfig(), {
+        "objective": "dpo", "model.path": str(bundled_model_dir),
+        "dataset.train": [str(pairs / "demo_pref_train.jsonl")], "dataset.eval": [str(eval_file)],
+        "training.max_steps": 3, "training.batch_size": 2, "training.max_seq_len": 96, "training.lr": 5e-4,
+        "training.save_steps": 0, "training.eval_steps": 0, "preference.beta": 0.1,
+    })
+    result = train(cfg, run_dir=tmp_path / "run")
+    assert result.status == "completed" and result.step == 3, result.reason
+
+    evals = [e for e in runs.read_events(tmp_path / "run") if e.kind == "eval"]
+    assert [e.step for e in evals] == [0, 3]
+    assert evals[0].rewards["margin"] == pytest.approx(0.0, abs=1e-4)  # the policy is the reference at step 0
+    entry = registry.get_entry(result.library_id)
+    assert entry.objective == "dpo" and entry.method == "lora"
+    for key in ("chosen", "rejected", "margin", "accuracy"):
+        assert entry.metrics[f"eval_reward_{key}"] == evals[-1].rewards[key]
+    assert entry.metrics["eval_reward_margin"] != 0.0  # three steps moved the policy off the reference
+
+    out = tmp_path / "merged"
+    assert main(["export", entry.id, "--merge", "--dtype", "fp32", "--out", str(out), "--json"]) == 0
+    record = json.loads((out / "studio_export.json").read_text())
+    assert record["status"] == "passed", record["equivalence"]
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(bundled_model_dir, dtype=torch.float32)
+    reference = PeftModel.from_pretrained(base, entry.adapter_dir).eval()
+    msgs = [{"role": "user", "content": "What is the plural of 'mouse'?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        a = merged(**ids).logits
+        b = reference(**ids).logits
+        with reference.disable_adapter():
+            c = reference(**ids).logits
+    rel = (a - b).abs().max() / b.abs().max()
+    assert rel < 1e-4, f"merged logits differ from base+adapter by {rel:.2e} (relative)"
+    assert (a - c).abs().max() / c.abs().max() > 1e-4  # and the DPO adapter is really in the merge

@@ -192,6 +192,26 @@ def test_choosing_dpo_brings_its_learning_rate_and_shows_beta(qtbot, pane):
     assert pane.state.config.training.lr == default_lr("lora") and pane.preference_box.isHidden()
 
 
+def test_choosing_dpo_estimates_both_answers_and_the_reference_pass(qtbot, pane):
+    """The live estimate follows the objective: on a pair file, DPO's figure is the core estimate of
+    the DPO run (2 x batch rows, a reference forward), above the same config trained supervised."""
+    from studio.core.memory import estimate
+    from studio.core.paths import demo_pref_dataset
+
+    pane.state.update(**{"dataset.train": [str(demo_pref_dataset())], "dataset.eval_ratio": 0.0})
+    pane.objective.setCurrentIndex(pane.objective.findData("dpo"))
+    ready(qtbot, pane)
+    qtbot.waitUntil(lambda: pane.estimate.objective == "dpo" and pane.estimate.basis == "dataset", timeout=WAIT)
+    cfg, got = pane.state.config, pane.estimate
+    dpo = estimate(pane.info, cfg, device_kind=got.device_kind, lengths=pane.lengths)
+    sft = estimate(pane.info, cfg.model_copy(update={"objective": "sft"}), device_kind=got.device_kind,
+                   lengths=pane.lengths)
+    assert got.total_bytes == dpo.total_bytes > sft.total_bytes  # a fresh STUDIO_HOME: no correction
+    assert got.forward_rows == 2 * got.batch_rows == 2 * cfg.training.batch_size
+    assert "reference forward" in pane.panel.basis.text()
+    assert f"{got.batch_rows} pairs ({got.forward_rows} rows)" in pane.panel.dataset_line.text()
+
+
 def _wheel(widget, dy: int = -120) -> None:
     from PySide6.QtCore import QPoint, QPointF
     from PySide6.QtGui import QWheelEvent

@@ -375,7 +375,7 @@ def test_token_checks_wait_for_the_model_and_run_when_it_is_ready(qtbot, pane, d
     assert sum(pane.stats.tokens.counts) == 215
 
 
-def test_a_preference_file_shows_its_format_pairs_and_findings_and_the_preview_says_so(qtbot, pane, tmp_path):
+def test_a_preference_file_shows_its_format_pairs_and_findings_and_its_pairs_in_the_model_view(qtbot, pane, tmp_path):
     demo = TESTS.parent / "resources" / "datasets" / "demo_pref_train.jsonl"
     rows = [json.loads(line) for line in demo.read_text("utf-8").splitlines()[:30]]
     rows.append({**rows[0], "rejected": rows[0]["chosen"]})
@@ -391,6 +391,67 @@ def test_a_preference_file_shows_its_format_pairs_and_findings_and_the_preview_s
     item = pane.findings.item_for("pair.identical")
     assert item is not None and item.data(0, Qt.ItemDataRole.UserRole + 1).lines == [31]
     pane.show_row(1)
-    qtbot.waitUntil(lambda: "is a preference pair" in pane.preview.counts.text())
-    assert "does not show pairs yet" in pane.preview.counts.text()
+    qtbot.waitUntil(lambda: "a preference pair" in pane.preview.counts.text())
+    assert set(pane.preview.part_ranges) == {"prompt", "chosen", "rejected"}
     _idle(qtbot, pane)
+
+
+def _painted(preview, part: str) -> tuple[str, list[str]]:
+    """The text of one part of the painted pair and the kind of each of its characters."""
+    start, length = preview.part_ranges[part]
+    text = preview.document().toPlainText()[start:start + length]
+    return text, [preview.kind_at(start + i) for i in range(length)]
+
+
+def _pair_features(tmp_path, row: dict, tokenizer_dir, max_len: int) -> dict:
+    """What preference training hands TRL for this one row (``pair_data``), prompt and both answers."""
+    from transformers import AutoTokenizer
+
+    from studio.core.training.pair_data import build_pair_features
+    from studio.qt.state import default_config
+
+    one = _write_jsonl(tmp_path / "one_pair.jsonl", [row])
+    cfg = apply_overrides(default_config(), {"dataset.train": [str(one)], "dataset.eval": [str(one)],
+                                             "training.max_seq_len": max_len, "objective": "dpo"})
+    feats = build_pair_features(cfg, AutoTokenizer.from_pretrained(str(tokenizer_dir)))
+    return feats.train[0]
+
+
+def test_the_model_view_shows_both_sides_of_a_pair_with_the_loss_preference_training_puts_on_them(
+        qtbot, pane, tmp_path, smol_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    demo = TESTS.parent / "resources" / "datasets" / "demo_pref_train.jsonl"
+    rows = [json.loads(line) for line in demo.read_text("utf-8").splitlines()]
+    _open(qtbot, pane, demo)
+    assert "preference" in pane.format_label.text()
+    tok = AutoTokenizer.from_pretrained(str(smol_tokenizer_dir))
+    pane.show_row(4)
+    qtbot.waitUntil(lambda: "line 5</b>, a preference pair" in pane.preview.counts.text(), timeout=30000)
+    assert "both fit in max length 128" in pane.preview.counts.text()
+    feature = _pair_features(tmp_path, rows[4], smol_tokenizer_dir, 128)
+    prompt, kinds = _painted(pane.preview, "prompt")
+    # The prompt is shown once, all masked, and is exactly the tokens both sides share in training.
+    assert prompt == tok.decode(feature["prompt_ids"]) and rows[4]["prompt"] in prompt
+    assert set(kinds) == {"masked"}
+    for side in ("chosen", "rejected"):
+        text, kinds = _painted(pane.preview, side)
+        # Every answer token is scored by the preference loss (labels = [-100] * prompt + side ids).
+        assert text == tok.decode(feature[f"{side}_ids"]) and rows[4][side] in text
+        assert set(kinds) == {"trained"}
+        assert f"{side} <b>{len(feature[f'{side}_ids'])}</b>" in pane.preview.counts.text()
+    heading = pane.preview.document().toPlainText()
+    assert "Chosen answer · " in heading and "Rejected answer · " in heading and "cut at max length" not in heading
+
+    # A max length that cuts into the answers: each side keeps what training keeps, the rest is struck out.
+    prompt_tokens = len(feature["prompt_ids"])
+    pane.state.update(**{"training.max_seq_len": prompt_tokens + 3})
+    qtbot.waitUntil(lambda: "truncated at max length" in pane.preview.counts.text(), timeout=30000)
+    _idle(qtbot, pane)
+    cut = _pair_features(tmp_path, rows[4], smol_tokenizer_dir, prompt_tokens + 3)
+    for side in ("chosen", "rejected"):
+        text, kinds = _painted(pane.preview, side)
+        trained = "".join(c for c, k in zip(text, kinds, strict=True) if k == "trained")
+        assert trained == tok.decode(cut[f"{side}_ids"]) and len(cut[f"{side}_ids"]) == 3
+        assert kinds[-1] == "cut" and text == tok.decode(feature[f"{side}_ids"])
+    assert f"3 of {len(feature['chosen_ids'])} tokens kept" in pane.preview.document().toPlainText()

@@ -39,7 +39,8 @@ def one_thread():
 
 @pytest.fixture()
 def entries(adapters):
-    a = registry.register_adapter(adapters[0], {"metrics": {"eval_loss": 1.5, "train_loss": 1.7},
+    report = {"eval_loss": {"before": 2.25, "after": 1.5}, "eos_share": {"before": 0.5, "after": 0.25}}
+    a = registry.register_adapter(adapters[0], {"metrics": {"eval_loss": 1.5, "train_loss": 1.7, "before_after": report},
                                                 "dataset_fingerprint": "sha256:feed", "run_dir": "/runs/alpha-run",
                                                 "config": {"method": "lora", "lora": {"r": 4}}}, name="alpha")
     b = registry.register_adapter(adapters[1], {"metrics": {"eval_loss": 0.9}}, name="beta")
@@ -81,6 +82,11 @@ def test_lists_entries_with_lineage_details(pane, entries, base):
                    "/runs/alpha-run", "eval_loss", "1.5", '"lora"', '"r": 4'):
         assert needle in text, needle
     assert pane.export_button.isEnabled() and pane.rename_button.isEnabled()
+    # The run's before/after report, in its own section, not as a raw dict among the metrics.
+    assert "Before → after (eval split)" in text and "before_after" not in text
+    assert "Eval loss\n2.2500 → 1.5000" in text and "Answers end with EOS\n50% → 25%" in text
+    html = pane.details.toHtml()
+    assert html.count("color:#15803d") >= 1 and "#b91c1c" in html  # loss better (green), EOS share worse (red)
 
 
 def test_search_filters_rows(pane):

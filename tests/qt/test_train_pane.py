@@ -75,6 +75,14 @@ def test_a_run_streams_loss_eval_memory_against_the_estimate(pane, qtbot):
     ev = finished.args[0]  # "will it stop?" on the eval prompts, in the end-of-run log
     assert ev.eos_checked == 8 and f"{round(ev.eos_share * 8)} of 8 eval answers ended with EOS" in _log(pane)
     assert "Completed at step 4/4" in pane.progress.format()
+    # Before/after beside the curves: the base at step 0 against the saved adapter, as journaled.
+    table = pane.before_after.table
+    rows = {table.item(i, 0).text(): (table.item(i, 1).text(), table.item(i, 2).text())
+            for i in range(table.rowCount())}
+    rep = ev.before_after
+    assert rows["Eval loss"] == (f"{rep['eval_loss']['before']:.4f}", f"{rep['eval_loss']['after']:.4f}")
+    assert set(rows) == {"Eval loss", "Perplexity", "Exact match (short answers)", "Answers end with EOS"}
+    assert "before → after, on the eval split:" in _log(pane)
     qtbot.waitUntil(pane.train_button.isEnabled, timeout=10000)  # after the thread's finished signal
     assert not pane.stop_button.isEnabled() and not pane.pause_button.isEnabled()
     # The Runs tab already lists it.
@@ -181,6 +189,10 @@ def test_a_dpo_run_draws_rewards_and_accuracy_and_the_overlay_offers_them(pane, 
     xs, ys = pane.accuracy_plot.item("eval").getData()
     assert list(xs) == [0, 3] and all(0.0 <= y <= 1.0 for y in ys)
     assert "preference accuracy" in _log(pane) and "margin" in pane.status.text()
+    assert "DPO on LoRA on " in _log(pane)  # the run-start line names the objective the engine journaled
+    table = pane.before_after.table
+    labels = [table.item(i, 0).text() for i in range(table.rowCount())]
+    assert "Prefers the chosen answer" in labels and "Perplexity" not in labels  # a DPO loss is no next-token loss
     qtbot.waitUntil(lambda: not pane.is_running(), timeout=30000)
     state.update(objective="sft")  # the finished run's curves stay in view until the next run
     assert pane.rewards_plot.isVisibleTo(pane)
@@ -191,6 +203,48 @@ def test_a_dpo_run_draws_rewards_and_accuracy_and_the_overlay_offers_them(pane, 
     view.metric_box.setCurrentText("Eval preference accuracy")
     [curve] = view.overlay.curve_names()
     assert view.overlay.count(curve) == 2
+
+
+def _journaled_run(name: str, objective: str, evals) -> None:
+    """A finished run as the engine journals it (RunStarted, evals, RunFinished), in the runs folder."""
+    import json
+
+    from studio.core import paths
+    from studio.core.training.events import Evaluation, RunFinished, RunStarted
+
+    run_dir = paths.runs_dir() / name
+    run_dir.mkdir(parents=True)
+    events = [RunStarted(run_id=name, run_dir=str(run_dir), model="m", dataset=["d.jsonl"], dataset_fingerprint="",
+                         method="lora", device="cpu", total_steps=4, train_rows=8, eval_rows=2,
+                         trainable_params=1000, total_params=10**6, objective=objective, t=1.0)]
+    events += [Evaluation(step=step, eval_loss=loss, perplexity=float("nan"), rewards=rewards, t=2.0 + step)
+               for step, loss, rewards in evals]
+    events.append(RunFinished(status="completed", reason="Finished.", step=4, t=9.0))
+    (run_dir / runs.EVENTS_FILE).write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events), "utf-8")
+
+
+def test_runs_ranking_ranks_each_objective_by_its_own_measure(qtbot):
+    from studio.qt.panes.train.runs_view import RunsView
+
+    _journaled_run("sft-a", "sft", [(0, 3.0, {}), (4, 0.9, {})])
+    _journaled_run("sft-b", "sft", [(0, 3.0, {}), (4, 0.4, {})])
+    # The lower DPO loss belongs to the run that ranks the chosen answers worse: loss must not decide.
+    _journaled_run("dpo-low-loss", "dpo", [(0, 0.69, {"accuracy": 0.0}), (4, 0.30, {"accuracy": 0.5, "margin": 0.2})])
+    _journaled_run("dpo-accurate", "dpo", [(0, 0.69, {"accuracy": 0.0}), (4, 0.60, {"accuracy": 1.0, "margin": 0.05})])
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.show()
+    cells = [[view.ranking.item(r, c).text() if view.ranking.item(r, c) else "" for c in range(5)]
+             for r in range(view.ranking.rowCount())]
+    assert [row[0] for row in cells] == ["SFT runs, by best eval loss", "1", "2",
+                                         "DPO runs, by best eval preference accuracy, then reward margin", "1", "2"]
+    assert [row[1] for row in cells if row[0].isdigit()] == ["★ sft-b", "sft-a", "★ dpo-accurate", "dpo-low-loss"]
+    assert cells[4][2] == "100%, margin +0.050" and cells[4][4] == "DPO on LoRA"
+    assert "within each objective" in view.rank_title.text()
+    text = view.recommendation.text()
+    assert "SFT: sft-b: lowest eval loss" in text and "DPO: dpo-accurate: highest eval preference accuracy" in text
+    methods = {view.table.item(r, 0).text(): view.table.item(r, 4).text() for r in range(view.table.rowCount())}
+    assert methods["dpo-accurate"] == "DPO on LoRA" and methods["sft-a"] == "LoRA"
 
 
 def _dead_pid() -> int:

@@ -131,3 +131,27 @@ def pair_stats(checks, bias: dict | None, tokens: dict[int, tuple[int, int]]) ->
         out["chosen_mean_tokens"] = mean([a for a, _ in tokens.values()])
         out["rejected_mean_tokens"] = mean([b for _, b in tokens.values()])
     return out
+
+
+def pair_lengths(result: ScanResult, checker: TokenChecker,
+                 should_stop: Callable[[], bool] | None = None) -> tuple[dict[int, int], bool]:
+    """(row → tokens of the pair's longer side, stopped), each side rendered as prompt + answer through the
+    template like ``training.pair_data`` does, before truncation.
+
+    The preference trainers put both answers of a pair in one batch padded to the longest of them, so
+    this is the row length the memory estimate needs. A pair with a side that keeps no answer token
+    within max length is left out, as training drops it.
+    """
+    from studio.core.datasets.fastrender import TokenCounts
+
+    try:
+        outcomes, stopped = checker.run(_Sides(result), should_stop)
+    finally:
+        checker.close()
+    sides: dict[int, list[TokenCounts]] = {}
+    for j, got in outcomes.items():
+        if isinstance(got, TokenCounts):
+            sides.setdefault(j // 2, []).append(got)
+    lengths = {i: max(s.full_length for s in got) for i, got in sides.items()
+               if len(got) == 2 and all(s.trained_kept > 0 for s in got)}
+    return lengths, stopped

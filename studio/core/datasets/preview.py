@@ -92,3 +92,59 @@ def view_row(example: Example, tokenizer, max_len: int) -> RowView:
         trained_full=rendered.trained_tokens_full,
         max_len=max_len,
     )
+
+
+@dataclass(frozen=True)
+class PairView:
+    """A preference row as preference training sees it: the shared prompt once, then each side's answer.
+
+    Each part is a ``RowView`` of its own slice of the rendered text; a side's tokens all carry the
+    loss (``RenderedPair.labels``), and text the max length cuts off is ``cut`` on that side."""
+
+    prompt: RowView
+    chosen: RowView
+    rejected: RowView
+    usable: bool   # False when a side kept no answer token: training skips the pair
+
+    def side(self, side: str) -> RowView:
+        return self.chosen if side == "chosen" else self.rejected
+
+
+def _slice(rendered: Rendered, segs: list[Segment], first: int, last: int, shift: int, *,
+           total: int, kept: int, trained: int, trained_full: int, max_len: int) -> RowView:
+    """Segments ``first:last`` as a view of their own text, token indexes counted from ``shift``."""
+    part = segs[first:last]
+    start = part[0].start if part else 0
+    end = part[-1].end if part else start
+    return RowView(
+        text=rendered.text[start:end],
+        segments=[Segment(s.start - start, s.end - start, s.kind, None if s.token is None else s.token - shift)
+                  for s in part],
+        total_tokens=total, kept_tokens=kept, trained_tokens=trained, trained_full=trained_full, max_len=max_len,
+    )
+
+
+def view_pair(pair, tokenizer, max_len: int) -> PairView:
+    """Render a ``Pair`` exactly as preference training will and describe every character of it."""
+    from dataclasses import replace
+
+    from studio.core.datasets.pairrender import render_pair
+
+    rp = render_pair(pair, tokenizer, max_len)
+    n = rp.prompt_tokens
+    sides: dict[str, RowView] = {}
+    prompt: RowView | None = None
+    for side in ("chosen", "rejected"):
+        rendered = replace(rp.side(side), labels=rp.labels(side))
+        segs = segments(rendered)
+        # The prompt ends at the first piece of a side token (or of the text the cut lost).
+        split = next((i for i, s in enumerate(segs)
+                      if (s.token is not None and s.token >= n) or (s.token is None and s.kind == "cut")), len(segs))
+        kept = len(rendered.input_ids) - n
+        total = max(kept, rendered.full_length - n)
+        sides[side] = _slice(rendered, segs, split, len(segs), n, total=total, kept=kept, trained=kept,
+                             trained_full=total, max_len=max_len)
+        if prompt is None:
+            prompt = _slice(rendered, segs, 0, split, 0, total=n, kept=n, trained=0, trained_full=0, max_len=max_len)
+    assert prompt is not None
+    return PairView(prompt=prompt, chosen=sides["chosen"], rejected=sides["rejected"], usable=rp.usable)

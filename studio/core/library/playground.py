@@ -233,6 +233,7 @@ class Playground:
         self._loaded: OrderedDict[str, AdapterRef] = OrderedDict()
         self._max_loaded = max(1, max_loaded)
         self._lock = threading.RLock()
+        self._turn_ends: dict[str | None, set[int]] = {}  # per chat template: the token closing a turn
         report(1.0, f"Loaded {self.base_path.name} in {format_seconds(self.load_s)}")
 
     # ------------------------------------------------------------------ adapters
@@ -354,7 +355,25 @@ class Playground:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _generation_config(self, model: Any, settings: GenerationSettings) -> Any:
+    def _turn_end(self, adapter: LibraryEntry | AdapterRef | Path | str | None) -> set[int]:
+        """The token the chat template in use closes an assistant turn with (empty when it adds none).
+
+        Base models' generation configs often stop only on their end of document (Llama-3.2's
+        ``<|end_of_text|>``, Gemma 2's ``<eos>``, Qwen2.5's ``<|endoftext|>``) while their template ends
+        a turn with another token. Without it, an adapter that learned to end its turn would run on to
+        the token limit here, and the run's "will it stop?" figure (which counts the same token, read
+        off the same probe) would disagree with what the user sees."""
+        from studio.core.datasets.stopcheck import end_of_turn
+
+        with self._template(adapter):
+            template = self.tokenizer.chat_template
+            if template not in self._turn_ends:
+                eot = end_of_turn(self.tokenizer)
+                self._turn_ends[template] = {eot[0]} if eot is not None and eot[0] is not None else set()
+            return self._turn_ends[template]
+
+    def _generation_config(self, model: Any, settings: GenerationSettings,
+                           turn_end: set[int] | frozenset[int] = frozenset()) -> Any:
         gen = copy.deepcopy(model.generation_config)
         gen.max_new_tokens = settings.max_new_tokens
         gen.min_new_tokens = None
@@ -363,6 +382,8 @@ class Playground:
         gen.pad_token_id = self.tokenizer.pad_token_id
         if gen.eos_token_id is None:
             gen.eos_token_id = self.tokenizer.eos_token_id
+        if turn_end - self._eos_ids(gen):
+            gen.eos_token_id = sorted(self._eos_ids(gen) | turn_end)
         if settings.greedy:
             gen.do_sample, gen.temperature, gen.top_p, gen.top_k = False, None, None, None
         else:
@@ -393,8 +414,9 @@ class Playground:
 
         settings = (settings or GenerationSettings()).checked()
         ids = self.prompt_ids(prompt, adapter)
+        turn_end = self._turn_end(adapter)
         with self._lock, self._active(adapter) as model:
-            gen = self._generation_config(model, settings)
+            gen = self._generation_config(model, settings, turn_end)
             streamer = _CallbackStreamer(self.tokenizer, on_token)
             stops = StoppingCriteriaList([_stopping(should_stop)]) if should_stop is not None else None
             torch.manual_seed(settings.seed)

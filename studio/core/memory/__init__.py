@@ -2,7 +2,8 @@
 
 Modules: ``constants`` (bytes per parameter/token/vocabulary entry, with sources), ``plan`` (the
 settings the arithmetic needs), ``dataset_lengths`` (the widest batch a dataset gives), ``terms``
-(weights, optimizer, activations, fixed costs), ``estimator`` (phases and peak), ``suggestions``,
+(weights, optimizer, activations, fixed costs), ``objective`` (what DPO / ORPO add: both answers in
+one batch, TRL's log-prob head, DPO's reference forward), ``estimator`` (phases and peak), ``suggestions``,
 ``verdict`` (green/amber/red), ``calibration`` (what past runs on this machine say), ``device``.
 
 Pure arithmetic on a :class:`~studio.core.models.introspect.ModelInfo` (shapes from the meta
@@ -36,14 +37,14 @@ from studio.core.memory.calibration import Calibration, calibrate, machine_calib
 from studio.core.memory.constants import BREAKDOWN_KEYS, DTYPE_BYTES, PHASES, DeviceKind, GiB, KiB, MiB
 from studio.core.memory.dataset_lengths import DatasetLengths, count_lengths, widest_batch
 from studio.core.memory.estimator import Estimate, estimate
-from studio.core.memory.explain import versus_full
+from studio.core.memory.explain import batch_shape, objective_line, versus_full
 from studio.core.memory.suggestions import Suggestion, suggestions
 from studio.core.memory.terms import adam8_bytes, lora_params, nf4_bytes
 from studio.core.memory.verdict import GREEN_SHARE, Verdict, green_limit, verdict
 
 __all__ = [
     "BREAKDOWN_KEYS", "DTYPE_BYTES", "GREEN_SHARE", "PHASES", "Calibration", "DatasetLengths", "DeviceKind",
-    "Estimate", "GiB", "KiB", "MiB", "Suggestion", "Verdict", "adam8_bytes", "calibrate", "count_lengths",
+    "Estimate", "GiB", "KiB", "MiB", "Suggestion", "Verdict", "adam8_bytes", "batch_shape", "calibrate", "count_lengths",
     "estimate", "green_limit", "lora_params", "machine_calibration",
-    "nf4_bytes", "suggestions", "verdict", "versus_full", "widest_batch",
+    "nf4_bytes", "objective_line", "suggestions", "verdict", "versus_full", "widest_batch",
 ]

@@ -90,6 +90,30 @@ CPU_ALLOCATOR_RETENTION = 0.6
 # never rises above 32 MiB on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX = 4 MiB * sizeof(long)).
 CPU_HEAP_ALLOCATION_MAX = 32 * 2**20
 
+# Preference objectives (memory.objective). TRL's fused log-prob head (trl/kernels/chunked_logprob.py,
+# TRL 1.16) projects at most TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries
+# at a time.
+TRL_FUSED_HEAD_TOKEN_TILE = 4096
+TRL_FUSED_HEAD_VOCAB_TILE = 32768
+# Without Triton (CPU) the tile is folded by torch operations. Forward (_forward_tile): the scaled
+# logits z, then z - max and its exp alive together (3 fp32 tiles; the bool masks are 1 B each and
+# freed before). Backward (_backward_tile): y, z, log p, p, the gradient and the temporaries of
+# (is_target - p) x grad (7 fp32 tiles at the widest statement).
+TRL_FUSED_HEAD_FWD_FP32_TILES = 3
+TRL_FUSED_HEAD_BWD_FP32_TILES = 7
+# ORPO's backward builds the gradient of the full (2 x batch rows) logits on several paths before
+# autograd sums them: the per-row logsumexp gradients of selective_log_softmax (one full set, then
+# stacked: a second), the gather's scatter, and the chosen half's cross-entropy gradient padded back
+# through its slice (a fourth). Measured on CPU (S-orpo-pref in tests/benchmarks/memory_results_cpu.md):
+# the backward peak sits 4 fp32 logits-sized tensors above the log-softmax's own terms.
+ORPO_LOGIT_GRAD_COPIES = 4
+# CPU, DPO: the resident set of a DPO run sits above its live tensors by more than a supervised run's
+# retention: the reference forward allocates and frees a whole forward's intermediates while the
+# policy's saved activations hold the heap beneath them, and glibc keeps part of that. Measured
+# (S-dpo-pref rows, three passes of batch 4 and two of batch 8; the checkpointed row, with few saved
+# activations, shows little): about a quarter of the saved activations.
+DPO_REFERENCE_RETENTION = 0.25
+
 PHASES = ("forward_end", "backward", "optimizer")
 BREAKDOWN_KEYS = ("weights", "adapter", "gradients", "optimizer", "activations", "logits", "overhead")
 

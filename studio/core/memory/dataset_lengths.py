@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.config import RunConfig
+from studio.core.config import PREFERENCE_OBJECTIVES, RunConfig
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ def count_lengths(cfg: RunConfig, tokenizer=None, *, files: Iterable[str | Path]
 
         tokenizer = load_tokenizer(cfg.model.path)
     max_len = cfg.training.max_seq_len
+    if cfg.objective in PREFERENCE_OBJECTIVES:
+        return _pair_lengths(cfg, tokenizer, paths, files is None, should_stop)
     checker = TokenChecker(tokenizer, max_len, parallel=worth_a_process(paths=paths))
     try:
         result = scan(paths, column_map=cfg.dataset.column_map or None, on_examples=checker.feed,
@@ -106,3 +108,22 @@ def count_lengths(cfg: RunConfig, tokenizer=None, *, files: Iterable[str | Path]
         if isinstance(got, TokenCounts) and got.trained_kept > 0:  # rows without answer tokens are skipped
             lengths.append(got.full_length)
     return DatasetLengths(tuple(lengths), final=False, source=", ".join(Path(p).name for p in paths))
+
+
+def _pair_lengths(cfg: RunConfig, tokenizer, paths: list[str], split: bool,
+                  should_stop: Callable[[], bool] | None) -> DatasetLengths | None:
+    """A preference dataset's rows as the trainers batch them: prompt + the longer answer of each pair
+    (both answers are padded to it), counted by the dataset check's side counter."""
+    from studio.core.datasets.paircheck import pair_lengths, side_checker
+    from studio.core.datasets.scan import scan
+
+    result = scan(paths, column_map=cfg.dataset.column_map or None, should_stop=should_stop)
+    if result.stopped:
+        return None
+    per_pair, stopped = pair_lengths(result, side_checker(tokenizer, cfg.training.max_seq_len, len(result)),
+                                     should_stop)
+    if stopped:
+        return None
+    keep = train_row_indices(len(result), cfg) if split else range(len(result))
+    lengths = tuple(per_pair[i] for i in keep if i in per_pair)
+    return DatasetLengths(lengths, final=False, source=", ".join(Path(p).name for p in paths))

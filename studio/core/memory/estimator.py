@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from studio.core.config import RunConfig
+from studio.core.config import PREFERENCE_OBJECTIVES, RunConfig
 from studio.core.memory.constants import (
     ADAPTER_BYTES,
     BREAKDOWN_KEYS,
@@ -19,6 +19,7 @@ from studio.core.memory.constants import (
     DeviceKind,
 )
 from studio.core.memory.dataset_lengths import DatasetLengths
+from studio.core.memory.objective import objective_terms
 from studio.core.memory.plan import Plan, make_plan
 from studio.core.memory.terms import (
     _activations,
@@ -52,6 +53,16 @@ class Estimate:
     batch_rows: int = 0
     batch_tokens: int = 0
     basis: str = "max_len"
+    # sft, dpo or orpo: a preference batch forwards 2 x batch_rows rows (chosen and rejected of each pair)
+    objective: str = "sft"
+    # What the objective adds, by cause (empty for sft): the rejected answers' half of the activations,
+    # and the working set of DPO's reference forward while it runs.
+    objective_parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def forward_rows(self) -> int:
+        """Rows of the widest forward: chosen and rejected of each pair for a preference objective."""
+        return self.batch_rows * (2 if self.objective in PREFERENCE_OBJECTIVES else 1)
 
     def fits(self, budget_bytes: int) -> bool:
         return self.total_bytes <= budget_bytes
@@ -74,6 +85,9 @@ class Estimate:
             "batch_rows": self.batch_rows,
             "batch_tokens": self.batch_tokens,
             "basis": self.basis,
+            "objective": self.objective,
+            "forward_rows": self.forward_rows,
+            "objective_parts": dict(self.objective_parts),
         }
 
     def scaled(self, factor: float) -> Estimate:
@@ -112,6 +126,9 @@ def estimate_plan(info: ModelInfo, p: Plan) -> Estimate:
     tv = p.rows * p.width * info.vocab_size
     logits_fwd = tv * (d.logits + (LOSS_FP32_COPIES_FWD * FP32 if d.logits < FP32 else 0) + FP32)
     logits_bwd = tv * LOSS_BACKWARD_BYTES
+    pref = objective_terms(info, p, d.logits, d.res)  # DPO / ORPO: TRL's own head and batching
+    if pref is not None:
+        logits_fwd, logits_bwd = pref.logits_forward, pref.logits_backward
     # Full fine-tuning: the head's weight gradient appears while the loss gradient is still alive.
     head_grad = 0
     if p.method == "full" and info.head is not None:
@@ -143,7 +160,11 @@ def estimate_plan(info: ModelInfo, p: Plan) -> Estimate:
     bwd_loss = {**base, "activations": activations, "logits": logits_bwd, "gradients": head_grad}
     bwd_layers = {**base, "activations": activations, "gradients": head_grad, "overhead": overhead + workspace}
     bwd_end = {**base, "gradients": gradients, "overhead": overhead + workspace}
-    bwd = max((bwd_loss, bwd_layers, bwd_end), key=lambda b: sum(b.values()))
+    candidates = [bwd_loss, bwd_layers, bwd_end]
+    if pref is not None and pref.reference:
+        # DPO's reference forward runs between the policy forward and the backward (the meter's backward phase)
+        candidates.append({**base, "activations": activations, "logits": pref.reference})
+    bwd = max(candidates, key=lambda b: sum(b.values()))
     opt = {**base, "gradients": gradients, "overhead": overhead + opt_ws}
     breakdown = {"forward_end": fwd, "backward": bwd, "optimizer": opt}
     phases = {k: int(sum(v.values())) for k, v in breakdown.items()}
@@ -172,6 +193,9 @@ def estimate_plan(info: ModelInfo, p: Plan) -> Estimate:
         batch_rows=p.rows,
         batch_tokens=p.width,
         basis="dataset" if p.data_width else "max_len",
+        objective=p.objective,
+        objective_parts={} if pref is None else {"rejected_activations": activations // 2,
+                                                 "reference_forward": pref.reference},
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from studio.core.formatting import format_bytes
 from studio.core.memory.estimator import Estimate
+from studio.core.memory.objective import objective_words
 
 TERM_WORDS = {
     "weights": "base weights",
@@ -32,3 +33,23 @@ def versus_full(est: Estimate, full: Estimate) -> str | None:
     return (f"{est.method.upper() if est.method == 'qlora' else 'LoRA'} peaks "
             f"{format_bytes(est.total_bytes - full.total_bytes)} above full fine-tuning here: "
             f"{TERM_WORDS.get(term, term)} take {format_bytes(excess[term])} more.")
+
+
+def objective_line(est: Estimate) -> str:
+    """What a preference objective adds to the estimate, in words and bytes ("" for supervised runs):
+    a user who switches SFT to DPO sees the figure jump and deserves to know why."""
+    words = objective_words(est.objective, est.batch_rows, est.batch_tokens)
+    if not words:
+        return ""
+    parts = est.objective_parts
+    costs = [f"the rejected answers add {format_bytes(parts.get('rejected_activations', 0))} of activations"]
+    if parts.get("reference_forward"):
+        costs.append(f"the reference forward takes {format_bytes(parts['reference_forward'])} while it runs")
+    return f"{words}: " + ", ".join(costs) + "."
+
+
+def batch_shape(est: Estimate) -> str:
+    """The widest batch as the user sets it: "4 rows × 73 tokens", or for pairs "4 pairs (8 rows) × 73 tokens"."""
+    if est.forward_rows != est.batch_rows:
+        return f"{est.batch_rows} pairs ({est.forward_rows} rows) × {est.batch_tokens} tokens"
+    return f"{est.batch_rows} rows × {est.batch_tokens} tokens"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from studio.core.config import RunConfig
+from studio.core.config import PREFERENCE_OBJECTIVES, RunConfig
 from studio.core.memory.dataset_lengths import DatasetLengths
 from studio.core.models.device import resolve_dtype
 from studio.core.models.introspect import ModelInfo, resolve_targets
@@ -34,6 +34,9 @@ class Plan:
     data_width: int = 0
     data_rows: int = 0
     packing: bool = False
+    # sft, or a preference objective (dpo, orpo): batch counts pairs, and TRL forwards both answers of
+    # each pair in one batch (see memory.objective).
+    objective: str = "sft"
 
     @property
     def width(self) -> int:
@@ -47,6 +50,11 @@ class Plan:
             return self.batch
         available = math.ceil(self.data_width / self.seq) if self.packing else self.data_rows
         return max(1, min(self.batch, available))
+
+    @property
+    def forward_rows(self) -> int:
+        """Rows one forward pass carries: a preference batch holds chosen and rejected of each pair."""
+        return self.rows * (2 if self.objective in PREFERENCE_OBJECTIVES else 1)
 
     @property
     def autocast(self) -> bool:
@@ -69,10 +77,13 @@ def make_plan(info: ModelInfo, cfg: RunConfig, device_kind: str, lengths: Datase
         optimizer=cfg.training.optimizer,
         targets=targets,
         r=cfg.lora.r,
-        dropout=cfg.lora.dropout,
+        # TRL's DPO/ORPO trainers set every dropout to p=0 (disable_dropout, kept by training.preference),
+        # and torch returns a p=0 dropout's input itself: no copy, no mask.
+        dropout=0.0 if cfg.objective in PREFERENCE_OBJECTIVES else cfg.lora.dropout,
         dora=cfg.lora.use_dora,
         double_quant=cfg.quant.double_quant,
         compute_dtype=cfg.quant.compute_dtype,
+        objective=cfg.objective,
         **(lengths.plan_fields(cfg) if lengths is not None and lengths.lengths else {}),
     )
 

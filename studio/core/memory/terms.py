@@ -22,6 +22,7 @@ from studio.core.memory.constants import (
     CPU_PROCESS_BASELINE_BYTES,
     CUDA_CONTEXT_BYTES,
     CUDA_DROPOUT_MASK_BYTES,
+    DPO_REFERENCE_RETENTION,
     DTYPE_BYTES,
     EAGER_DROPOUT_MASK_BYTES,
     EAGER_SOFTMAX_BYTES,
@@ -189,7 +190,7 @@ def _layer_activation_bytes_per_token(info: ModelInfo, p: Plan, adapted: list[Li
 def _activations(info: ModelInfo, p: Plan, adapted: list[LinearModule]) -> tuple[int, int, _ActDtypes]:
     """(saved activations, backward workspace) in bytes for the whole batch."""
     d = _act_dtypes(p)
-    tokens = p.rows * p.width
+    tokens = p.forward_rows * p.width
     h = info.hidden_size
     layer = _layer_activation_bytes_per_token(info, p, adapted, d)
     # final norm (+ the head's input when the head trains)
@@ -223,6 +224,9 @@ def _overhead_parts(info: ModelInfo, p: Plan, adapted: list[LinearModule]) -> di
     produced, _, _ = _activations(info, replace(p, grad_ckpt=False), adapted)
     retained = CPU_ALLOCATOR_RETENTION * produced
     parts["allocator_retention"] = int(max(0.0, retained - _heap_reuse(info, p, adapted)))
+    if p.objective == "dpo":
+        saved, _, _ = _activations(info, p, adapted)
+        parts["reference_pass_retention"] = int(DPO_REFERENCE_RETENTION * saved)
     return parts
 
 

@@ -21,7 +21,7 @@ from studio.core.errors import StudioError, describe_exception, is_disk_full
 from studio.core.fsutil import atomic_dir, atomic_write_text
 from studio.core.heavy_imports import ensure
 from studio.core.library.adapter_files import ADAPTER_CONFIG, point_at_base, read_adapter
-from studio.core.training import checkpoints, memory_watch, run_folder, runs, stop_check, trackers
+from studio.core.training import before_after, checkpoints, memory_watch, run_folder, runs, trackers
 from studio.core.training.events import (
     Checkpoint,
     Evaluation,
@@ -33,6 +33,7 @@ from studio.core.training.events import (
     Step,
     reward_fields,
 )
+from studio.core.training.library_entry import register
 from studio.core.training.model_setup import (
     apply_peft,
     count_params,
@@ -42,6 +43,7 @@ from studio.core.training.model_setup import (
     pick_device,
     precision_label,
     prepare_base,
+    quant_label,
 )
 from studio.core.training.run_folder import TrainResult
 from studio.core.training.warn_capture import warnings_to_log
@@ -241,14 +243,15 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             send(RunStarted(
                 run_id=run_dir.name, run_dir=str(run_dir), model=cfg.model.path, dataset=list(cfg.dataset.train),
                 dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),
-                method=cfg.method, device=device_label,
+                method=cfg.method, objective=cfg.objective, device=device_label,
                 total_steps=tstate.max_steps, train_rows=len(feats.train), eval_rows=len(feats.eval),
                 trainable_params=trainable, total_params=total, resumed_from_step=tstate.global_step,
                 estimated_peak_bytes=run_est.peak_bytes if run_est else 0,
                 estimated_phase_bytes=dict(run_est.phase_bytes) if run_est else {},
                 process_start_bytes=start_rss,
                 memory_budget_bytes=run_est.budget_bytes if run_est else 0,
-                precision=precision_label(device, dtype_name, cfg.method), trackers=list(use_trackers),
+                precision=precision_label(device, dtype_name, cfg.method, quant=quant_label(cfg, device)),
+                trackers=list(use_trackers),
                 base_identity=base_id,
             ))
             send(StateChanged(state="training"))
@@ -369,6 +372,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
             # The base model's eval loss is the baseline every later point is judged against.
             send(StateChanged(state="evaluating", detail="Baseline eval loss before the first step"))
             trainer.evaluate()  # the Bridge journals it as the step-0 point
+            before_after.guarded_check(send, 0, "before", trainer.model, tokenizer, cfg.model.path, stop_feats,
+                                       pairs=feats.eval if prefer else None, should_stop=lambda: control.stop_requested)
         if at_end:
             run_folder.finish_without_training(trainer, resume_from, keep_best)
         else:
@@ -400,8 +405,12 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     early_stopped = bool(early and early.early_stopping_patience_counter >= early.early_stopping_patience)
     best_ckpt = trainer.state.best_model_checkpoint if keep_best else None
     best_loss = trainer.state.best_metric if keep_best else None
-    state["eos"] = {} if stopped or not trainer.is_world_process_zero() else stop_check.after_training(
-        trainer.model, tokenizer, cfg.model.path, stop_feats, send, lambda: control.stop_requested)
+    after = {} if stopped or not trainer.is_world_process_zero() or not has_eval else before_after.guarded_check(
+        send, step, "after", trainer.model, tokenizer, cfg.model.path, stop_feats,
+        pairs=feats.eval if prefer else None, should_stop=lambda: control.stop_requested)
+    state["eos"] = {k: after[k] for k in ("eos_share", "eos_checked", "eos_limit") if k in after}
+    state["before_after"] = before_after.run_report(run_dir, after, state["eval"] if state["eval_step"] > 0 else None,
+                                                    next_token_loss=not prefer)
     send(StateChanged(state="saving", detail="Saving adapter" if cfg.method != "full" else "Saving model"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
@@ -428,49 +437,9 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     status = "stopped" if stopped else "completed"
     library_id = ""
     if trainer.is_world_process_zero():
-        library_id = _register(cfg, run_dir, adapter_dir, state, step, send)
+        library_id = register(cfg, run_dir, adapter_dir, state, step, send)
     send(RunFinished(status=status, reason=reason, step=step, adapter_path=str(adapter_dir), train_loss=state["loss"],
                      eval_loss=state["eval"], duration_s=time.time() - started, peak_memory_bytes=state["peak"],
                      measured_phase_bytes=dict(meter.peaks), library_id=library_id, best_checkpoint=str(best_ckpt or ""), best_eval_loss=best_loss,
-                     early_stopped=early_stopped, **state["eos"]))
+                     early_stopped=early_stopped, before_after=state["before_after"], **state["eos"]))
     return TrainResult(status, reason, run_dir, adapter_dir, step, state["loss"], state["eval"], library_id)
-
-
-def _register(cfg: RunConfig, run_dir: Path, adapter_dir: Path, state: dict, step: int, send: Emit) -> str:
-    """Put the finished adapter (or full model) in the library with its lineage; a library problem never
-    loses the run."""
-    from studio.core.library.full_model import register_full_model
-    from studio.core.library.registry import AdapterMeta, register_adapter
-
-    metrics = {"train_loss": state["loss"], "steps": step, "peak_memory_bytes": state["peak"]}
-    if state.get("eval_step", -1) > 0:  # step 0 is the base model's baseline, not this adapter's loss
-        metrics.update(eval_loss=state["eval"], eval_step=state["eval_step"])
-        metrics.update({f"eval_reward_{k}": v for k, v in (state.get("rewards") or {}).items()})
-    else:
-        metrics["eval_note"] = _no_eval_reason(state, step)
-    metrics.update(state.get("eos") or {})
-    meta = AdapterMeta(
-        base_model=str(Path(cfg.model.path).resolve()),
-        dataset_fingerprint=dataset_fingerprint(cfg.dataset.train, cfg.dataset.eval),
-        config=cfg.model_dump(mode="json"), metrics={k: v for k, v in metrics.items() if v is not None},
-        run_dir=str(run_dir), method=cfg.method, base_model_hash=state.get("base_identity", ""),
-        objective=cfg.objective, parent_id=state.get("parent_id", ""),
-    )
-    try:
-        register = register_full_model if cfg.method == "full" else register_adapter
-        entry = register(adapter_dir, meta, name=runs.run_name(cfg.name, list(cfg.dataset.train), cfg.model.path))
-    except Exception as err:  # the result is safe in the run folder; say so instead of failing the run
-        what = "Model" if cfg.method == "full" else "Adapter"
-        send(Log(level="warning", message=f"{what} saved in {adapter_dir} but not added to the library: {err}"))
-        return ""
-    send(Log(level="info", message=f"Added to the library as '{entry.name}'"))
-    return entry.id
-
-
-def _no_eval_reason(state: dict, step: int) -> str:
-    """Why an entry has no eval loss, in the words the Library shows instead of a bare dash."""
-    if not state.get("has_eval"):
-        return "No eval loss: the run had no eval set (add one on the Dataset pane)."
-    every = int(state.get("eval_every") or 0)
-    when = f"every {every} steps" if every else "only at the end"
-    return f"No eval loss yet: the run stopped at step {step}, before its first evaluation ({when})."

@@ -49,6 +49,9 @@ class RunStarted(Event):
     precision: str = ""  # weights dtype and mixed-precision mode the run trains in, e.g. "bfloat16 + bf16 autocast"
     trackers: list[str] = field(default_factory=list)  # external trackers fed alongside the journal
     base_identity: str = ""  # the base model's identity (studio.core.models.identity); resume checks it
+    # sft | dpo | orpo (RunConfig.objective). Journals written before the field read as "sft"; runs.summarize
+    # tells an older preference run by the rewards its evals journaled.
+    objective: str = "sft"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,17 @@ class Evaluation(Event):
     perplexity: float  # NaN for preference objectives, whose eval loss is not a next-token loss
     # Preference objectives: rewards on the eval pairs; at step 0 "accuracy" is the base's preference accuracy.
     rewards: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelCheck(Event):
+    """The before/after measures of one side (training.before_after): "before" at step 0 on the model
+    the run starts from, "after" on the weights it saves."""
+
+    kind: ClassVar[str] = "model_check"
+    step: int
+    phase: str  # before | after
+    values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,8 @@ class RunFinished(Event):
     eos_share: float | None = None
     eos_checked: int = 0
     eos_limit: int = 0
+    # training.before_after.report: {measure: {"before": x, "after": y}} on the eval split.
+    before_after: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # TRL's preference metrics (DPOTrainer, ORPOTrainer) under the names the journal keeps: the implicit
@@ -138,7 +154,8 @@ def reward_fields(logs: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, Step, Evaluation, Checkpoint, Log, StateChanged, RunFinished)
+    cls.kind: cls for cls in (RunStarted, Step, Evaluation, ModelCheck, Checkpoint, Log, StateChanged,
+                              RunFinished)
 }
 
 

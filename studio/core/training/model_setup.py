@@ -35,10 +35,19 @@ def qlora_compute_dtype(cfg: RunConfig, device: str) -> str:
     return want
 
 
-def precision_label(device: str, dtype_name: str, method: str) -> str:
-    """How the run computes, in words for the log: weights dtype and any autocast on top."""
+def precision_label(device: str, dtype_name: str, method: str, *, quant: str = "") -> str:
+    """How the run computes, in words for the log: weights dtype and any autocast on top. ``quant`` is
+    a QLoRA run's 4-bit description (``quant_label``): its Linear weights are not in ``dtype_name``."""
     amp = mixed_precision(device, dtype_name, method)
-    return f"{dtype_name} weights" + (f" + {amp} autocast" if amp else "")
+    weights = f"{quant}; {dtype_name} elsewhere" if quant else f"{dtype_name} weights"
+    return weights + (f" + {amp} autocast" if amp else "")
+
+
+def quant_label(cfg: RunConfig, device: str) -> str:
+    """A QLoRA run's base in words ("nf4 4-bit Linear weights, bfloat16 compute"); empty otherwise."""
+    if cfg.method != "qlora":
+        return ""
+    return f"{cfg.quant.quant_type} 4-bit Linear weights, {qlora_compute_dtype(cfg, device)} compute"
 
 
 def mixed_precision(device: str, dtype_name: str, method: str) -> str:

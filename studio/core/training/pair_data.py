@@ -5,6 +5,7 @@ through the same chat template, masking and truncation as a supervised row (``Pa
 ``render_example``), which is also how the dataset check judges a side cut away. So what the trainer
 sees is what ``studio validate`` checked, and a base model without a chat template is refused the same
 way. TRL's preference collators then take ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` as given.
+One pair's rendering is ``datasets.pairrender.render_pair``, which the Dataset pane's model view shows.
 Kept free of torch so tests and the CLI can build exactly what the trainer will see.
 """
 
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from studio.core.config import RunConfig
 from studio.core.datasets.formats import RowShapeError
 from studio.core.datasets.load import Row
-from studio.core.datasets.pairs import SIDES, is_pair_row, to_pair
-from studio.core.datasets.render import IGNORE_INDEX, render_example
+from studio.core.datasets.pairrender import render_pair
+from studio.core.datasets.pairs import is_pair_row, to_pair
 from studio.core.errors import StudioError
 from studio.core.training.data import Features, train_eval_rows
 
@@ -41,10 +42,6 @@ class PairFeatures:
     def stop_check_view(self) -> Features:
         return Features(train=[], eval=self.eval_chosen, dropped=0, truncated=0,
                         eval_chat=[True] * len(self.eval_chosen))
-
-
-def _first_trained(labels: list[int]) -> int:
-    return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
 def build_pair_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = lambda _m: None) -> PairFeatures:
@@ -71,21 +68,14 @@ def build_pair_features(cfg: RunConfig, tokenizer, log: Callable[[str], None] = 
                     f"{err}. Run the dataset check (Dataset pane or `studio validate`) to see every problem.",
                     path=row.source, line=row.line,
                 ) from None
-            sides = {s: render_example(pair.side(s), tokenizer, max_len) for s in SIDES}
-            truncated += any(r.truncated for r in sides.values())
-            if any(r.trained_tokens == 0 for r in sides.values()):
+            rendered = render_pair(pair, tokenizer, max_len)
+            truncated += rendered.truncated
+            if not rendered.usable:
                 dropped += 1
                 continue
-            chosen, rejected = sides["chosen"].input_ids, sides["rejected"].input_ids
-            # The prompt is what both sides share before either side's first trained token.
-            start = min(_first_trained(sides["chosen"].labels), _first_trained(sides["rejected"].labels))
-            shared = 0
-            while shared < start and chosen[shared] == rejected[shared]:
-                shared += 1
-            out.append({"prompt_ids": chosen[:shared], "chosen_ids": chosen[shared:],
-                        "rejected_ids": rejected[shared:]})
+            out.append(rendered.feature())
             if chosen_out is not None:
-                chosen_out.append({"input_ids": chosen, "labels": sides["chosen"].labels})
+                chosen_out.append({"input_ids": rendered.chosen.input_ids, "labels": rendered.chosen.labels})
         return out
 
     train = featurize(train_rows)

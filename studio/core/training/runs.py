@@ -321,6 +321,11 @@ class RunSummary:
     reason: str = ""
     resumable: bool = False
     best_checkpoint: str = ""
+    objective: str = "sft"  # sft | dpo | orpo ("preference" for an old journal whose config is gone)
+    # Preference runs: the best eval after the first step by preference accuracy, then reward margin
+    # (the step-0 eval is the base's, not the adapter's); what ``compare.ranked`` orders them by.
+    best_eval_accuracy: float | None = None
+    best_eval_margin: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -336,6 +341,7 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
     last_t = 0.0
     rates: list[float] = []
     seg_start, worked = 0.0, 0.0  # time between a resume and a crash is not training time
+    rewarded = False
     for ev in events:
         kind = ev.kind
         if kind == "run_started":
@@ -345,6 +351,7 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
             if not s.started:
                 s.started = ev.t
             s.model, s.dataset, s.method = ev.model, list(ev.dataset), ev.method
+            s.objective = ev.objective
             s.total_steps, s.trainable_params = ev.total_steps, ev.trainable_params
             s.estimated_peak_bytes = ev.estimated_peak_bytes or s.estimated_peak_bytes
             s.device_kind = "cpu" if ev.device == "cpu" else "cuda"
@@ -358,6 +365,11 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
             s.eval_loss = ev.eval_loss
             if s.best_eval_loss is None or ev.eval_loss < s.best_eval_loss:
                 s.best_eval_loss = ev.eval_loss
+            rewarded = rewarded or "accuracy" in ev.rewards
+            if ev.step > 0 and "accuracy" in ev.rewards:
+                score = (ev.rewards["accuracy"], ev.rewards.get("margin", float("-inf")))
+                if s.best_eval_accuracy is None or score > (s.best_eval_accuracy, s.best_eval_margin or float("-inf")):
+                    s.best_eval_accuracy, s.best_eval_margin = ev.rewards["accuracy"], ev.rewards.get("margin")
         elif kind == "run_finished":
             finished = ev
         last_t = ev.t
@@ -367,10 +379,23 @@ def summarize(run_dir: Path, events: list[Event] | None = None) -> RunSummary:
         s.peak_memory_bytes = max(s.peak_memory_bytes, finished.peak_memory_bytes)
     elif not _owner_alive(run_dir):
         s.status = "interrupted"
+    if rewarded and s.objective == "sft":  # journaled before RunStarted named its objective
+        s.objective = _saved_objective(run_dir)
     s.tokens_per_s = sum(rates) / len(rates) if rates else 0.0
     s.duration_s = worked + (max(0.0, last_t - seg_start) if seg_start else 0.0)
     s.resumable = s.status in ("interrupted", "stopped", "failed") and last_checkpoint(run_dir) is not None
     return s
+
+
+def _saved_objective(run_dir: Path) -> str:
+    """The objective in the run's saved config: an older preference journal's RunStarted does not name it."""
+    import yaml
+
+    try:
+        value = (yaml.safe_load((run_dir / CONFIG_FILE).read_text("utf-8")) or {}).get("objective")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        value = None
+    return value if value in ("dpo", "orpo") else "preference"
 
 
 def delete_run(run_dir: Path) -> None:

@@ -1,21 +1,23 @@
-""""Will it stop?" measured at the end of a run: the share of eval prompts the trained model answers
-and then ends, rather than rambling on to the token limit.
+""""Will it stop?" measured on eval prompts: the share the model answers and then ends, rather than
+rambling on to the token limit, and (from the same greedy answers) how many short answers it gets exactly.
 
 Before training the dataset check can only say whether the end-of-turn token carries loss and is one
 generation stops on (datasets/stopcheck.py); whether the model actually learned to emit it shows only
 in generation, and the eval loss hides it (a model can get every answer token right and never stop).
-So after the last step a few eval prompts are answered greedily and the answers that end on a stop id
-are counted. The figure is journaled on RunFinished and kept in the Library entry's metrics.
+So before the first step and after the last (training.before_after) a few eval prompts are answered
+greedily and the answers that end on a stop id are counted; answers whose reference is short are also
+compared with it word for word (exact match: long answers almost never match token for token, so they
+would only pull the figure to zero). The end-of-run figures are journaled on RunFinished and kept in the
+Library entry's metrics.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from studio.core.datasets.render import IGNORE_INDEX
 
@@ -27,6 +29,14 @@ MAX_PROMPTS = 8
 LIMIT_FACTOR = 2
 MIN_NEW_TOKENS = 16     # short references (one word) still leave room for a sentence
 MAX_NEW_TOKENS = 256    # long references: the limit, not the reference, bounds the CPU time
+# Exact match is scored only where the reference answer (with its end-of-turn) is at most this many
+# tokens: a label, a number, a one-line JSON object.
+SHORT_ANSWER_TOKENS = 64
+
+
+class EvalPrompt(NamedTuple):
+    ids: list[int]     # the prompt with the assistant turn opened, in the run's template
+    answer: list[int]  # the reference answer as trained, with its end-of-turn token
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class StopCheck:
     share: float  # of the checked answers, those that ended on a stop id before the limit
     checked: int
     limit: int    # max_new_tokens each answer had
+    exact_match: float | None = None  # share of the short-reference answers equal to their reference
+    exact_checked: int = 0            # how many answers had a short reference
 
     def fields(self) -> dict[str, Any]:
         """The RunFinished fields and Library metrics this check fills."""
@@ -41,14 +53,14 @@ class StopCheck:
 
 
 def eval_prompts(features: Sequence[dict[str, list[int]]], chat: Sequence[bool],
-                 n: int = MAX_PROMPTS) -> list[tuple[list[int], int]]:
-    """(prompt ids, reference answer length) for the first ``n`` chat eval rows.
+                 n: int = MAX_PROMPTS) -> list[EvalPrompt]:
+    """Prompt and reference answer ids for the first ``n`` chat eval rows.
 
     The rendered row already holds both: the last run of loss-carrying tokens is the final answer (with
     its end-of-turn token) and everything before it is the prompt with the assistant turn opened, in the
     run's own template. Plain-text rows have no prompt to answer and are left out.
     """
-    out: list[tuple[list[int], int]] = []
+    out: list[EvalPrompt] = []
     for feat, is_chat in zip(features, chat, strict=False):
         if not is_chat:
             continue
@@ -58,7 +70,7 @@ def eval_prompts(features: Sequence[dict[str, list[int]]], chat: Sequence[bool],
         while start > 0 and labels[start - 1] != IGNORE_INDEX:
             start -= 1
         if start > 0 and end > start:
-            out.append((list(feat["input_ids"][:start]), end - start))
+            out.append(EvalPrompt(list(feat["input_ids"][:start]), list(feat["input_ids"][start:end])))
         if len(out) == n:
             break
     return out
@@ -84,15 +96,16 @@ def stop_ids(tokenizer: Any, model_dir: str | Path | None) -> set[int]:
     return ids
 
 
-def token_limit(prompts: Sequence[tuple[list[int], int]]) -> int:
-    longest = max(n for _, n in prompts)
+def token_limit(prompts: Sequence[EvalPrompt]) -> int:
+    longest = max(len(p.answer) for p in prompts)
     return max(MIN_NEW_TOKENS, min(MAX_NEW_TOKENS, LIMIT_FACTOR * longest))
 
 
-def measure(model: Any, tokenizer: Any, prompts: Sequence[tuple[list[int], int]], stops: set[int],
+def measure(model: Any, tokenizer: Any, prompts: Sequence[EvalPrompt], stops: set[int],
             should_stop: Callable[[], bool] = lambda: False) -> StopCheck | None:
-    """Answer ``prompts`` greedily in one left-padded batch and count the answers that end on ``stops``.
-    None when there is nothing to check or ``should_stop`` turned true (the user stopped the run)."""
+    """Answer ``prompts`` greedily in one left-padded batch; count the answers that end on ``stops``
+    and the short ones equal to their reference. None when there is nothing to check or
+    ``should_stop`` turned true (the user stopped the run)."""
     if not prompts or not stops:
         return None
     import torch
@@ -104,7 +117,7 @@ def measure(model: Any, tokenizer: Any, prompts: Sequence[tuple[list[int], int]]
 
     limit = token_limit(prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
-    width = max(len(p) for p, _ in prompts)
+    width = max(len(p.ids) for p in prompts)
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, (p, _) in enumerate(prompts):
@@ -125,30 +138,32 @@ def measure(model: Any, tokenizer: Any, prompts: Sequence[tuple[list[int], int]]
         model.train(was_training)
     if should_stop():
         return None
-    ended = sum(any(t in stops for t in row) for row in out[:, width:].tolist())
-    return StopCheck(share=ended / len(prompts), checked=len(prompts), limit=limit)
+    answers = out[:, width:].tolist()
+    ended = sum(any(t in stops for t in row) for row in answers)
+    matches, scored = exact_matches(tokenizer, prompts, answers, stops)
+    return StopCheck(share=ended / len(prompts), checked=len(prompts), limit=limit,
+                     exact_match=matches / scored if scored else None, exact_checked=scored)
 
 
-def after_training(model: Any, tokenizer: Any, model_dir: str, features: Any, send: Callable[[Any], None],
-                   should_stop: Callable[[], bool]) -> dict[str, Any]:
-    """The engine's end-of-run check: RunFinished fields and Library metrics, empty when there is
-    nothing to check (no eval split, no chat rows, a multi-process run) or the check could not run.
+def _until_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
+    return list(next(([*ids[:i]] for i, t in enumerate(ids) if t in stops), ids))
 
-    Under a multi-process launcher the model is split or replicated across ranks and generating on one
-    of them alone could wait forever on the others, so such runs are not checked.
-    """
-    from studio.core.training.events import Log, StateChanged
 
-    prompts = eval_prompts(features.eval, features.eval_chat)
-    if not prompts or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return {}
-    send(StateChanged(state="evaluating", detail=f"Checking that answers stop, on {len(prompts)} eval prompts"))
-    try:
-        result = measure(model, tokenizer, prompts, stop_ids(tokenizer, model_dir), should_stop)
-    except Exception as err:  # the run's result is saved; a failed extra check must not fail it
-        send(Log(level="warning", message=f"Could not check whether answers stop: {type(err).__name__}: {err}"))
-        return {}
-    return result.fields() if result else {}
+def exact_matches(tokenizer: Any, prompts: Sequence[EvalPrompt], answers: Sequence[Sequence[int]],
+                  stops: set[int]) -> tuple[int, int]:
+    """(matches, scored): answers equal to their short reference as text, surrounding whitespace ignored
+    (the rule of ``studio compare``), each cut at its first stop id."""
+    from studio.core.library.prompt_set import exact_match
+
+    matches = scored = 0
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if len(prompt.answer) > SHORT_ANSWER_TOKENS:
+            continue
+        scored += 1
+        said = tokenizer.decode(_until_stop(answer, stops), skip_special_tokens=True)
+        expected = tokenizer.decode(_until_stop(prompt.answer, stops), skip_special_tokens=True)
+        matches += exact_match(said, expected)
+    return matches, scored
 
 
 def summary_line(share: float | None, checked: int, limit: int = 0) -> str | None:

@@ -26,6 +26,8 @@ from studio.core.memory import (
     Calibration,
     Estimate,
     Suggestion,
+    batch_shape,
+    objective_line,
     verdict,
     versus_full,
 )
@@ -202,17 +204,18 @@ class EstimatePanel(QGroupBox):
                     f"(which would peak at {format_bytes(full.total_bytes)}).")
             why = versus_full(est, full)
             self.versus_full.setText(text + (" " + why if why else ""))
-        shape = f"widest batch {est.batch_rows} × {est.batch_tokens} tokens"
+        shape = f"widest batch {batch_shape(est)}"
         if est.basis == "dataset":
             self.dataset_line.setText(f"{format_bytes(est.total_bytes)} ({shape}){dataset_note}")
         else:
             self.dataset_line.setText(dataset_note.strip(" ;") or "no dataset counted: the worst case is the verdict")
         w = worst or est
-        self.worst_line.setText(f"{format_bytes(w.total_bytes)}, every row at max length "
-                                f"({w.batch_rows} × {w.batch_tokens} tokens)")
+        self.worst_line.setText(f"{format_bytes(w.total_bytes)}, every row at max length ({batch_shape(w)})")
         self.calibration.setText(calibration.describe() if calibration is not None else "")
         dev = "a CUDA GPU" if est.device_kind == "cuda" else "CPU"
-        self.basis.setText(f"For {dev}, base weights in {est.dtype}. Estimated from the model's shapes; "
+        objective = objective_line(est)  # DPO / ORPO: what the pairs and the reference pass add
+        self.basis.setText((objective + " " if objective else "") +
+                           f"For {dev}, base weights in {est.dtype}. Estimated from the model's shapes; "
                            "no weights are loaded.")
         self._set_suggestions(suggestions if self.fits is False or self._badge_kind == "tight" else [])
 

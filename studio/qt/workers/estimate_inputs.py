@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from studio.core.config import RunConfig
+from studio.core.config import PREFERENCE_OBJECTIVES, RunConfig
 from studio.qt.workers.task import TaskState
 
 
@@ -13,8 +13,10 @@ def lengths_key(cfg: RunConfig) -> tuple:
     """What the dataset's lengths depend on; a new key means counting again (an edit that leaves it
     unchanged, such as the learning rate, must not start a recount)."""
     d = cfg.dataset
+    # A preference objective counts each pair's longer side (prompt + answer), a supervised one each row.
+    pairs = cfg.objective in PREFERENCE_OBJECTIVES
     return (cfg.model.path, tuple(d.train), bool(d.eval), d.eval_ratio, d.split_seed,
-            tuple(sorted(d.column_map.items())), cfg.training.max_seq_len)
+            tuple(sorted(d.column_map.items())), cfg.training.max_seq_len, pairs)
 
 
 def lengths_job(cfg: RunConfig) -> Callable[[TaskState], tuple]:

@@ -1,5 +1,5 @@
 """The Dataset pane's jobs that are not the dataset check (``core/datasets/pipeline.py`` runs that):
-rendering one row for the preview and writing the cleaned copy, each run in a TaskRunner worker
+rendering one row (or one preference pair) for the preview and writing the cleaned copy, each run in a TaskRunner worker
 with a ``TaskProgress`` state."""
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ def view_row(state: TaskProgress, example, spec: LoadSpec, tokenizers: Tokenizer
 
     tokenizer = tokenizers.get(spec.model_path, "preview", spec.trust_remote_code)
     return render(example, tokenizer, spec.max_len)
+
+
+def view_pair(state: TaskProgress, pair, spec: LoadSpec, tokenizers: TokenizerCache):
+    """``preview.view_pair``: both sides of a preference row as preference training renders them."""
+    from studio.core.datasets.preview import view_pair as render
+
+    tokenizer = tokenizers.get(spec.model_path, "preview", spec.trust_remote_code)
+    return render(pair, tokenizer, spec.max_len)
 
 
 @dataclass(frozen=True)

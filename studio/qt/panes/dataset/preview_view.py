@@ -3,6 +3,8 @@
 Trained tokens (they carry the loss) sit on green, masked prompt tokens on grey, and whatever
 truncation to the max length cuts off is struck through in red. Neighbouring tokens alternate
 between two shades so their boundaries show. The text is exactly what training feeds the model.
+A preference pair shows its shared prompt once, then the chosen and the rejected answer, each under a
+heading with its token count (the headings are the only text that is not the model's).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QLabel, QTextEdit, QVBoxLayout, QWidget
 
-from studio.core.datasets.preview import RowView
+from studio.core.datasets.preview import PairView, RowView
 from studio.qt.style import TONE
 
 # kind -> (text colour, background for even tokens, background for odd tokens)
@@ -66,8 +68,10 @@ class PreviewView(QWidget):
         layout.addWidget(self.counts)
         layout.addWidget(self.legend)
         layout.addWidget(self.text, 1)
-        self.view: RowView | None = None
+        self.view: RowView | PairView | None = None
         self.row: int | None = None
+        # For a pair: where each part's text (prompt, chosen, rejected) starts in the document, and its length.
+        self.part_ranges: dict[str, tuple[int, int]] = {}
 
     def document(self) -> QTextDocument:
         return self.text.document()
@@ -75,6 +79,7 @@ class PreviewView(QWidget):
     def show_message(self, message: str, row: int | None = None) -> None:
         self.view = None
         self.row = row
+        self.part_ranges = {}
         self.text.clear()
         self.counts.setText(message)
 
@@ -82,12 +87,12 @@ class PreviewView(QWidget):
         """Paint one rendered row; ``label`` says where it is (e.g. 'line 12')."""
         self.view = view
         self.row = row
+        self.part_ranges = {}
         doc = self.text.document()
         doc.clear()
         cursor = QTextCursor(doc)
         cursor.beginEditBlock()
-        for seg in view.segments:
-            cursor.insertText(view.text[seg.start:seg.end], char_format(seg.kind, seg.token))
+        _paint(cursor, view)
         cursor.endEditBlock()
         self.text.moveCursor(QTextCursor.MoveOperation.Start)
         parts = [
@@ -105,8 +110,65 @@ class PreviewView(QWidget):
             parts.append(f"<b style='color:{TONE.error}'>nothing left to learn from this row</b>")
         self.counts.setText(" · ".join(parts))
 
+    def show_pair(self, row: int, label: str, view: PairView) -> None:
+        """Paint a preference pair: the prompt both answers share, then each answer as the loss sees it."""
+        self.view = view
+        self.row = row
+        self.part_ranges = {}
+        doc = self.text.document()
+        doc.clear()
+        cursor = QTextCursor(doc)
+        cursor.beginEditBlock()
+        max_len = view.prompt.max_len
+        headings = {"prompt": (f"Prompt · {view.prompt.kept_tokens:,} tokens, shared by both answers, no loss",
+                               TONE.masked)}
+        for side in ("chosen", "rejected"):
+            part = view.side(side)
+            words = f"{side.capitalize()} answer · {part.kept_tokens:,} tokens, each carries the loss"
+            tone = TONE.ok
+            if part.cut_tokens:
+                words = (f"{side.capitalize()} answer · {part.kept_tokens:,} of {part.total_tokens:,} tokens kept, "
+                         f"{part.cut_tokens:,} cut at max length {max_len}")
+                tone = TONE.error
+            headings[side] = (words, tone)
+        for i, (name, (words, tone)) in enumerate(headings.items()):
+            if i:
+                cursor.insertBlock()
+            heading = QTextCharFormat()
+            heading.setFontFamilies([self.font().family()])  # the window's font: not the model's text
+            heading.setFontWeight(QFont.Weight.Bold)
+            heading.setForeground(QColor(tone))
+            cursor.insertText(words, heading)
+            cursor.insertBlock()
+            part = view.prompt if name == "prompt" else view.side(name)
+            start = cursor.position()
+            _paint(cursor, part)
+            self.part_ranges[name] = (start, len(part.text))
+        cursor.endEditBlock()
+        self.text.moveCursor(QTextCursor.MoveOperation.Start)
+        parts = [f"<b>{label}</b>, a preference pair: prompt <b>{view.prompt.kept_tokens:,}</b> tokens"]
+        for side in ("chosen", "rejected"):
+            part = view.side(side)
+            text = f"{side} <b>{part.kept_tokens:,}</b>"
+            if part.cut_tokens:
+                text = f"<span style='color:{TONE.error}'>{text} ({part.cut_tokens:,} cut)</span>"
+            parts.append(text)
+        if view.chosen.cut_tokens or view.rejected.cut_tokens:
+            parts.append(f"<span style='color:{TONE.error}'>truncated at max length {max_len}</span>")
+        else:
+            parts.append(f"both fit in max length {max_len}")
+        if not view.usable:
+            parts.append(f"<b style='color:{TONE.error}'>a side keeps no answer token, so training skips this "
+                         "pair</b>")
+        self.counts.setText(" · ".join(parts))
+
     def kind_at(self, position: int) -> str | None:
         """The kind painted at a character position of the document."""
         cursor = QTextCursor(self.text.document())
         cursor.setPosition(position + 1)
         return kind_of_format(cursor.charFormat())
+
+
+def _paint(cursor: QTextCursor, view: RowView) -> None:
+    for seg in view.segments:
+        cursor.insertText(view.text[seg.start:seg.end], char_format(seg.kind, seg.token))

@@ -50,14 +50,14 @@ class RowPreview:
         if loaded is None or spec is None or row >= len(loaded.result):
             self.preview.show_message("The preview appears once the file is read.", row)
             return
+        tokenizers = self.tokenizers
         label = self.model.row_text(row)[0]
         label = label if ":" in label else f"line {label}"
         example = loaded.result.example(row)
-        if example is None and loaded.result.features.has_pair[row]:
-            self.preview.show_message(
-                f"<b>{label}</b> is a preference pair (a prompt with a chosen and a rejected answer). The model "
-                "view does not show pairs yet; the table shows the prompt and both answers, and the Findings "
-                "tab what the checks found.", row)
+        pair = loaded.result.pair(row) if example is None else None
+        if pair is not None:
+            self._run_preview(row, lambda s: jobs.view_pair(s, pair, spec, tokenizers),
+                              lambda v, r=row, lab=label: self._on_pair_preview(r, lab, v))
             return
         if example is None:
             codes = [f.code for f in loaded.report.findings if row in f.rows]
@@ -65,10 +65,12 @@ class RowPreview:
                 f"<b>{label}</b> cannot be turned into a training example"
                 + (f" ({', '.join(codes)}); see the Findings tab." if codes else "."), row)
             return
-        tokenizers = self.tokenizers
+        self._run_preview(row, lambda s: jobs.view_row(s, example, spec, tokenizers),
+                          lambda v, r=row, lab=label: self._on_preview(r, lab, v))
+
+    def _run_preview(self, row: int, work, on_result) -> None:
         self._preview_task = self.tasks.run(
-            lambda s: jobs.view_row(s, example, spec, tokenizers),
-            on_result=lambda v, r=row, lab=label: self._on_preview(r, lab, v),
+            work, on_result=on_result,
             on_error=lambda e, r=row: self.preview.show_message(f"⚠ {describe_exception(e)[0]}", r),
             on_finished=self._on_preview_finished,
             owner=self,
@@ -77,6 +79,10 @@ class RowPreview:
     def _on_preview(self, row: int, label: str, view) -> None:
         if self._preview_wanted is None:
             self.preview.show_row(row, label, view)
+
+    def _on_pair_preview(self, row: int, label: str, view) -> None:
+        if self._preview_wanted is None:
+            self.preview.show_pair(row, label, view)
 
     def _on_preview_finished(self) -> None:
         self._preview_task = None

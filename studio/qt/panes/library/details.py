@@ -17,6 +17,7 @@ from studio.core.formatting import format_bytes, method_label
 from studio.core.library.registry import LibraryEntry
 from studio.core.models.folder import has_config
 from studio.core.models.identity import BaseIdentity, cached_identity, identity_change
+from studio.core.training import before_after
 from studio.qt.style import TONE
 
 
@@ -52,6 +53,24 @@ def _fmt_metric(value: object) -> str:
     return html.escape(str(value))
 
 
+def _before_after_rows(rep: dict) -> str:
+    """The run's before/after report: the model it started from, then the one it saved, each change
+    coloured by whether it is an improvement."""
+    rows = []
+    for key, label, _, _ in before_after.MEASURES:
+        row = rep.get(key) if isinstance(rep, dict) else None
+        if not isinstance(row, dict):
+            continue
+        before, after = row.get("before"), row.get("after")
+        tone = TONE.note
+        if isinstance(before, float) and isinstance(after, float):
+            good = before_after.better(key, before, after)
+            tone = TONE.note if good is None else TONE.ok if good else TONE.error
+        rows.append(_row(html.escape(label), f"{before_after.fmt(key, before)} → "
+                                             f"<span style='color:{tone}'>{before_after.fmt(key, after)}</span>"))
+    return "".join(rows)
+
+
 def _row(label: str, value: str) -> str:
     return (f"<tr><td style='color:{TONE.note}; padding-right:14px; white-space:nowrap'>{label}</td>"
             f"<td>{value}</td></tr>")
@@ -74,7 +93,8 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
         _row("Dataset", esc(entry.dataset_fingerprint or "—")),
         _row("Run folder", esc(entry.run_dir or "—")),
     ]
-    metrics = [_row(esc(k), _fmt_metric(v)) for k, v in sorted(entry.metrics.items())] or [_row("—", "no metrics recorded")]
+    flat = {k: v for k, v in entry.metrics.items() if k != "before_after"}
+    metrics = [_row(esc(k), _fmt_metric(v)) for k, v in sorted(flat.items())] or [_row("—", "no metrics recorded")]
     config = json.dumps(entry.config, indent=2, ensure_ascii=False, default=str) if entry.config else "—"
     section = f"<h4 style='margin:10px 0 4px 0; color:{TONE.label}'>{{}}</h4><table cellspacing='2'>{{}}</table>"
     return (
@@ -82,6 +102,8 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
         + section.format("Adapter", "".join(rows))
         + section.format("Lineage", "".join(lineage))
         + section.format("Final metrics", "".join(metrics))
+        + (section.format("Before → after (eval split)", _before_after_rows(entry.metrics["before_after"]))
+           if entry.metrics.get("before_after") else "")
         + f"<h4 style='margin:10px 0 4px 0; color:{TONE.label}'>Full config</h4>"
         + f"<pre style='font-family: monospace; font-size: 9pt'>{esc(config)}</pre></div>"
     )

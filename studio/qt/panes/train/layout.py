@@ -2,7 +2,7 @@
 
 The pane itself holds what a run does — start, pause, resume, stop, and what its events draw; here
 is only what the user sees before any run: the buttons and tracker choices, the four live plots,
-the log and the Runs tab.
+the log, the before/after table and the Runs tab.
 
 A preference run (DPO / ORPO) shows its rewards and preference accuracy where a supervised run shows
 the learning rate and throughput: those two still reach the status line, and the rewards are what say
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.training import trackers
 from studio.core.training.events import Event
+from studio.qt.panes.train.before_after_view import BeforeAfterView
 from studio.qt.panes.train.runs_view import RunsView
 from studio.qt.style import TONE
 from studio.qt.widgets.curves import LivePlot
@@ -137,10 +138,16 @@ class TrainLayout:
         grid.addWidget(self.rewards_plot, 0, 1)
         grid.addWidget(self.accuracy_plot, 1, 0)
         self._show_objective_plots("sft")
+        self.before_after = BeforeAfterView()
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.log)
+        bottom.addWidget(self.before_after)
+        bottom.setStretchFactor(0, 1)
+        bottom.setSizes([860, 380])
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(grid_host)
-        split.addWidget(self.log)
-        split.setSizes([460, 120])
+        split.addWidget(bottom)
+        split.setSizes([420, 190])
         self.tabs = QTabWidget()
         self.tabs.addTab(split, "Live")
         self.tabs.addTab(self.runs_view, "Runs")

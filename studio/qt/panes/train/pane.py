@@ -24,7 +24,14 @@ from PySide6.QtWidgets import (
 
 from studio.core.config import RunConfig
 from studio.core.errors import describe_exception
-from studio.core.formatting import format_bytes_in, format_duration, method_label, rewards_text
+from studio.core.formatting import (
+    format_bytes_in,
+    format_duration,
+    method_label,
+    rewards_text,
+    run_method_label,
+)
+from studio.core.training.before_after import report_lines
 from studio.core.training.events import Event
 from studio.core.training.memory_watch import phase_summary
 from studio.core.training.stop_check import summary_line as stop_summary
@@ -163,6 +170,7 @@ class TrainPane(TrainLayout, QWidget):
         for plot in self.plots:
             plot.clear_data()
         self.memory_plot.set_reference("estimate", None)
+        self.before_after.reset(next_token_loss=cfg.objective == "sft")
         self.log.clear()
         self.status.clear()
         if resume and run_dir is not None:
@@ -216,6 +224,7 @@ class TrainPane(TrainLayout, QWidget):
         for ev in effective_events(read_events(run_dir)):
             if ev.kind in ("step", "eval") and ev.step <= upto:
                 self._plot_event(ev)
+            self.before_after.take(ev)
 
     def stop_training(self) -> None:
         if self.is_running():
@@ -280,6 +289,7 @@ class TrainPane(TrainLayout, QWidget):
 
     def _on_event(self, ev: Event) -> None:
         kind = ev.kind
+        self.before_after.take(ev)
         if kind == "run_started":
             self._total, self._step = ev.total_steps, ev.resumed_from_step
             self._plot_event(ev)
@@ -287,7 +297,7 @@ class TrainPane(TrainLayout, QWidget):
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.resumed_from_step)
             self._append_log(
-                f"{method_label(ev.method)} on {ev.device} ({ev.precision or 'default precision'}): "
+                f"{run_method_label(ev.method, ev.objective)} on {ev.device} ({ev.precision or 'default precision'}): "
                 f"{ev.trainable_params:,} trainable of {ev.total_params:,} parameters "
                 f"({100 * ev.trainable_params / max(1, ev.total_params):.2f} %); {ev.train_rows} train / "
                 f"{ev.eval_rows} eval rows; {ev.total_steps} steps. Run folder: {ev.run_dir}"
@@ -345,7 +355,7 @@ class TrainPane(TrainLayout, QWidget):
             if ev.adapter_path:
                 self._append_log(f"adapter saved: {ev.adapter_path}")
             for line in (phase_summary(self._phase_estimate, ev.measured_phase_bytes),
-                         stop_summary(ev.eos_share, ev.eos_checked, ev.eos_limit)):
+                         stop_summary(ev.eos_share, ev.eos_checked, ev.eos_limit), *report_lines(ev.before_after)):
                 if line:
                     self._append_log(line)
             self.runs_view.refresh()

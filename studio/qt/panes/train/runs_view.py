@@ -29,16 +29,16 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
-from studio.core.formatting import format_bytes_in, format_duration, method_label
+from studio.core.formatting import format_bytes_in, format_duration, run_method_label
 from studio.core.training import runs
-from studio.core.training.compare import ranked, recommend
+from studio.core.training.compare import groups, recommend, score_text
 from studio.qt.errors import show_error
 from studio.qt.style import SERIES, TONE
 from studio.qt.widgets.curves import LivePlot
 
 COLUMNS = ("Run", "Status", "Model", "Dataset", "Method", "Steps", "Train loss", "Eval loss", "Duration",
            "Tokens/s", "Peak memory")
-RANK_COLUMNS = ("#", "Run", "Best eval loss", "Trainable params", "Method")
+RANK_COLUMNS = ("#", "Run", "Best eval", "Trainable params", "Method")
 PALETTE = SERIES
 STATUS_COLORS = {"completed": TONE.green, "running": TONE.blue, "stopped": TONE.amber, "failed": TONE.red,
                  "interrupted": TONE.red}
@@ -99,7 +99,7 @@ def _dot(color: str) -> QIcon:
 
 
 def _method(s: runs.RunSummary) -> str:
-    return method_label(s.method)
+    return run_method_label(s.method, s.objective)
 
 
 class RunsView(QWidget):
@@ -178,9 +178,10 @@ class RunsView(QWidget):
         rank_host = QWidget()
         rl = QVBoxLayout(rank_host)
         rl.setContentsMargins(0, 0, 0, 0)
-        title = QLabel("Ranked by best eval loss")
-        title.setStyleSheet("font-weight: 600;")
-        rl.addWidget(title)
+        self.rank_title = QLabel("Ranked by best eval loss")
+        self.rank_title.setStyleSheet("font-weight: 600;")
+        self.rank_title.setWordWrap(True)
+        rl.addWidget(self.rank_title)
         rl.addWidget(self.ranking, 1)
         rl.addWidget(self.recommendation)
         bottom = QSplitter(Qt.Orientation.Horizontal)
@@ -246,30 +247,57 @@ class RunsView(QWidget):
         )
 
     def _fill_ranking(self) -> None:
-        order = ranked(self.summaries)
+        """One ranking per objective: SFT runs by eval loss, DPO/ORPO runs by eval preference accuracy
+        then reward margin (their losses mean something else). Several objectives get a heading row each."""
+        ranking = groups(self.summaries)
         rec = recommend(self.summaries)
-        self.ranking.setRowCount(len(order))
+        picks = {r.run_dir for r in rec.picks} if rec is not None else set()
+        headed = len(ranking) > 1
+        self.ranking.clearSpans()
+        self.ranking.setRowCount(sum(len(g.runs) for g in ranking) + (len(ranking) if headed else 0))
         bold = QFont()
         bold.setBold(True)
-        for i, s in enumerate(order):
-            picked = rec is not None and rec.run.run_dir == s.run_dir
-            values = (str(i + 1), ("★ " if picked else "") + short_name(s.name), _fmt(s.best_eval_loss),
-                      _params(s.trainable_params), _method(s))
-            for j, v in enumerate(values):
-                item = QTableWidgetItem(v)
-                if picked:
-                    item.setFont(bold)
-                    item.setBackground(QColor(TONE.best_tint))
-                    item.setForeground(QColor(TONE.tint_ink))  # dark ink on the light tint, in the dark scheme too
-                if j == 1:
-                    item.setToolTip(str(s.run_dir))
-                if j in (0, 2, 3):
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.ranking.setItem(i, j, item)
-        if rec is None:
-            self.recommendation.setText("Runs with an eval set are ranked here once they have an eval loss.")
+        row = 0
+        for g in ranking:
+            if headed:
+                head = QTableWidgetItem(f"{g.label} runs, by {g.measure}")
+                head.setFont(bold)
+                head.setForeground(QColor(TONE.quiet))
+                self.ranking.setItem(row, 0, head)
+                self.ranking.setSpan(row, 0, 1, len(RANK_COLUMNS))
+                row += 1
+            for i, s in enumerate(g.runs):
+                picked = s.run_dir in picks
+                values = (str(i + 1), ("★ " if picked else "") + short_name(s.name), score_text(s),
+                          _params(s.trainable_params), _method(s))
+                for j, v in enumerate(values):
+                    item = QTableWidgetItem(v)
+                    if picked:
+                        item.setFont(bold)
+                        item.setBackground(QColor(TONE.best_tint))
+                        item.setForeground(QColor(TONE.tint_ink))  # dark ink on the light tint, in the dark scheme too
+                    if j == 1:
+                        item.setToolTip(str(s.run_dir))
+                    if j == 2:
+                        item.setToolTip(f"ranked by {g.measure}" + (
+                            f"; best eval loss {s.best_eval_loss:.4f}, not compared with other objectives'"
+                            if g.objective != "sft" and s.best_eval_loss is not None else ""))
+                    if j in (0, 2, 3):
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self.ranking.setItem(row, j, item)
+                row += 1
+        if headed:
+            self.rank_title.setText("Ranked within each objective (their losses are not comparable)")
         else:
-            self.recommendation.setText(f"<b>Recommended:</b> {rec.why.replace(rec.run.name, short_name(rec.run.name))}")
+            self.rank_title.setText(f"Ranked by {ranking[0].measure if ranking else 'best eval loss'}")
+        if rec is None:
+            self.recommendation.setText("Runs with an eval set are ranked here once they have an eval loss "
+                                        "(preference runs: an eval after their first step).")
+        else:
+            why = rec.why
+            for r in rec.picks:
+                why = why.replace(r.name, short_name(r.name))
+            self.recommendation.setText(f"<b>Recommended:</b> {why}")
 
     # -- selection ---------------------------------------------------------------------------------
     def selected(self) -> list[runs.RunSummary]:
