@@ -42,11 +42,12 @@ def bundled_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def smol_tokenizer_dir(tmp_path_factory, bundled_gguf) -> Path:
-    """The bundled model's real tokenizer + chat template, as a plain HF folder."""
-    from transformers import AutoTokenizer
+    """The bundled model's real tokenizer + chat template, as a plain HF folder (as the import saves it:
+    with the split rules the GGUF names)."""
+    from studio.core.models.gguf_import import gguf_tokenizer
 
     out = tmp_path_factory.mktemp("smol_tokenizer")
-    tok = AutoTokenizer.from_pretrained(str(bundled_gguf.parent), gguf_file=bundled_gguf.name)
+    tok, _fixes = gguf_tokenizer(bundled_gguf)
     tok.save_pretrained(out)
     return out
 

@@ -204,12 +204,15 @@ class MainWindow(QMainWindow):
                        on_error=lambda e: self.device_label.setText(f"Device unknown: {describe_exception(e)[0]}"),
                        owner=self)
         from studio.core.models.store import default_model_path, model_folder_problem
+        from studio.core.models.tokenizer_repair import needs_repair
 
         model_path = Path(self.state.config.model.path)
         self.tasks.run(lambda _s: newest_interrupted(), on_result=self.interrupted_banner.show_run,
                        on_error=lambda _e: None, owner=self)
         problem = model_folder_problem(model_path)
-        if problem is None:
+        if problem is None and needs_repair(model_path):
+            self._update_tokenizer(model_path)
+        elif problem is None:
             self._on_model_ready(model_path)
         elif model_path == default_model_path():
             self._prepare_default_model()
@@ -223,6 +226,20 @@ class MainWindow(QMainWindow):
         self._show_model_progress(0.0, "Preparing the bundled model (once)…")
         self.tasks.run(lambda s: ensure_default_model(s.progress), on_progress=self._show_model_progress,
                        on_result=self._on_model_ready, on_error=self._on_model_error, owner=self)
+
+    def _update_tokenizer(self, path: Path) -> None:
+        """An earlier GGUF import whose tokenizer splits text unlike the file: rewrite its tokenizer.json
+        (a second) before any pane loads it, and say so."""
+        from studio.core.models.tokenizer_repair import repair_pre_tokenizer
+
+        def done(note: str | None) -> None:
+            if note:
+                self.statusBar().showMessage(note, 15000)
+            self._on_model_ready(path)
+
+        self.state.model_preparing = str(path)
+        self._show_model_progress(0.0, "Updating the model's tokenizer to the GGUF's split rules…")
+        self.tasks.run(lambda _s: repair_pre_tokenizer(path), on_result=done, on_error=self._on_model_error, owner=self)
 
     def _show_model_progress(self, frac: float, message: str) -> None:
         self.model_progress.show()

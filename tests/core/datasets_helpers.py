@@ -36,10 +36,10 @@ def smol_tokenizer_dir(tmp_path_factory) -> Path:
     found = bundled_gguf()
     if found is None:
         pytest.skip("the bundled model package is not installed")
-    from transformers import AutoTokenizer
+    from studio.core.models.gguf_import import gguf_tokenizer
 
     folder, name = found
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    tok, _fixes = gguf_tokenizer(Path(folder) / name)
     out = tmp_path_factory.mktemp("smol_tokenizer")
     tok.save_pretrained(out)
     _SAVED["dir"] = out

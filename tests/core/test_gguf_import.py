@@ -136,3 +136,70 @@ def test_header_reader_refuses_a_non_gguf(tmp_path):
     bad.write_bytes(b"not a gguf at all")
     with pytest.raises(StudioError, match="not a readable GGUF"):
         read_header(bad)
+
+
+# -- the split rules the file names: the bundled SmolLM2's "smollm" (every digit on its own) ----------
+
+# Numbers in every neighbourhood the two splits treat differently (whitespace runs before digits,
+# indentation, digits after punctuation), numeric characters beyond ASCII, and chat markup.
+NUMBER_ATOMS = ["0", "7", "42", "2024", "12345", "3.50", "$3.50", "1e-9", "v1.2.3-rc4", "0x1F", "-7", "+8",
+                "1st", "10th", "(555)", "010-9999", "17*23=391", "²³", "٣٤٥", "①②", "Ⅷ", "１２３", "𝟙𝟚",
+                "hello", "Don't", "it's", "naïve", "日本", "😀", ",", ".", "...", "'", " ", "  ", "   ", "\n",
+                "\n\n", "\t", " \n", "\n  ", "\r\n", "<|im_start|>", "<|im_end|>", "user\n", "assistant\n"]
+
+
+def _number_texts(n: int) -> list[str]:
+    import random
+
+    rnd = random.Random(13)
+    fixed = ["   12   ", "a  3", "x:\n  42", " 3 33 333 3333  33333\n\n4444\t5", "In 2024, 12345 apples cost $3.50."]
+    return fixed + ["".join(rnd.choice(NUMBER_ATOMS) + rnd.choice(["", " ", "  ", "\n", "\t", ""])
+                            for _ in range(rnd.randint(1, 24))) for _ in range(n)]
+
+
+def test_bundled_tokenizer_tokenizes_like_llamacpp(bundled_gguf, tmp_path):
+    from transformers import AutoTokenizer
+
+    from studio.core.library import llamacpp_runner
+    from studio.core.models.gguf_import import gguf_tokenizer
+
+    assert llamacpp_runner.available(), "llama-cpp-python is a dev dependency: ./bootstrap.sh test installs it"
+    tok, fixes = gguf_tokenizer(bundled_gguf)
+    assert any("'smollm'" in f for f in fixes), fixes
+    tok.save_pretrained(tmp_path / "store")   # what the import writes, read back as training reads it
+    store = AutoTokenizer.from_pretrained(tmp_path / "store")
+    texts = _number_texts(400)
+    want = llamacpp_runner.gguf_tokens(bundled_gguf, texts)
+    got = [store(t, add_special_tokens=False).input_ids for t in texts]
+    assert [(t, g, w) for t, g, w in zip(texts, got, want, strict=True) if g != w] == []
+    # transformers' own rebuild (GPT-2's split) is what this replaced: it differs on these texts.
+    plain = AutoTokenizer.from_pretrained(str(bundled_gguf.parent), gguf_file=bundled_gguf.name)
+    assert sum(plain(t, add_special_tokens=False).input_ids != w for t, w in zip(texts, want, strict=True)) > 50
+
+
+@pytest.mark.parametrize(("name", "splits_like"), [("smollm", "smollm"), ("starcoder", "smollm"),
+                                                   ("command-r", "smollm"), ("gpt-2", "gpt-2"), ("olmo", "gpt-2"),
+                                                   ("qwen2", "qwen2"), ("stablelm2", "qwen2"),
+                                                   ("llama-bpe", "llama-bpe"), ("chatglm-bpe", "llama-bpe")])
+def test_named_split_rules_are_rebuilt(tmp_path, name, splits_like):
+    from studio.core.library.gguf_pretokenizer import llamacpp_pre_name
+    from studio.core.models.gguf_fidelity import fix_pre_tokenizer
+
+    tok = make_tokenizer("llama3", tmp_path)   # byte-level BPE behind Llama 3's split
+    header = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": name}
+    fixes = fix_pre_tokenizer(tok, header)
+    assert bool(fixes) == (splits_like != "llama-bpe")   # already Llama 3's rules: nothing to change
+    assert llamacpp_pre_name(tok.backend_tokenizer) == splits_like
+    report = pre_tokenizer_check(tok, header)
+    assert report["matches"] and "note" not in report
+
+
+def test_unknown_split_rules_are_kept_and_reported(tmp_path):
+    from studio.core.models.gguf_fidelity import fix_pre_tokenizer
+
+    tok = make_tokenizer("llama3", tmp_path)
+    before = tok.backend_tokenizer.to_str()
+    header = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "deepseek-coder"}
+    assert fix_pre_tokenizer(tok, header) == [] and tok.backend_tokenizer.to_str() == before
+    report = pre_tokenizer_check(tok, header)
+    assert not report["matches"] and "'deepseek-coder'" in report["note"]

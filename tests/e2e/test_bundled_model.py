@@ -23,6 +23,27 @@ def test_gguf_conversion_is_a_plain_hf_folder(bundled_model_dir):
         bundled_model_dir / "tokenizer_config.json").read_text()
 
 
+def test_store_tokenizer_tokenizes_the_demo_like_llamacpp(bundled_model_dir, bundled_gguf, demo_train):
+    """What training sees (the store's tokenizer on each demo row's chat text, numbers and all) is what
+    llama.cpp makes of the bundled GGUF: the import applied the file's "smollm" split rules."""
+    from transformers import AutoTokenizer
+
+    from studio.core.library import llamacpp_runner
+    from studio.core.models.gguf_import import SOURCE_RECORD
+
+    assert llamacpp_runner.available(), "llama-cpp-python is a dev dependency: ./bootstrap.sh test installs it"
+    record = json.loads((bundled_model_dir / SOURCE_RECORD).read_text())
+    assert record["pre_tokenizer"] == {"gguf": "smollm", "imported": "smollm", "matches": True}
+    assert any("'smollm' rules" in fix for fix in record["config_fixes"])
+    tok = AutoTokenizer.from_pretrained(bundled_model_dir)
+    rows = [json.loads(line) for line in demo_train.read_text().splitlines() if line.strip()]
+    texts = [tok.apply_chat_template(r["messages"], tokenize=False) if "messages" in r else json.dumps(r)
+             for r in rows] + ["Table:\n  id  qty\n   1   12\n  22    3\n", "v1.2.3 costs $3.50 (x2) in 2024."]
+    want = llamacpp_runner.gguf_tokens(bundled_gguf, texts)
+    got = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    assert [t for t, g, w in zip(texts, got, want, strict=True) if g != w] == []
+
+
 def test_train_merge_reload_matches_adapter(bundled_model_dir, demo_train, tmp_path):
     cfg = apply_overrides(RunConfig(), {
         "model.path": str(bundled_model_dir),
@@ -94,7 +115,7 @@ def test_default_export_with_gguf_passes_in_llama_cpp(bundled_model_dir, demo_tr
 
     reader = GGUFReader(str(out / "gguf" / "my-export-Q8_0.gguf"))
     assert reader.fields["general.name"].contents() == "my-export"
-    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "smollm"   # the bundled file's own rules
     assert "<|im_start|>" in reader.fields["tokenizer.chat_template"].contents()
 
 

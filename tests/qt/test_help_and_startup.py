@@ -171,3 +171,37 @@ def test_a_one_point_chart_has_non_negative_axes(qtbot):
     plot.add("tokens/s", 2, 210.0)
     plot.redraw_now()
     assert plot.getPlotItem().getViewBox().autoRangeEnabled()[0]  # two points: back to auto-range
+
+
+def test_an_earlier_imports_tokenizer_is_updated_before_the_model_is_ready(qtbot, tiny_model_dir, tmp_path):
+    """A base model imported before the studio rebuilt the GGUF's split rules: at start-up its tokenizer.json
+    gets them (before any pane loads it), the status bar says so, and the model is then ready as usual."""
+    import json
+    import shutil
+
+    from studio.core.models.gguf_import import SOURCE_RECORD
+    from studio.qt.main_window import MainWindow
+    from studio.qt.state import AppState, default_config
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "old-import"))
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["pre_tokenizer"] = spec["pre_tokenizer"]["pretokenizers"][1]   # GPT-2's split alone, as imports wrote
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    (folder / SOURCE_RECORD).write_text(json.dumps({
+        "imported_from": "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf_architecture": "llama", "dtype": "bfloat16",
+        "name": "SmolLM2 135M Instruct", "license": "apache-2.0", "config_fixes": [],
+        "pre_tokenizer": {"gguf": "smollm", "imported": "gpt-2", "matches": False, "note": "differs"}}))
+    state = AppState()
+    state.set_config(apply_overrides(default_config(), {"model.path": str(folder)}))
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    ready = []
+    state.model_ready.connect(ready.append)
+    win.start_background_work()
+    qtbot.waitUntil(lambda: ready == [str(folder)], timeout=30000)
+    assert "'smollm'" in win.statusBar().currentMessage() and win.model_label.text() == "Model: old-import"
+    after = json.loads((folder / "tokenizer.json").read_text())
+    assert after["pre_tokenizer"]["pretokenizers"][0] == {"type": "Digits", "individual_digits": True}
+    assert json.loads((folder / SOURCE_RECORD).read_text())["pre_tokenizer"]["matches"] is True
+    win.tasks.stop_all()
+    assert win.tasks.wait_all(60000)

@@ -26,6 +26,8 @@ Byte tokens must never be merged (else a pair of characters would hide behind by
 exist (no unknown token to fuse), and merges must not be skipped for whole words (``ignore_merges``
 would treat a part unlike the same characters inside a longer word).
 
+**Digits then GPT-2** (SmolLM's ``Digits(individual_digits)`` + ``ByteLevel``): see ``digitcount``.
+
 Anything else gets no counter (``counter_for_spec`` returns None) and rows are tokenized whole.
 """
 
@@ -36,6 +38,7 @@ import re
 from itertools import pairwise
 from typing import Any
 
+from studio.core.datasets import digitcount
 from studio.core.datasets.piececount import (
     _WS,
     _WS_SET,
@@ -93,6 +96,8 @@ def counter_for_spec(backend, spec: dict[str, Any]) -> PieceCounter | None:
     if added is None or _bpe(spec) is None or not _post_ok(spec):
         return None
     specials = [t["content"] for t in added if t.get("content")]
+    if digitcount.eligible(spec):
+        return digitcount.DigitPieceCounter(backend, specials)
     if SplitPieceCounter.eligible(spec):
         return SplitPieceCounter(backend, specials)
     shape = SentencePieceCounter.shape(spec)

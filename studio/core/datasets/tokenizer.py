@@ -40,7 +40,9 @@ def load_tokenizer(folder: str | Path, *, trust_remote_code: bool = False):
 
         ggufs = sorted(path.glob("*.gguf"))
         if ggufs and not has_tokenizer_files(path):
-            return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0].name, local_files_only=True)
+            from studio.core.models.gguf_import import gguf_tokenizer  # as the import will save it
+
+            return gguf_tokenizer(ggufs[0])[0]
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as err:
         raise StudioError("Could not load a tokenizer from this folder. Pick a model folder with tokenizer files.",

@@ -198,14 +198,18 @@ def reference_trace(
 def _load_candidate(candidate: Path, dtype: Any) -> tuple[Any, Any | None]:
     """A saved export as (model, its own tokenizer when it carries one)."""
     ensure()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     candidate = Path(candidate)
     try:
         if candidate.suffix == ".gguf":
             folder, name = str(candidate.parent), candidate.name
+            from studio.core.models.gguf_import import gguf_tokenizer
+
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
-            tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            # Read as the studio imports a GGUF: with the split rules the file names, which
+            # transformers' own reader misses for some ("smollm").
+            tok, _fixes = gguf_tokenizer(candidate)
             return model, tok
         return AutoModelForCausalLM.from_pretrained(str(candidate), dtype=dtype), None
     except Exception as err:

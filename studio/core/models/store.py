@@ -15,6 +15,7 @@ from studio.core.errors import StudioError
 from studio.core.fsutil import sweep_partials
 from studio.core.models.folder import has_config, has_safetensors, read_config_quietly
 from studio.core.models.gguf_import import BUNDLED_NAME, SOURCE_RECORD, bundled_gguf, import_gguf
+from studio.core.models.tokenizer_repair import repair_pre_tokenizer
 from studio.core.progress import Progress
 
 
@@ -63,6 +64,8 @@ def list_models() -> list[StoredModel]:
             continue
         model_type = read_config_quietly(child).get("model_type", "?")
         source = "gguf" if (child / SOURCE_RECORD).exists() else "folder"
+        if source == "gguf":
+            repair_pre_tokenizer(child)   # an import made before the split rules were rebuilt
         out.append(StoredModel(child.name, child, model_type, source))
     return out
 
@@ -76,9 +79,13 @@ def default_model_ready() -> bool:
 
 
 def ensure_default_model(progress: Progress | None = None) -> Path:
-    """Convert the bundled GGUF into the store if it is not there yet."""
+    """Convert the bundled GGUF into the store if it is not there yet (or bring an earlier conversion's
+    tokenizer up to date, see ``tokenizer_repair``)."""
     dest = default_model_path()
     if is_model_folder(dest):
+        note = repair_pre_tokenizer(dest)
+        if note and progress is not None:
+            progress(1.0, note)
         return dest
     gguf = bundled_gguf()
     if gguf is None:
