@@ -94,6 +94,48 @@ def test_an_earlier_bundled_import_gets_the_files_split_rules(old_import):
     assert lines == []   # once done, a start costs one small read
 
 
+def test_an_import_older_than_the_split_record_is_checked_against_its_gguf(old_import):
+    """Imports made before the split was recorded at all have no "pre_tokenizer" entry: the start-up check
+    reads the source GGUF once, records the mismatch and repairs it; a store listing leaves that to it."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from studio.core.models.gguf_import import SOURCE_RECORD
+    from studio.core.models.store import default_model_path, ensure_default_model, list_models
+    from studio.core.models.tokenizer_repair import needs_repair
+
+    folder = _old_import(default_model_path(), old_import)
+    record = json.loads((folder / SOURCE_RECORD).read_text())
+    del record["pre_tokenizer"]
+    (folder / SOURCE_RECORD).write_text(json.dumps(record))
+    assert needs_repair(folder) and not needs_repair(folder, unrecorded=False)
+    list_models()
+    assert "pre_tokenizer" not in json.loads((folder / SOURCE_RECORD).read_text())   # the listing did not read the GGUF
+    lines = []
+    ensure_default_model(lambda f, text: lines.append(text))
+    assert len(lines) == 1 and "'smollm'" in lines[0]
+    assert AutoTokenizer.from_pretrained(folder)("a  3").input_ids == [81, 256, 35]
+    assert json.loads((folder / SOURCE_RECORD).read_text())["pre_tokenizer"]["matches"] is True
+    assert not needs_repair(folder)
+
+
+def test_an_unrecorded_import_whose_gguf_is_gone_is_left_alone(old_import, tmp_path):
+    import json
+
+    from studio.core.models.gguf_import import SOURCE_RECORD
+    from studio.core.models.tokenizer_repair import needs_repair, repair_pre_tokenizer
+
+    folder = _old_import(tmp_path / "m", old_import)
+    record = json.loads((folder / SOURCE_RECORD).read_text())
+    del record["pre_tokenizer"]
+    record["imported_from"] = str(tmp_path / "moved-away.gguf")
+    (folder / SOURCE_RECORD).write_text(json.dumps(record))
+    before = (folder / "tokenizer.json").read_bytes()
+    assert not needs_repair(folder) and repair_pre_tokenizer(folder) is None
+    assert (folder / "tokenizer.json").read_bytes() == before
+
+
 def test_a_repair_cut_short_after_the_tokenizer_is_finished_later(old_import, smol_tokenizer_dir, tmp_path):
     """A crash between rewriting tokenizer.json and the record leaves "mismatch" recorded: the next look
     finds the tokenizer already right and only updates the record."""

@@ -65,7 +65,9 @@ def list_models() -> list[StoredModel]:
         model_type = read_config_quietly(child).get("model_type", "?")
         source = "gguf" if (child / SOURCE_RECORD).exists() else "folder"
         if source == "gguf":
-            repair_pre_tokenizer(child)   # an import made before the split rules were rebuilt
+            # An import made before the split rules were rebuilt; one older than the split record is
+            # left to the start-up check (reading its GGUF would stall a listing).
+            repair_pre_tokenizer(child, unrecorded=False)
         out.append(StoredModel(child.name, child, model_type, source))
     return out
 

@@ -30,14 +30,45 @@ def _record(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def needs_repair(folder: Path) -> bool:
-    """Whether ``folder`` is a GGUF import whose recorded split differs from rules the studio can rebuild."""
+def _unrecorded_source(folder: Path, record: dict[str, Any] | None) -> Path | None:
+    """The source GGUF of an import made before imports checked the split (no "pre_tokenizer" entry), when
+    that file is still where it was imported from; None otherwise (nothing left to learn the rules from)."""
+    if record is None or "pre_tokenizer" in record or record.get("pre_tokenizer_checked"):
+        return None
+    src = Path(str(record.get("imported_from") or ""))
+    return src if src.suffix.lower() == ".gguf" and src.is_file() and (folder / "tokenizer.json").is_file() else None
+
+
+def needs_repair(folder: Path, *, unrecorded: bool = True) -> bool:
+    """Whether ``folder`` is a GGUF import whose recorded split differs from rules the studio can rebuild,
+    or (``unrecorded``) one imported before the split was recorded whose source GGUF can still tell."""
     from studio.core.library.gguf_pretokenizer import rules_for
 
-    record = _record(Path(folder))
+    folder = Path(folder)
+    record = _record(folder)
+    if unrecorded and _unrecorded_source(folder, record) is not None:
+        return True
     pre = (record or {}).get("pre_tokenizer")
     return (isinstance(pre, dict) and pre.get("matches") is False and rules_for(pre.get("gguf")) is not None
-            and (Path(folder) / "tokenizer.json").is_file())
+            and (folder / "tokenizer.json").is_file())
+
+
+def _record_split(folder: Path, record: dict[str, Any], src: Path) -> None:
+    """Check an unrecorded import's split against its source GGUF (reads the file's header, a second or
+    two) and record the result as an import now would, so the repair can act and later starts skip this."""
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer
+
+    from studio.core.models.gguf_fidelity import pre_tokenizer_check, read_header
+
+    backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    check = pre_tokenizer_check(SimpleNamespace(backend_tokenizer=backend), read_header(src))
+    if check is None:   # not a byte-level BPE vocabulary: its split is not named, nothing to compare
+        record["pre_tokenizer_checked"] = True
+    else:
+        record["pre_tokenizer"] = check
+    atomic_write_text(folder / SOURCE_RECORD, json.dumps(record, indent=2))
 
 
 def _has_chat_template(folder: Path) -> bool:
@@ -49,13 +80,21 @@ def _has_chat_template(folder: Path) -> bool:
         return False
 
 
-def repair_pre_tokenizer(folder: Path) -> str | None:
+def repair_pre_tokenizer(folder: Path, *, unrecorded: bool = True) -> str | None:
     """Rewrite ``folder``'s tokenizer.json with the split rules its GGUF names, when an earlier import
     recorded that they differ; what changed, in words for a status line, or None when nothing did.
 
-    Cheap when there is nothing to do (one small JSON read), so callers may run it on every start."""
+    Cheap when there is nothing to do (one small JSON read), so callers may run it on every start. An
+    import older than the record is first checked against its source GGUF (``unrecorded``; a second or
+    two, once): callers on the GUI thread pass ``unrecorded=False`` and leave that to a worker."""
     folder = Path(folder)
-    if not needs_repair(folder):
+    src = _unrecorded_source(folder, _record(folder)) if unrecorded else None
+    if src is not None:
+        try:
+            _record_split(folder, _record(folder) or {}, src)
+        except Exception:   # an unreadable source or tokenizer: left as it is, asked again next start
+            return None
+    if not needs_repair(folder, unrecorded=False):
         return None
     from tokenizers import Tokenizer
 
