@@ -190,6 +190,8 @@ def test_a_dpo_run_draws_rewards_and_accuracy_and_the_overlay_offers_them(pane, 
     assert list(xs) == [0, 3] and all(0.0 <= y <= 1.0 for y in ys)
     assert "preference accuracy" in _log(pane) and "margin" in pane.status.text()
     assert "DPO on LoRA on " in _log(pane)  # the run-start line names the objective the engine journaled
+    # A DPO loss of 0.69 is labelled as such, not "690" under "loss (x0.001)".
+    assert not any(plot.getAxis("left").autoSIPrefix for plot in pane.plots)
     table = pane.before_after.table
     labels = [table.item(i, 0).text() for i in range(table.rowCount())]
     assert "Prefers the chosen answer" in labels and "Perplexity" not in labels  # a DPO loss is no next-token loss

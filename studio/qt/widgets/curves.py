@@ -45,6 +45,8 @@ class LivePlot(pg.PlotWidget):
         self.setAccessibleDescription(f"Chart of {y_label} against {x_label}, updated live.")
         self.setLabel("left", y_label)
         self.setLabel("bottom", x_label)
+        # Values as they are: a DPO loss of 0.7 reads "0.7", not "700" under "loss (x0.001)".
+        self.getAxis("left").enableAutoSIPrefix(False)
         self.showGrid(x=True, y=True, alpha=0.2)
         if legend:  # a single-curve plot is named by its title; a legend would only cover the line
             self.addLegend(offset=(-10, 10))

@@ -85,7 +85,6 @@ class TrainLayout:
         self.loss_plot.add_curve("eval", TONE.orange, symbol="o")
         self.lr_plot = LivePlot("Learning rate", "lr", legend=False)
         self.lr_plot.add_curve("lr", TONE.purple)
-        self.lr_plot.getAxis("left").enableAutoSIPrefix(False)  # 0.0003, not "300" under "lr (x1e-06)"
         self.speed_plot = LivePlot("Throughput", "tokens/s", legend=False)
         self.speed_plot.add_curve("tokens/s", TONE.green)
         self.memory_plot = LivePlot("Memory: measured vs estimate", "GiB")
