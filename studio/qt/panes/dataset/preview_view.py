@@ -83,8 +83,8 @@ class PreviewView(QWidget):
         self.text.clear()
         self.counts.setText(message)
 
-    def show_row(self, row: int, label: str, view: RowView) -> None:
-        """Paint one rendered row; ``label`` says where it is (e.g. 'line 12')."""
+    def _begin(self, row: int, view: RowView | PairView) -> QTextCursor:
+        """An emptied document for ``view`` of ``row``, with an edit block open (the caller ends it)."""
         self.view = view
         self.row = row
         self.part_ranges = {}
@@ -92,6 +92,11 @@ class PreviewView(QWidget):
         doc.clear()
         cursor = QTextCursor(doc)
         cursor.beginEditBlock()
+        return cursor
+
+    def show_row(self, row: int, label: str, view: RowView) -> None:
+        """Paint one rendered row; ``label`` says where it is (e.g. 'line 12')."""
+        cursor = self._begin(row, view)
         _paint(cursor, view)
         cursor.endEditBlock()
         self.text.moveCursor(QTextCursor.MoveOperation.Start)
@@ -112,13 +117,7 @@ class PreviewView(QWidget):
 
     def show_pair(self, row: int, label: str, view: PairView) -> None:
         """Paint a preference pair: the prompt both answers share, then each answer as the loss sees it."""
-        self.view = view
-        self.row = row
-        self.part_ranges = {}
-        doc = self.text.document()
-        doc.clear()
-        cursor = QTextCursor(doc)
-        cursor.beginEditBlock()
+        cursor = self._begin(row, view)
         max_len = view.prompt.max_len
         headings = {"prompt": (f"Prompt · {view.prompt.kept_tokens:,} tokens, shared by both answers, no loss",
                                TONE.masked)}
