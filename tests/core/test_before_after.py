@@ -192,3 +192,12 @@ def test_studio_train_prints_the_report_at_the_end(capsys):
     err = capsys.readouterr().err
     assert "before → after, on the eval split:" in err
     assert "Eval loss: 2.0000 → 1.2500" in err and "Prefers the chosen answer: 25% → 75%" in err
+
+
+@pytest.mark.parametrize(("objective", "advice"), [("dpo", "larger beta"), ("sft", "carries loss")])
+def test_a_fall_in_answers_that_stop_is_a_warning_with_what_to_do(objective, advice):
+    fell = {"eos_share": {"before": 0.875, "after": 0.125}}
+    [line] = before_after.warnings(fell, objective)
+    assert "88% → 12%" in line and advice in line
+    assert before_after.warnings({"eos_share": {"before": 0.875, "after": 0.75}}, objective) == []
+    assert before_after.warnings({"eos_share": {"after": 0.0}}, objective) == []

@@ -160,6 +160,26 @@ def report_lines(rep: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+# A fall in the share of answers that end with EOS by this much (of all answers) is worth a warning: the
+# run made the model worse at something the eval loss does not show.
+EOS_DROP = 0.25
+
+
+def warnings(rep: dict[str, dict[str, float]], objective: str) -> list[str]:
+    """What the report shows got worse in a way the curves hide, with what to do about it."""
+    row = rep.get("eos_share") or {}
+    before, after = row.get("before"), row.get("after")
+    if before is None or after is None or before - after < EOS_DROP:
+        return []
+    line = f"Answers end with EOS less often than before training ({before:.0%} → {after:.0%} of the eval prompts)"
+    if objective != "sft":
+        return [line + ": preference training pushed down the end-of-turn both answers share. Try the "
+                f"{objective.upper()} recipe's learning rate, a larger beta (stays closer to the start), or start "
+                "from an SFT adapter (--start-from)."]
+    return [line + ": check that the end-of-turn token carries loss (`studio validate --model`), or lower the "
+            "learning rate."]
+
+
 def run_report(run_dir: Any, after: dict[str, float | int], eval_after: float | None, *,
                next_token_loss: bool) -> dict[str, dict[str, float]]:
     """The report of a finished run: its "before" side read back from the journal (so a resumed run is

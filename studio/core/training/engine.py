@@ -411,6 +411,8 @@ def _train(cfg: RunConfig, run_dir: Path, send: Emit, control: Control, resume: 
     state["eos"] = {k: after[k] for k in ("eos_share", "eos_checked", "eos_limit") if k in after}
     state["before_after"] = {} if not trainer.is_world_process_zero() else before_after.run_report(
         run_dir, after, state["eval"] if state["eval_step"] > 0 else None, next_token_loss=not prefer)
+    for line in before_after.warnings(state["before_after"], cfg.objective):
+        send(Log(level="warning", message=line))
     send(StateChanged(state="saving", detail="Saving adapter" if cfg.method != "full" else "Saving model"))
     out_name = runs.ADAPTER_DIR if cfg.method != "full" else "model"
     adapter_dir = run_dir / out_name
