@@ -51,6 +51,22 @@ def _cfg(model_dir, train_file, eval_file=None, **over) -> RunConfig:
     return apply_overrides(RunConfig(), base)
 
 
+def _trainers_made(monkeypatch) -> list:
+    """The TRL trainers ``preference.build_trainer`` makes from here on, for a test to look inside."""
+    from studio.core.training import preference
+
+    made: list = []
+    real = preference.build_trainer
+
+    def spy(*a, **kw):
+        trainer, collator = real(*a, **kw)
+        made.append(trainer)
+        return trainer, collator
+
+    monkeypatch.setattr(preference, "build_trainer", spy)
+    return made
+
+
 @pytest.mark.parametrize("objective", ["dpo", "orpo"])
 def test_preference_run_journals_rewards_and_registers(objective, tiny_model_dir, pair_files, tmp_path):
     seen = []
@@ -80,17 +96,8 @@ def test_preference_run_journals_rewards_and_registers(objective, tiny_model_dir
 
 def test_dpo_reference_is_the_base_with_the_adapter_off(tiny_model_dir, pair_files, monkeypatch, tmp_path):
     """No second model: TRL's ref_model stays None and the adapter is switched off for the reference pass."""
-    from studio.core.training import preference
 
-    made = []
-    real = preference.build_trainer
-
-    def spy(*a, **kw):
-        trainer, collator = real(*a, **kw)
-        made.append(trainer)
-        return trainer, collator
-
-    monkeypatch.setattr(preference, "build_trainer", spy)
+    made = _trainers_made(monkeypatch)
     train(_cfg(tiny_model_dir, pair_files[0], **{"training.max_steps": 1}), run_dir=tmp_path / "r")
     [trainer] = made
     assert trainer.ref_model is None
@@ -165,17 +172,8 @@ def test_qlora_preference_run_trains_on_a_4bit_base(objective, wide_base, pair_f
     journal carries rewards, and the adapter is saved and registered as a QLoRA entry."""
     import bitsandbytes as bnb
 
-    from studio.core.training import preference
 
-    made = []
-    real = preference.build_trainer
-
-    def spy(*a, **kw):
-        trainer, collator = real(*a, **kw)
-        made.append(trainer)
-        return trainer, collator
-
-    monkeypatch.setattr(preference, "build_trainer", spy)
+    made = _trainers_made(monkeypatch)
     cfg = _cfg(wide_base, *pair_files, objective=objective, method="qlora", **{"training.max_steps": 2})
     result = train(cfg, run_dir=tmp_path / "r")
     assert result.status == "completed", result.reason

@@ -15,6 +15,26 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _merged_and_adapter_logits(merged_dir, base_dir, adapter_dir, question: str):
+    """Logits of the merged folder, of base + adapter (PEFT, unmerged) and of the base alone, on one chat
+    prompt rendered with the merged folder's own tokenizer and template (which must be there)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(merged_dir)
+    assert tok.chat_template
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    reference = PeftModel.from_pretrained(base, adapter_dir).eval()
+    ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        merged_logits, adapter_logits = merged(**ids).logits, reference(**ids).logits
+        with reference.disable_adapter():
+            base_logits = reference(**ids).logits
+    return merged_logits, adapter_logits, base_logits
+
+
 def test_gguf_conversion_is_a_plain_hf_folder(bundled_model_dir):
     cfg = json.loads((bundled_model_dir / "config.json").read_text())
     assert cfg["model_type"] == "llama" and "quantization_config" not in cfg
@@ -65,24 +85,10 @@ def test_train_merge_reload_matches_adapter(bundled_model_dir, demo_train, tmp_p
     report = export_model(result.adapter_dir, out, merge=True, dtype="float32")
     assert report.passed, report.summary()
 
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(out)
-    assert tok.chat_template
-    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-    base = AutoModelForCausalLM.from_pretrained(bundled_model_dir, dtype=torch.float32)
-    reference = PeftModel.from_pretrained(base, result.adapter_dir).eval()
-    msgs = [{"role": "user", "content": "What is the capital of Peru?"}]
-    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        a = merged(**ids).logits
-        b = reference(**ids).logits
+    a, b, c = _merged_and_adapter_logits(out, bundled_model_dir, result.adapter_dir, "What is the capital of Peru?")
     rel = (a - b).abs().max() / b.abs().max()
     assert rel < 1e-4, f"merged logits differ from base+adapter by {rel:.2e} (relative)"
     # And the adapter really changed the model: merged != base without the adapter.
-    with torch.no_grad(), reference.disable_adapter():
-        c = reference(**ids).logits
     assert (a - c).abs().max() / c.abs().max() > 1e-3
 
 
@@ -155,20 +161,7 @@ def test_dpo_on_demo_pairs_merges_and_reloads(bundled_model_dir, tmp_path):
     record = json.loads((out / "studio_export.json").read_text())
     assert record["status"] == "passed", record["equivalence"]
 
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(out)
-    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-    base = AutoModelForCausalLM.from_pretrained(bundled_model_dir, dtype=torch.float32)
-    reference = PeftModel.from_pretrained(base, entry.adapter_dir).eval()
-    msgs = [{"role": "user", "content": "What is the plural of 'mouse'?"}]
-    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        a = merged(**ids).logits
-        b = reference(**ids).logits
-        with reference.disable_adapter():
-            c = reference(**ids).logits
+    a, b, c = _merged_and_adapter_logits(out, bundled_model_dir, entry.adapter_dir, "What is the plural of 'mouse'?")
     rel = (a - b).abs().max() / b.abs().max()
     assert rel < 1e-4, f"merged logits differ from base+adapter by {rel:.2e} (relative)"
     assert (a - c).abs().max() / c.abs().max() > 1e-4  # and the DPO adapter is really in the merge
