@@ -43,7 +43,7 @@ def entries(adapters):
     a = registry.register_adapter(adapters[0], {"metrics": {"eval_loss": 1.5, "train_loss": 1.7, "before_after": report},
                                                 "dataset_fingerprint": "sha256:feed", "run_dir": "/runs/alpha-run",
                                                 "config": {"method": "lora", "lora": {"r": 4}}}, name="alpha")
-    b = registry.register_adapter(adapters[1], {"metrics": {"eval_loss": 0.9}}, name="beta")
+    b = registry.register_adapter(adapters[1], {"metrics": {"eval_loss": 0.9}, "objective": "dpo"}, name="beta")
     return a, b
 
 
@@ -90,6 +90,11 @@ def test_lists_entries_with_lineage_details(pane, entries, base):
 
 
 def test_search_filters_rows(pane):
+    # A preference adapter says so in its Method column, and a search for its objective finds it.
+    methods = {pane.table.entry_at(r).name: pane.table.item(r, 2).text() for r in pane.table.visible_rows()}
+    assert methods == {"alpha": "LoRA", "beta": "DPO on LoRA"}
+    pane.search.setText("dpo")
+    assert _names(pane) == ["beta"]
     pane.search.setText("alp")
     assert _names(pane) == ["alpha"] and pane.count_label.text() == "1 of 2"
     pane.search.setText("lora tiny-llama")  # every word must match somewhere (method, base)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from studio.core.errors import StudioError
-from studio.core.formatting import format_bytes, method_label
+from studio.core.formatting import format_bytes, run_method_label
 from studio.core.library.registry import LibraryEntry
 from studio.core.models.folder import has_config
 from studio.core.models.identity import BaseIdentity, cached_identity, identity_change
@@ -81,7 +81,7 @@ def lineage_html(entry: LibraryEntry, status: tuple[str, str]) -> str:
     colour, words = status
     rows = [
         _row("Name", f"<b>{esc(entry.name)}</b> <span style='color:{TONE.note}'>({esc(entry.id)})</span>"),
-        _row("Method", esc(method_label(entry.method)) + (" — a full model (no adapter; exports without a merge)"
+        _row("Method", esc(run_method_label(entry.method, entry.objective)) + (" — a full model (no adapter; exports without a merge)"
                                                      if entry.is_full_model else "")),
         _row("Created", esc(entry.created.replace("T", " "))),
         _row("Size", format_bytes(entry.size_bytes, 1)),

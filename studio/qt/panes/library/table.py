@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from studio.core.formatting import format_bytes, method_label
+from studio.core.formatting import format_bytes, run_method_label
 from studio.core.library.registry import LibraryEntry
 
 COLUMNS = ("Name", "Base model", "Method", "Eval loss", "Created", "Size")
@@ -53,7 +53,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
     return [
         (e.name, e.name.lower()),
         (Path(e.base_model).name or "—", (Path(e.base_model).name or "").lower()),
-        (method_label(e.method), e.method),
+        (run_method_label(e.method, e.objective), run_method_label(e.method, e.objective)),
         ("—" if loss is None else f"{loss:.4f}", loss),
         (e.created[:16].replace("T", " "), e.created),
         (format_bytes(e.size_bytes, 1), e.size_bytes),
@@ -61,7 +61,7 @@ def _row_values(e: LibraryEntry) -> list[tuple[str, Any]]:
 
 
 def _search_text(e: LibraryEntry) -> str:
-    return " ".join((e.name, e.base_model, e.method, e.kind, e.dataset_fingerprint, e.run_dir, e.id)).lower()
+    return " ".join((e.name, e.base_model, e.method, e.objective, e.kind, e.dataset_fingerprint, e.run_dir, e.id)).lower()
 
 
 class AdapterTable(QTableWidget):

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.formatting import format_bytes, method_label
+from studio.core.formatting import format_bytes, run_method_label
 from studio.core.library import registry
 from studio.qt.errors import show_error
 
@@ -59,7 +59,7 @@ class TrashDialog(QDialog):
     def reload(self) -> None:
         self.list.clear()
         for e in registry.list_trash():
-            item = QListWidgetItem(f"{e.name}    ·  {method_label(e.method)}  ·  {format_bytes(e.size_bytes, 1)}  ·  {e.created[:16].replace('T', ' ')}")
+            item = QListWidgetItem(f"{e.name}    ·  {run_method_label(e.method, e.objective)}  ·  {format_bytes(e.size_bytes, 1)}  ·  {e.created[:16].replace('T', ' ')}")
             item.setData(Qt.ItemDataRole.UserRole, e.id)
             item.setToolTip(str(e.path))
             self.list.addItem(item)

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.formatting import format_seconds, method_label
+from studio.core.formatting import format_seconds, run_method_label
 from studio.core.library.playground import Generation
 from studio.core.library.registry import LibraryEntry
 
@@ -81,7 +81,7 @@ class ColumnView(QFrame):
             loss = e.metrics.get("eval_loss")
             self.choice.addItem(e.name, e.id)
             self.choice.setItemData(self.choice.count() - 1,
-                                    f"{e.name} · {method_label(e.method)}" + (f" · eval loss {loss:.4f}" if isinstance(loss, float) else ""),
+                                    f"{e.name} · {run_method_label(e.method, e.objective)}" + (f" · eval loss {loss:.4f}" if isinstance(loss, float) else ""),
                                     Qt.ItemDataRole.ToolTipRole)
         index = self.choice.findData(keep) if keep else 0
         self.choice.setCurrentIndex(max(0, index))
